@@ -1,0 +1,47 @@
+"""Which release this build plays.
+
+The variant comes from ``CODEFRAME_MINI_VARIANT`` if set, else from the ``VARIANT`` file
+next to this module (so a fixture git repository can hold one commit per variant).
+
+Good variants: ``v1``, ``v2`` (adds a column), ``v3`` (drops and recreates a table, as
+one CodeFRAME migration once did: data is lost).
+Broken variants, each a failure slipway must survive:
+``crash`` (exits at start), ``health500`` (``/health`` answers 500), ``dbfail`` (the DB
+health check fails), ``slow`` (listens only after ``CODEFRAME_MINI_SLOW_SECONDS``,
+default 120), ``migration-error`` (a migration raises), ``ws-refused`` (WebSocket
+refused), ``frontend-build-fail`` (``npm run build`` fails).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+GOOD = ("v1", "v2", "v3")
+BROKEN = (
+    "crash",
+    "health500",
+    "dbfail",
+    "slow",
+    "migration-error",
+    "ws-refused",
+    "frontend-build-fail",
+)
+
+
+def current() -> str:
+    value = os.environ.get("CODEFRAME_MINI_VARIANT")
+    if not value:
+        value = (Path(__file__).with_name("VARIANT")).read_text(encoding="utf-8").strip()
+    if value not in GOOD + BROKEN:
+        raise SystemExit(f"codeframe-mini: unknown variant {value!r}")
+    return value
+
+
+def schema_level(variant: str) -> int:
+    """How many migrations this variant ships. Broken variants build on v1."""
+    if variant == "v3":
+        return 3
+    if variant in ("v2", "migration-error"):
+        return 2
+    return 1

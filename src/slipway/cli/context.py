@@ -1,0 +1,20 @@
+"""Helpers shared by the commands: loading the configuration the user pointed at, output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from slipway.config import LoadedConfig, load_config
+
+
+def loaded_config(ctx: click.Context) -> LoadedConfig:
+    path = ctx.obj.get("config_path") if ctx.obj else None
+    return load_config(Path(path) if path else None)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))

@@ -1,0 +1,123 @@
+"""Entry point: the root command group, global options and error handling.
+
+Subcommands live one per module and are imported lazily (startup stays fast, and a
+broken optional dependency only breaks the command that uses it).
+
+Exit codes (also in ``slipway --help``):
+  0  success
+  1  the operation failed (a deploy failed and was rolled back, a check failed)
+  2  bad usage or invalid configuration
+  3  another deploy holds the environment's lock
+  130  interrupted
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from slipway import __version__
+from slipway.errors import SlipwayError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module, short help shown in `slipway --help`)
+    "check": ("slipway.cli.check", "Validate the configuration and summarise each environment."),
+    "init": ("slipway.cli.init", "Write a commented starter slipway.toml for this repository."),
+    "schema": ("slipway.cli.schema", "Print the configuration's JSON Schema."),
+}
+
+EPILOG = """\b
+Exit codes:
+  0    success
+  1    the operation failed (for a deploy: it was rolled back)
+  2    bad usage or invalid configuration
+  3    another deploy holds the environment's lock
+  130  interrupted
+
+\b
+Examples:
+  slipway check                 validate slipway.toml and show every environment
+  slipway check production      show one environment
+  slipway check --json          the same, for scripts
+"""
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when they run or show help."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(COMMANDS[cmd_name][0])
+        command: click.Command = module.command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="SLIPWAY_CONFIG",
+    help="Configuration file (default: slipway.toml, or [tool.slipway] in pyproject.toml,"
+    " found from the current directory upwards).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--no-color", is_flag=True, envvar="NO_COLOR", help="Never use colours.")
+@click.version_option(__version__, prog_name="slipway")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, debug: bool, no_color: bool) -> None:
+    """slipway deploys FastAPI + Next.js + SQLite apps to your own servers:
+    zero-downtime, database backed up first, health-gated, rolled back on failure.
+
+    Run a command with --help to learn it, e.g. `slipway check --help`.
+    """
+    ctx.obj = {"config_path": config_path, "debug": debug, "no_color": no_color}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and map errors to one readable line and a documented exit code."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="slipway", standalone_mode=False)
+    except SlipwayError as exc:
+        if debug:
+            traceback.print_exc()
+        _print_error(exc.message, exc.hint)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    return 0
+
+
+def _print_error(message: str, hint: str | None) -> None:
+    click.echo(f"error: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+
+
+def exit_with(code: int) -> Any:
+    """Leave a command with ``code`` without an error message (e.g. a failed check)."""
+    raise click.exceptions.Exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

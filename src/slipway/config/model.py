@@ -1,0 +1,344 @@
+"""The configuration model: what an app is made of and where each environment runs.
+
+The model is strict on purpose: unknown keys are errors (a typo like ``prots`` must not
+silently fall back to a default port), every string that ends up on a command line is
+checked against a conservative pattern, and ports are whole numbers in range. The design's
+environments (development, staging, production) come with the design's defaults, applied
+in :mod:`slipway.config.defaults` before validation, so a two-line environment is valid.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import PurePosixPath
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
+
+# --- constrained scalar types -------------------------------------------------------
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+_ENV_KEY_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_BRANCH_RE = re.compile(r"^(?!.*\.\.)(?!/)(?!.*//)[A-Za-z0-9._/*-]{1,100}(?<!/)(?<!\.lock)$")
+_HOST_RE = re.compile(
+    r"^(?:(?P<user>[a-z_][a-z0-9_-]{0,31})@)?"
+    r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+    r"(?::(?P<port>[0-9]{1,5}))?$"
+)
+
+
+def _check_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            "must be lowercase letters, digits and '-', starting with a letter (at most 40)"
+        )
+    return value
+
+
+def _check_env_key(value: str) -> str:
+    if not _ENV_KEY_RE.match(value):
+        raise ValueError("must be an environment variable name like API_KEY (A-Z, 0-9, _)")
+    return value
+
+
+def _check_branch(value: str) -> str:
+    if not _BRANCH_RE.match(value):
+        raise ValueError(
+            "must be a git branch name or pattern (letters, digits, '.', '_', '-', '/', '*';"
+            " no '..', spaces or shell characters)"
+        )
+    return value
+
+
+def _check_relative_path(value: str) -> str:
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or ".." in path.parts or "\x00" in value:
+        raise ValueError("must be a relative path inside the project, without '..'")
+    if "\n" in value:
+        raise ValueError("must not contain a newline")
+    return value
+
+
+def _check_absolute_path(value: str) -> str:
+    path = PurePosixPath(value)
+    if not path.is_absolute() or ".." in path.parts or "\x00" in value or "\n" in value:
+        raise ValueError("must be an absolute path without '..' (for example /srv/codeframe)")
+    return value
+
+
+def _check_port(value: object) -> int:
+    # bool is an int subclass in Python; `port = true` is a mistake, not port 1.
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError("must be an integer from 1 to 65535")
+    return value
+
+
+def _check_number(value: object) -> object:
+    # TOML has real numbers; "5" or true where a number belongs is a mistake to report.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+EnvKey = Annotated[str, AfterValidator(_check_env_key)]
+Branch = Annotated[str, AfterValidator(_check_branch)]
+RelativePath = Annotated[str, AfterValidator(_check_relative_path)]
+AbsolutePath = Annotated[str, AfterValidator(_check_absolute_path)]
+Port = Annotated[int, BeforeValidator(_check_port)]
+Number = Annotated[float, BeforeValidator(_check_number)]
+Argv = Annotated[list[str], Field(min_length=1)]
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors, values are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- enums ----------------------------------------------------------------------------
+
+
+class ProcessKind(StrEnum):
+    PYTHON = "python"
+    NODE = "node"
+
+
+class HealthLevel(StrEnum):
+    NONE = "none"
+    BASIC = "basic"
+    COMPREHENSIVE = "comprehensive"
+
+
+class DeployTrigger(StrEnum):
+    NONE = "none"
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
+class Strategy(StrEnum):
+    DIRECT = "direct"
+    RESTART = "restart"
+    BLUE_GREEN = "blue-green"
+
+
+class ProcessManagerName(StrEnum):
+    NONE = "none"
+    PM2 = "pm2"
+
+
+# --- the app ----------------------------------------------------------------------------
+
+
+class ProjectConfig(Strict):
+    name: Name = Field(description="Short name; PM2 apps are named <name>-<env>-<process>.")
+    repository: str = Field(
+        default=".",
+        description="Git repository to deploy from: a path (relative to this file) or a URL.",
+    )
+
+
+class ProcessConfig(Strict):
+    """One long-running process of the app (the backend or the frontend)."""
+
+    kind: ProcessKind = Field(description="python: installed with uv; node: with npm.")
+    workdir: RelativePath = Field(default=".", description="Directory inside the repository.")
+    requirements: RelativePath | None = Field(
+        default=None, description="Lock file the python kind installs (e.g. requirements.lock)."
+    )
+    install: Argv | None = Field(default=None, description="Install command (argv).")
+    build: Argv | None = Field(default=None, description="Build command (argv), if any.")
+    start: Argv = Field(description="Start command (argv). Placeholders: {port}, {host}, {python}.")
+    port: Literal["backend", "frontend"] = Field(
+        description="Which of the environment's ports this process listens on."
+    )
+    port_env: EnvKey | None = Field(
+        default=None, description="Environment variable that also carries the port."
+    )
+    build_env: dict[EnvKey, str] = Field(
+        default_factory=dict,
+        description=(
+            "Variables fixed at build time (Next.js NEXT_PUBLIC_*). Placeholders:"
+            " {host}, {backend_port}, {frontend_port}."
+        ),
+    )
+    health_path: str = Field(default="/", pattern=r"^/[A-Za-z0-9._~/-]*$")
+    drain_seconds: Number = Field(default=5.0, gt=0, le=300)
+
+
+class HttpCheck(Strict):
+    name: Name
+    process: Literal["backend", "frontend"] = "backend"
+    path: str = Field(pattern=r"^/[A-Za-z0-9._~/?=&-]*$")
+    expect_status: StrictInt = Field(default=200, ge=100, le=599)
+    expect_json: dict[str, str | int | bool] = Field(default_factory=dict)
+    expect_text: str | None = None
+
+
+class WebSocketCheck(Strict):
+    name: Name = "websocket"
+    path: str = Field(default="/ws", pattern=r"^/[A-Za-z0-9._~/-]*$")
+    send: str = '{"type": "ping"}'
+    expect_text: str = "pong"
+
+
+class HealthConfig(Strict):
+    """Which checks each level runs; the gate needs `passes` passes in a row in time."""
+
+    basic: list[HttpCheck] = Field(default_factory=list)
+    comprehensive: list[HttpCheck] = Field(default_factory=list)
+    websocket: WebSocketCheck | None = None
+    passes: StrictInt = Field(default=3, ge=1, le=100)
+    interval_seconds: Number = Field(default=1.0, gt=0, le=60)
+    deadline_seconds: Number = Field(default=60.0, gt=0, le=3600)
+    timeout_seconds: Number = Field(default=5.0, gt=0, le=120)
+
+
+# --- environments --------------------------------------------------------------------
+
+
+class Ports(Strict):
+    backend: Port
+    frontend: Port
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Ports:
+        if self.backend == self.frontend:
+            raise ValueError("backend and frontend must use different ports")
+        return self
+
+
+class SshConfig(Strict):
+    key: str | None = Field(default=None, description="Private key file (default: agent).")
+    known_hosts: str | None = Field(
+        default=None, description="known_hosts file (default ~/.ssh/known_hosts)."
+    )
+    verify_host_keys: StrictBool = Field(
+        default=True, description="Never turn this off outside a throwaway test."
+    )
+    connect_timeout_seconds: Number = Field(default=10.0, gt=0, le=300)
+
+
+class BackupConfig(Strict):
+    enabled: StrictBool = True
+    retention_days: StrictInt = Field(default=30, ge=1, le=3650)
+    keep_last: StrictInt = Field(default=5, ge=1, le=1000)
+    path: str | None = Field(
+        default=None, description="Backup directory on the host (default <root>/<env>/backups)."
+    )
+
+
+class HostSpec(Strict):
+    """A parsed host: ``local`` or ``user@host:port``."""
+
+    local: bool
+    user: str | None = None
+    address: str | None = None
+    port: int = 22
+
+    def __str__(self) -> str:
+        if self.local:
+            return "local"
+        user = f"{self.user}@" if self.user else ""
+        return f"{user}{self.address}:{self.port}"
+
+
+def parse_host(value: str) -> HostSpec:
+    """Parse ``local`` or ``[user@]host[:port]``; anything else is a ValueError."""
+    if value == "local":
+        return HostSpec(local=True)
+    match = _HOST_RE.match(value)
+    if not match:
+        raise ValueError("must be 'local' or 'user@host:port' (e.g. deploy@10.0.0.5:22)")
+    port = int(match["port"]) if match["port"] else 22
+    _check_port(port)
+    return HostSpec(local=False, user=match["user"], address=match["host"], port=port)
+
+
+def _check_host(value: str) -> str:
+    parse_host(value)
+    return value
+
+
+Host = Annotated[str, AfterValidator(_check_host)]
+
+
+class EnvironmentConfig(Strict):
+    branches: list[Branch] = Field(default_factory=list)
+    deploy: DeployTrigger = DeployTrigger.MANUAL
+    hosts: list[Host] = Field(default_factory=lambda: ["local"])
+    root: AbsolutePath | None = Field(
+        default=None, description="Deploy root on each host; required unless deploy = 'none'."
+    )
+    env_file: RelativePath | None = Field(default=None, description="e.g. .env.staging")
+    required_env: list[EnvKey] = Field(default_factory=list)
+    database: RelativePath
+    ports: Ports
+    process_manager: ProcessManagerName = ProcessManagerName.PM2
+    health: HealthLevel = HealthLevel.BASIC
+    strategy: Strategy = Strategy.RESTART
+    keep_releases: StrictInt = Field(default=5, ge=2, le=100)
+    approval: StrictBool = Field(default=False, description="A manual approval gates this deploy.")
+    ssh: SshConfig = Field(default_factory=SshConfig)
+    backups: BackupConfig = Field(default_factory=lambda: BackupConfig(enabled=False))
+    hooks: HooksConfig = Field(default_factory=lambda: HooksConfig())
+
+    @model_validator(mode="after")
+    def _deployable(self) -> EnvironmentConfig:
+        if self.deploy is not DeployTrigger.NONE and self.root is None:
+            raise ValueError("'root' is required for an environment that is deployed")
+        if len(set(self.hosts)) != len(self.hosts):
+            raise ValueError("hosts must not repeat")
+        return self
+
+    def parsed_hosts(self) -> list[HostSpec]:
+        return [parse_host(h) for h in self.hosts]
+
+
+class HooksConfig(Strict):
+    pre_deploy: list[Argv] = Field(default_factory=list)
+    post_deploy: list[Argv] = Field(default_factory=list)
+
+
+EnvironmentConfig.model_rebuild()
+
+
+class SlipwayConfig(Strict):
+    """The whole ``slipway.toml`` (or ``[tool.slipway]`` of ``pyproject.toml``)."""
+
+    project: ProjectConfig
+    processes: dict[Literal["backend", "frontend"], ProcessConfig]
+    environments: dict[Name, EnvironmentConfig]
+    health: HealthConfig = Field(default_factory=HealthConfig)
+
+    @model_validator(mode="after")
+    def _processes_cover_ports(self) -> SlipwayConfig:
+        if "backend" not in self.processes:
+            raise ValueError("processes.backend is required")
+        for name, process in self.processes.items():
+            if process.port != name:
+                raise ValueError(f"processes.{name}.port must be {name!r}")
+        return self
+
+    def environment(self, name: str) -> EnvironmentConfig:
+        """The named environment, or a UsageError listing the known ones."""
+        from slipway.errors import UsageError
+
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(sorted(self.environments)) or "none"
+            raise UsageError(
+                f"unknown environment {name!r}",
+                hint=f"environments in this configuration: {known}",
+            ) from None

@@ -1,0 +1,72 @@
+"""Secrets that cannot leak by accident.
+
+A :class:`Secret` prints as ``*****`` in ``str``, ``repr`` and f-strings; only
+:meth:`Secret.reveal` gives the value, so every place that needs the raw value is
+greppable. A :class:`Masker` knows every secret value in play and scrubs them out of any
+text (command output, error messages, notifications, audit lines) before it leaves the
+process.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+MASK = "*****"
+
+# Values shorter than this are not masked: masking "1" or "on" would mangle all output,
+# and such values are not secrets worth the name.
+MIN_SECRET_LENGTH = 4
+
+
+class Secret:
+    """A string whose value is never shown unless :meth:`reveal` is called."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+class Masker:
+    """Replaces every registered secret value in a text with ``*****``."""
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self.add(*values)
+
+    def add(self, *values: str | Secret) -> None:
+        for value in values:
+            raw = value.reveal() if isinstance(value, Secret) else value
+            if len(raw) >= MIN_SECRET_LENGTH:
+                self._values.add(raw)
+        # Longest first so a secret that contains another is masked whole.
+        ordered = sorted(self._values, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
+
+    def __call__(self, text: str) -> str:
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(MASK, text)
+
+    def __len__(self) -> int:
+        return len(self._values)

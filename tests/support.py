@@ -1,0 +1,46 @@
+"""Small helpers for tests that start real processes: free ports, waiting for HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_APP = ROOT / "examples" / "codeframe-mini"
+TOOLS_BIN = ROOT / "tools" / "node_modules" / ".bin"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, deadline: float = 20.0, status: int = 200) -> httpx.Response:
+    end = time.monotonic() + deadline
+    last: object = None
+    while time.monotonic() < end:
+        try:
+            response = httpx.get(url, timeout=2.0)
+            if response.status_code == status:
+                return response
+            last = response.status_code
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer {status} within {deadline}s (last: {last!r})")
+
+
+def require_binary(name: str, path: str | None = None) -> str:
+    """The binary's path, or skip with the reason (the CI hook fails skipped integrations)."""
+    found = shutil.which(name, path=path or os.environ.get("PATH"))
+    if found is None:
+        pytest.skip(f"needs {name!r} on PATH (install it, or run `make test`)")
+    return found

@@ -1,0 +1,138 @@
+"""The CLI's foundation commands: check, init, schema, help and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import EXAMPLE_APP
+
+from slipway.cli.main import main
+
+EXAMPLE_CONFIG = EXAMPLE_APP / "slipway.toml"
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_prints_a_summary_of_every_environment(capsys):
+    code, out, _ = run(["--config", str(EXAMPLE_CONFIG), "check"], capsys)
+    assert code == 0
+    assert out.startswith(f"{EXAMPLE_CONFIG}: valid\n")
+    assert "ports:      backend 14200, frontend 14100" in out
+    assert "ports:      backend 8200, frontend 8100" in out
+    assert "deploy:     manual (approval required); branches main" in out
+    assert "backups:    before each deploy, kept 30 days (at least the last 5)" in out
+
+
+def test_check_one_environment_as_json(capsys):
+    code, out, _ = run(["--config", str(EXAMPLE_CONFIG), "check", "production", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert list(data["environments"]) == ["production"]
+    assert data["environments"]["production"]["ports"] == {"backend": 8200, "frontend": 8100}
+    assert data["environments"]["production"]["strategy"] == "blue-green"
+
+
+def test_unknown_environment_is_usage_error_with_hint(capsys):
+    code, _, err = run(["--config", str(EXAMPLE_CONFIG), "check", "prod"], capsys)
+    assert code == 2
+    assert err == (
+        "error: unknown environment 'prod'\n"
+        "hint: environments in this configuration: development, production, staging\n"
+    )
+
+
+def test_invalid_config_prints_every_issue_without_traceback(tmp_path: Path, capsys):
+    bad = tmp_path / "slipway.toml"
+    text = EXAMPLE_CONFIG.read_text().replace(
+        'root = "/srv/codeframe-mini"', "root = 'relative'", 1
+    )
+    bad.write_text(text.replace('kind = "python"', 'kind = "ruby"'))
+    code, out, err = run(["--config", str(bad), "check"], capsys)
+    assert code == 2
+    assert out == ""
+    assert "2 configuration errors" in err
+    assert "processes.backend.kind: must be 'python' or 'node'" in err
+    assert "environments.staging.root: must be an absolute path" in err
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(tmp_path: Path, capsys):
+    code, _, err = run(["--debug", "--config", str(tmp_path / "none.toml"), "check"], capsys)
+    assert code == 2
+    assert "Traceback" in err
+    assert "file not found" in err
+
+
+def test_example_config_is_exactly_what_init_writes(tmp_path: Path, capsys):
+    for name in ("pyproject.toml",):
+        shutil.copy(EXAMPLE_APP / name, tmp_path / name)
+    (tmp_path / "web-ui").mkdir()
+    shutil.copy(EXAMPLE_APP / "web-ui" / "package.json", tmp_path / "web-ui" / "package.json")
+    code, out, _ = run(["init", "--dir", str(tmp_path)], capsys)
+    assert code == 0
+    assert "wrote" in out
+    assert (tmp_path / "slipway.toml").read_text() == EXAMPLE_CONFIG.read_text()
+    code, _, err = run(["init", "--dir", str(tmp_path)], capsys)
+    assert code == 2
+    assert "already exists" in err and "--force" in err
+    assert run(["init", "--dir", str(tmp_path), "--force"], capsys)[0] == 0
+
+
+def test_init_detects_codeframe_layout(tmp_path: Path, capsys):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "codeframe"\n')
+    (tmp_path / "codeframe" / "ui").mkdir(parents=True)
+    (tmp_path / "codeframe" / "ui" / "server.py").write_text("")
+    code, out, _ = run(["init", "--dir", str(tmp_path)], capsys)
+    assert code == 0
+    assert "no web-ui/package.json found" in out
+    text = (tmp_path / "slipway.toml").read_text()
+    assert '"-m", "codeframe.ui.server"' in text
+    assert 'name = "codeframe"' in text
+
+
+def test_init_rejects_broken_pyproject(tmp_path: Path, capsys):
+    (tmp_path / "pyproject.toml").write_text("[project\n")
+    code, _, err = run(["init", "--dir", str(tmp_path)], capsys)
+    assert code == 2
+    assert "not valid TOML" in err
+
+
+def test_schema_is_json_schema_with_every_section(capsys):
+    code, out, _ = run(["schema"], capsys)
+    assert code == 0
+    schema = json.loads(out)
+    assert schema["$schema"].endswith("2020-12/schema")
+    assert set(schema["properties"]) == {"project", "processes", "environments", "health"}
+    assert schema["additionalProperties"] is False
+
+
+def test_help_teaches_commands_and_exit_codes(capsys):
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    for word in ("check", "init", "schema", "Exit codes:", "3    another deploy holds"):
+        assert word in out
+
+
+def test_unknown_command_is_exit_2(capsys):
+    code, _, err = run(["nope"], capsys)
+    assert code == 2
+    assert "No such command" in err
+
+
+def test_console_script_runs_and_reports_version():
+    exe = Path(sys.executable).with_name("slipway")
+    result = subprocess.run(
+        [str(exe), "--version"], capture_output=True, text=True, check=False, env=os.environ
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == "slipway, version 0.1.0"

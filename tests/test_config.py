@@ -1,0 +1,359 @@
+"""Configuration: the design's defaults, and exact errors for broken files."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slipway.config import load_config, validate_config
+from slipway.config.model import HealthLevel, Strategy, parse_host
+from slipway.config.starter import Detected, render_starter
+from slipway.errors import ConfigError
+
+STARTER = render_starter(
+    Detected(name="codeframe", module="codeframe.ui.server", has_frontend=True)
+)
+
+
+def base() -> dict[str, Any]:
+    return copy.deepcopy(tomllib.loads(STARTER))
+
+
+def errors_of(raw: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        validate_config(raw)
+    return [issue.render() for issue in info.value.issues]
+
+
+def test_starter_is_valid_and_carries_the_design_defaults():
+    config = validate_config(base())
+    dev, staging, prod = (config.environments[n] for n in ("development", "staging", "production"))
+    assert (dev.ports.backend, dev.ports.frontend) == (8000, 3000)
+    assert dev.database == ".codeframe/state.db"
+    assert dev.deploy.value == "none"
+    assert (staging.ports.backend, staging.ports.frontend) == (14200, 14100)
+    assert staging.database == "staging/.codeframe/state.db"
+    assert staging.branches == ["staging", "development"]
+    assert staging.deploy.value == "automatic"
+    assert staging.env_file == ".env.staging"
+    assert staging.health is HealthLevel.BASIC
+    assert staging.strategy is Strategy.RESTART
+    assert (prod.ports.backend, prod.ports.frontend) == (8200, 8100)
+    assert prod.database == "production/.codeframe/state.db"
+    assert prod.branches == ["main"]
+    assert prod.approval is True
+    assert prod.health is HealthLevel.COMPREHENSIVE
+    assert prod.strategy is Strategy.BLUE_GREEN
+    assert prod.backups.enabled and prod.backups.retention_days == 30
+    assert prod.env_file == ".env.production"
+
+
+def test_user_values_override_defaults_key_by_key():
+    raw = base()
+    raw["environments"]["production"]["ports"] = {"backend": 9200}
+    config = validate_config(raw)
+    assert config.environments["production"].ports.backend == 9200
+    assert config.environments["production"].ports.frontend == 8100
+
+
+def mutate(path: str, value: Any) -> dict[str, Any]:
+    """Set (or with value DELETE, remove) a dotted path in a fresh base config."""
+    raw = base()
+    *parents, last = path.split(".")
+    node: Any = raw
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    if value is DELETE:
+        del node[last]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return raw
+
+
+DELETE = object()
+
+BROKEN: list[tuple[str, Any, str]] = [
+    (
+        "environments.production.ports.backend",
+        "8200",
+        "environments.production.ports.backend: must be an integer from 1 to 65535",
+    ),
+    (
+        "environments.production.ports.backend",
+        0,
+        "environments.production.ports.backend: must be an integer from 1 to 65535",
+    ),
+    (
+        "environments.production.ports.backend",
+        70000,
+        "environments.production.ports.backend: must be an integer from 1 to 65535",
+    ),
+    (
+        "environments.staging.ports.frontend",
+        True,
+        "environments.staging.ports.frontend: must be an integer from 1 to 65535",
+    ),
+    (
+        "environments.staging.ports.frontend",
+        14200,
+        "environments.staging.ports: backend and frontend must use different ports",
+    ),
+    (
+        "environments.staging.prots",
+        {"backend": 1},
+        "environments.staging.prots: unknown key (did you mean 'ports'?)",
+    ),
+    ("project.nmae", "x", "project.nmae: unknown key (did you mean 'name'?)"),
+    (
+        "processes.backend.strat",
+        ["x"],
+        "processes.backend.strat: unknown key (did you mean 'start'?)",
+    ),
+    (
+        "project.name",
+        "Code Frame",
+        "project.name: must be lowercase letters, digits and '-', starting with a letter (at most 40)",
+    ),
+    ("project.name", DELETE, "project.name: is required"),
+    ("processes.backend.start", [], "processes.backend.start: must not be empty"),
+    ("processes.backend.start", "python -m app", "processes.backend.start: must be a list"),
+    ("processes.backend.kind", "ruby", "processes.backend.kind: must be 'python' or 'node'"),
+    (
+        "processes.backend.workdir",
+        "../outside",
+        "processes.backend.workdir: must be a relative path inside the project, without '..'",
+    ),
+    ("processes.frontend.port", "backend", "processes.frontend.port must be 'frontend'"),
+    (
+        "processes.backend.port_env",
+        "backend-port",
+        "processes.backend.port_env: must be an environment variable name like API_KEY (A-Z, 0-9, _)",
+    ),
+    (
+        "environments.staging.hosts",
+        ["deploy@host; rm -rf /"],
+        "environments.staging.hosts[0]: must be 'local' or 'user@host:port' (e.g. deploy@10.0.0.5:22)",
+    ),
+    (
+        "environments.staging.hosts",
+        ["deploy@$(whoami):22"],
+        "environments.staging.hosts[0]: must be 'local' or 'user@host:port' (e.g. deploy@10.0.0.5:22)",
+    ),
+    (
+        "environments.staging.hosts",
+        ["deploy@host:99999"],
+        "environments.staging.hosts[0]: must be an integer from 1 to 65535",
+    ),
+    (
+        "environments.staging.hosts",
+        ["local", "local"],
+        "environments.staging: hosts must not repeat",
+    ),
+    (
+        "environments.staging.root",
+        "srv/app",
+        "environments.staging.root: must be an absolute path without '..' (for example /srv/codeframe)",
+    ),
+    (
+        "environments.staging.root",
+        "/srv/../etc",
+        "environments.staging.root: must be an absolute path without '..' (for example /srv/codeframe)",
+    ),
+    (
+        "environments.staging.root",
+        DELETE,
+        "environments.staging: 'root' is required for an environment that is deployed",
+    ),
+    (
+        "environments.staging.branches",
+        ["main branch"],
+        "environments.staging.branches[0]: must be a git branch name or pattern (letters, digits,"
+        " '.', '_', '-', '/', '*'; no '..', spaces or shell characters)",
+    ),
+    (
+        "environments.staging.branches",
+        ["x/../y"],
+        "environments.staging.branches[0]: must be a git branch name or pattern (letters, digits,"
+        " '.', '_', '-', '/', '*'; no '..', spaces or shell characters)",
+    ),
+    (
+        "environments.staging.deploy",
+        "sometimes",
+        "environments.staging.deploy: must be 'none', 'automatic' or 'manual'",
+    ),
+    (
+        "environments.staging.strategy",
+        "canary",
+        "environments.staging.strategy: must be 'direct', 'restart' or 'blue-green'",
+    ),
+    (
+        "environments.staging.keep_releases",
+        1,
+        "environments.staging.keep_releases: must be greater than or equal to 2",
+    ),
+    (
+        "environments.staging.required_env",
+        ["API KEY"],
+        "environments.staging.required_env[0]: must be an environment variable name like API_KEY"
+        " (A-Z, 0-9, _)",
+    ),
+    (
+        "environments.staging.env_file",
+        "/etc/passwd",
+        "environments.staging.env_file: must be a relative path inside the project, without '..'",
+    ),
+    (
+        "environments.staging.database",
+        "../../state.db",
+        "environments.staging.database: must be a relative path inside the project, without '..'",
+    ),
+    (
+        "environments.production.backups.retention_days",
+        0,
+        "environments.production.backups.retention_days: must be greater than or equal to 1",
+    ),
+    (
+        "environments.production.ssh.verify_host_keys",
+        "no",
+        "environments.production.ssh.verify_host_keys: must be true or false",
+    ),
+    ("environments.production.ssh", "key.pem", "environments.production.ssh: must be a table"),
+    ("health.passes", 0, "health.passes: must be greater than or equal to 1"),
+    ("health.deadline_seconds", "soon", "health.deadline_seconds: must be a number"),
+    (
+        "health.basic.0.path",
+        "health",
+        "health.basic[0].path: must match the pattern '^/[A-Za-z0-9._~/?=&-]*$'",
+    ),
+    (
+        "health.basic.0.expect_status",
+        700,
+        "health.basic[0].expect_status: must be less than or equal to 599",
+    ),
+    (
+        "environments.qa",
+        {"hosts": ["local"], "root": "/srv/x"},
+        "environments.qa.database: is required",
+    ),
+    (
+        "environments.Prod",
+        {"database": "x.db"},
+        "environments.Prod (name): must be lowercase letters, digits and '-', starting with a letter"
+        " (at most 40)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"), BROKEN, ids=[b[0] + "=" + repr(b[1])[:20] for b in BROKEN]
+)
+def test_broken_configuration_reports_exact_location_and_message(path, value, expected):
+    assert expected in errors_of(mutate(path, value))
+
+
+def test_there_are_at_least_25_broken_cases():
+    assert len(BROKEN) >= 25
+
+
+def test_several_errors_are_reported_at_once():
+    raw = mutate("environments.production.ports.backend", "x")
+    raw["project"]["nmae"] = "y"
+    raw["environments"]["staging"]["strategy"] = "canary"
+    issues = errors_of(raw)
+    assert len(issues) == 3
+    assert issues == sorted(issues, key=issues.index)  # stable order
+
+
+def test_unknown_key_far_from_any_lists_known_keys():
+    issues = errors_of(mutate("project.zzzzzz", 1))
+    assert issues == ["project.zzzzzz: unknown key (known keys: name, repository)"]
+
+
+def test_error_message_names_the_file(tmp_path: Path):
+    path = tmp_path / "slipway.toml"
+    path.write_text(STARTER.replace('kind = "python"', 'kind = "ruby"'))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: 1 configuration error\n")
+    assert "processes.backend.kind: must be 'python' or 'node'" in str(info.value)
+    assert info.value.exit_code == 2
+
+
+def test_invalid_toml_is_located(tmp_path: Path):
+    path = tmp_path / "slipway.toml"
+    path.write_text("[project\nname = 1\n")
+    with pytest.raises(ConfigError, match=r"not valid TOML: .*line 1"):
+        load_config(path)
+
+
+def test_missing_file_and_search(tmp_path: Path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError) as info:
+        load_config(cwd=tmp_path)
+    assert info.value.hint == "run 'slipway init' to write a starter configuration"
+
+
+def test_found_in_parent_directory_and_in_pyproject(tmp_path: Path):
+    (tmp_path / "slipway.toml").write_text(STARTER)
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    assert load_config(cwd=sub).path == tmp_path / "slipway.toml"
+
+    other = tmp_path / "other"
+    other.mkdir()
+    table = STARTER.replace("[project]", "[tool.slipway.project]")
+    for section in ("processes.", "health", "environments."):
+        table = table.replace(f"[{section}", f"[tool.slipway.{section}")
+        table = table.replace(f"[[{section}", f"[[tool.slipway.{section}")
+    (other / "pyproject.toml").write_text('[project]\nname = "x"\n\n' + table)
+    loaded = load_config(cwd=other)
+    assert loaded.path.name == "pyproject.toml"
+    assert loaded.config.project.name == "codeframe"
+
+
+def test_pyproject_without_table_is_an_error(tmp_path: Path):
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[project]\nname = "x"\n')
+    with pytest.raises(ConfigError, match=r"tool\.slipway: table is missing"):
+        load_config(path)
+
+
+def test_unknown_environment_lists_known_ones():
+    from slipway.errors import UsageError
+
+    config = validate_config(base())
+    with pytest.raises(UsageError) as info:
+        config.environment("prod")
+    assert info.value.hint == "environments in this configuration: development, production, staging"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("local", "local"),
+        ("deploy@10.0.0.5", "deploy@10.0.0.5:22"),
+        ("deploy@host.example.com:2222", "deploy@host.example.com:2222"),
+        ("[::1]:22", "[::1]:22"),
+        ("example.org", "example.org:22"),
+    ],
+)
+def test_parse_host(text, expected):
+    assert str(parse_host(text)) == expected
+
+
+def test_repository_path_local_and_url(tmp_path: Path):
+    (tmp_path / "slipway.toml").write_text(STARTER)
+    loaded = load_config(tmp_path / "slipway.toml")
+    assert loaded.repository_path() == tmp_path.resolve()
+    raw = base()
+    raw["project"]["repository"] = "https://example.org/app.git"
+    from slipway.config.load import LoadedConfig
+
+    assert LoadedConfig(validate_config(raw), tmp_path / "x").repository_path() is None
