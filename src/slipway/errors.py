@@ -60,3 +60,39 @@ class UsageError(SlipwayError):
     """The command was called with arguments that cannot work (unknown environment, ...)."""
 
     exit_code = 2
+
+
+class CommandFailed(SlipwayError):
+    """A command on a host exited non-zero (or timed out). Shows command, code and output."""
+
+    def __init__(self, command: str, exited: int, tail: str, *, hint: str | None = None):
+        self.command = command
+        self.exited = exited
+        self.tail = tail
+        detail = f"\n{tail}" if tail else ""
+        super().__init__(f"command failed (exit {exited}): {command}{detail}", hint=hint)
+
+
+class TransportError(SlipwayError):
+    """The host could not be reached, or the connection broke (SSH auth, host key, ...)."""
+
+
+class LockHeld(SlipwayError):
+    """Another deploy holds the environment's lock."""
+
+    exit_code = 3
+
+
+class DeployFailed(SlipwayError):
+    """A deploy failed at a step; ``rolled_back`` says whether the previous release serves."""
+
+    def __init__(self, step: str, cause: str, *, rolled_back: bool, hint: str | None = None):
+        self.step = step
+        self.cause = cause
+        self.rolled_back = rolled_back
+        state = "rolled back" if rolled_back else "ROLLBACK INCOMPLETE"
+        super().__init__(f"deploy failed at step '{step}' ({state}): {cause}", hint=hint)
+
+
+class HealthCheckFailed(SlipwayError):
+    """A health gate did not reach its consecutive passes before the deadline."""

@@ -34,9 +34,9 @@ def _m2_description(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE projects ADD COLUMN description TEXT NOT NULL DEFAULT ''")
 
 
-def _m2_broken(conn: sqlite3.Connection) -> None:
-    conn.execute("ALTER TABLE projects ADD COLUMN description TEXT NOT NULL DEFAULT ''")
-    raise RuntimeError("migration 2 failed half way (variant migration-error)")
+def _m99_broken(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE projects ADD COLUMN half_done TEXT")
+    raise RuntimeError("migration 99 failed half way (variant migration-error)")
 
 
 def _m3_recreate(conn: sqlite3.Connection) -> None:
@@ -55,10 +55,11 @@ Migration = Callable[[sqlite3.Connection], None]
 def migrations_for(variant: str, level: int) -> list[tuple[int, str, Migration]]:
     steps: list[tuple[int, str, Migration]] = [(1, "create projects", _m1_projects)]
     if level >= 2:
-        second = _m2_broken if variant == "migration-error" else _m2_description
-        steps.append((2, "add projects.description", second))
+        steps.append((2, "add projects.description", _m2_description))
     if level >= 3:
         steps.append((3, "recreate projects with status", _m3_recreate))
+    if variant == "migration-error":  # fails whatever release came before it
+        steps.append((99, "broken migration", _m99_broken))
     return steps
 
 

@@ -42,6 +42,6 @@ def schema_level(variant: str) -> int:
     """How many migrations this variant ships. Broken variants build on v1."""
     if variant == "v3":
         return 3
-    if variant in ("v2", "migration-error"):
+    if variant == "v2":
         return 2
     return 1

@@ -115,12 +115,12 @@ def test_v3_migration_destroys_data_as_codeframe_once_did(tmp_path: Path):
 def test_migration_error_rolls_back_that_migration(tmp_path: Path):
     path = tmp_path / "state.db"
     _seed(path, "v1")
-    with pytest.raises(RuntimeError, match="migration 2 failed"):
+    with pytest.raises(RuntimeError, match="migration 99 failed"):
         server.create_app(str(path), which="migration-error")
     conn = sqlite3.connect(path)
     assert db.schema_version(conn) == 1
     columns = [row[1] for row in conn.execute("PRAGMA table_info(projects)")]
-    assert "description" not in columns
+    assert "half_done" not in columns
     assert conn.execute("SELECT name FROM projects").fetchall() == [("keep-me",)]
 
 

@@ -25,8 +25,11 @@ from slipway.errors import SlipwayError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, short help shown in `slipway --help`)
+    "audit": ("slipway.cli.audit", "Show an environment's append-only audit log."),
     "check": ("slipway.cli.check", "Validate the configuration and summarise each environment."),
+    "deploy": ("slipway.cli.deploy", "Deploy a git ref to an environment (rolls back on failure)."),
     "init": ("slipway.cli.init", "Write a commented starter slipway.toml for this repository."),
+    "status": ("slipway.cli.status", "Show the live release and recent deployments."),
     "schema": ("slipway.cli.schema", "Print the configuration's JSON Schema."),
 }
 

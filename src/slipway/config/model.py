@@ -290,6 +290,13 @@ class EnvironmentConfig(Strict):
     keep_releases: StrictInt = Field(default=5, ge=2, le=100)
     approval: StrictBool = Field(default=False, description="A manual approval gates this deploy.")
     ssh: SshConfig = Field(default_factory=SshConfig)
+    host_path: list[AbsolutePath] = Field(
+        default_factory=list,
+        description="Directories put first on PATH for commands on the host (pm2, uv, node).",
+    )
+    pm2_home: AbsolutePath | None = Field(
+        default=None, description="PM2_HOME on the host (default: PM2's own, ~/.pm2)."
+    )
     backups: BackupConfig = Field(default_factory=lambda: BackupConfig(enabled=False))
     hooks: HooksConfig = Field(default_factory=lambda: HooksConfig())
 

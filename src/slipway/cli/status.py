@@ -1,0 +1,63 @@
+"""``slipway status ENV`` and ``slipway audit ENV``: what the host's records say."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from slipway.cli.context import echo_json, loaded_config
+from slipway.cli.hosts import host_session
+from slipway.state import records
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+@click.command(name="status")
+@click.argument("environment")
+@click.option("--limit", default=10, show_default=True, help="How many deployments to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def command(ctx: click.Context, environment: str, limit: int, as_json: bool) -> None:
+    """Show the live release and the last deployments of ENVIRONMENT on each host."""
+    loaded = loaded_config(ctx)
+    report: list[dict[str, Any]] = []
+    for deployer in host_session(loaded, environment):
+        rows = records.deployments(deployer.transport, deployer.layout, limit)
+        entry = {
+            "host": deployer.transport.name,
+            "current": deployer.current_release(),
+            "deployments": rows,
+        }
+        report.append(entry)
+        if not as_json:
+            click.echo(f"{environment} on {entry['host']}: live release {entry['current'] or '-'}")
+            for row in rows:
+                failed = f" at {row['failed_step']}" if row.get("failed_step") else ""
+                click.echo(
+                    f"  {_when(row['started_at'])}  {row['status']:<11}{failed:<12}"
+                    f" {row['ref']} {row['commit_sha'][:10]} by {row['actor']}"
+                    f" ({row.get('duration_s') or 0:.1f}s)"
+                )
+    if as_json:
+        echo_json(report)
+
+
+@click.command(name="audit")
+@click.argument("environment")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def audit_command(ctx: click.Context, environment: str, limit: int, as_json: bool) -> None:
+    """Show the append-only audit log of ENVIRONMENT (who did what, when)."""
+    loaded = loaded_config(ctx)
+    for deployer in host_session(loaded, environment):
+        rows = records.audit_log(deployer.transport, deployer.layout, limit)
+        if as_json:
+            echo_json(rows)
+            continue
+        for row in rows:
+            click.echo(f"{_when(row['at'])}  {row['actor']:<12} {row['event']:<18} {row['detail']}")

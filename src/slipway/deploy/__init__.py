@@ -1,0 +1,1 @@
+"""Deploy orchestration: build a release, swap processes, gate on health, roll back."""

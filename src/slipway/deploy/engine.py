@@ -1,0 +1,653 @@
+"""One deploy (or rollback) of one environment on one host, step by step.
+
+Steps, in order: lock, resolve, upload, link shared state, install, build, back up the
+database, swap processes, health gate, promote (``current`` symlink), record and prune.
+Nothing the live site uses changes before the swap; a failure at or after the swap
+rolls back in reverse: new processes stopped, database restored if its schema changed,
+previous release started again and gated on health, ``current`` untouched, the failed
+release kept for inspection, the lock released, the record naming the failed step.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from slipway.commands import build as build_cmd
+from slipway.commands import host as cmd
+from slipway.config.load import LoadedConfig
+from slipway.config.model import EnvironmentConfig, ProcessConfig, ProcessKind
+from slipway.deploy.source import Source, release_id, resolve
+from slipway.errors import DeployFailed, SlipwayError, UsageError
+from slipway.health import build_checks, wait_healthy
+from slipway.health.gate import GateReport
+from slipway.processes.base import AppSpec
+from slipway.processes.pm2 import Pm2
+from slipway.secrets import Masker
+from slipway.state import records
+from slipway.state.host import Layout, call
+from slipway.state.lock import DeployLock
+from slipway.transports.base import Transport
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+BIND_HOST = "127.0.0.1"
+RELEASE_META = ".slipway-release.json"
+CRASH_LOOP_RESTARTS = 2  # a new release restarted twice while being gated is not healthy
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """Progress for the CLI: a step started, finished, failed, or a note inside one."""
+
+    step: str
+    status: str  # start | ok | failed | info
+    seconds: float = 0.0
+    detail: str = ""
+
+
+Emit = Callable[[StepEvent], None]
+
+
+@dataclass
+class Outcome:
+    deployment_id: str
+    release: str
+    commit: str
+    status: str  # succeeded | rolled_back | failed
+    seconds: float
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    health: str = ""
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines (``export`` and quotes allowed); comments and blanks ignored."""
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.removeprefix("export ").split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+class Deployer:
+    """Deploys one environment of one app to one host through ``transport``."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        env_name: str,
+        transport: Transport,
+        *,
+        emit: Emit | None = None,
+        actor: str | None = None,
+        masker: Masker | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.env_name = env_name
+        self.env: EnvironmentConfig = self.config.environment(env_name)
+        if self.env.root is None:
+            raise UsageError(f"environment {env_name!r} is not deployed (no root)")
+        self.transport = transport
+        self.masker = masker or transport.masker
+        self.emit_fn = emit or (lambda event: None)
+        self.actor = actor or getpass.getuser()
+        self.layout = Layout(self.env.root, env_name)
+        # Locally the deployer's PATH is the host's; over SSH a login shell is not run,
+        # so the standard directories are used, after any configured host_path.
+        base_path = (
+            os.environ.get("PATH", DEFAULT_PATH) if transport.name == "local" else DEFAULT_PATH
+        )
+        self.host_env = {"PATH": ":".join([*self.env.host_path, base_path])}
+        if self.env.pm2_home:
+            self.host_env["PM2_HOME"] = self.env.pm2_home
+        self.pm = Pm2(transport, self.host_env)
+        self.steps: list[dict[str, Any]] = []
+
+    # --- small helpers ------------------------------------------------------------
+
+    def emit(self, step: str, status: str, seconds: float = 0.0, detail: str = "") -> None:
+        self.emit_fn(StepEvent(step, status, seconds, self.masker(detail)))
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self.emit(name, "start")
+        started = time.monotonic()
+        try:
+            yield
+        except BaseException as exc:
+            seconds = time.monotonic() - started
+            self.steps.append({"step": name, "seconds": round(seconds, 3), "ok": False})
+            self.emit(name, "failed", seconds, str(exc))
+            raise
+        seconds = time.monotonic() - started
+        self.steps.append({"step": name, "seconds": round(seconds, 3), "ok": True})
+        self.emit(name, "ok", seconds)
+
+    def run(self, argv: list[str], env_extra: dict[str, str] | None = None, **kwargs: Any) -> str:
+        env = {**self.host_env, **(env_extra or {})}
+        return self.transport.run(argv, env=env, **kwargs).stdout
+
+    def app_name(self, process: str) -> str:
+        return f"{self.config.project.name}-{self.env_name}-{process}"
+
+    @property
+    def app_names(self) -> list[str]:
+        return [self.app_name(p) for p in self.config.processes]
+
+    def port(self, process: str) -> int:
+        port: int = getattr(self.env.ports, process)
+        return port
+
+    def current_release(self) -> str | None:
+        result = self.transport.run(cmd.readlink(self.layout.current), check=False)
+        target = result.stdout.strip()
+        return target.rsplit("/", 1)[-1] if result.ok and target else None
+
+    def list_releases(self) -> list[str]:
+        result = self.transport.run(cmd.list_dir(self.layout.releases), check=False)
+        return sorted(line for line in result.stdout.split() if not line.endswith(".tar"))
+
+    # --- the deploy -----------------------------------------------------------------
+
+    def deploy(self, ref: str, *, lock_wait: float = 0, reason: str = "deploy") -> Outcome:
+        repo = self.loaded.repository_path()
+        if repo is None:
+            raise UsageError("deploying from a remote repository URL is not supported yet")
+        source = resolve(repo, ref)
+        self.masker.add(*self._env_file_values_if_present())
+        self._run_hooks("pre_deploy", source, "")
+        started = time.monotonic()
+        lock = DeployLock(self.transport, self.layout)
+        with self.step("lock"):
+            lock.acquire(actor=self.actor, ref=ref, reason=reason, wait=lock_wait)
+        try:
+            outcome = self._deploy_locked(source, started)
+        finally:
+            lock.release()
+        if outcome.status == "succeeded":
+            self._run_hooks("post_deploy", source, outcome.release)
+        return outcome
+
+    def _deploy_locked(self, source: Source, started: float) -> Outcome:
+        deployment_id = uuid.uuid4().hex[:12]
+        release = release_id(source)
+        previous = self.current_release()
+        row: dict[str, Any] = {
+            "id": deployment_id,
+            "env": self.env_name,
+            "ref": source.ref,
+            "commit_sha": source.commit,
+            "release": release,
+            "actor": self.actor,
+            "started_at": time.time(),
+            "status": "running",
+            "previous_release": previous,
+            "kind": "deploy",
+        }
+        self.transport.run(cmd.mkdir_p(self.layout.state_dir))
+        records.save(
+            self.transport,
+            self.layout,
+            deployment=row,
+            audit=[
+                records.audit_event(
+                    self.actor,
+                    "deploy.started",
+                    deployment_id,
+                    ref=source.ref,
+                    commit=source.commit,
+                    release=release,
+                )
+            ],
+        )
+        state = _RunState()
+        current_step = "prepare"
+        try:
+            steps: list[tuple[str, Callable[[], None]]] = [
+                ("upload", lambda: self._upload(source, release)),
+                ("link", lambda: self._link_shared(release)),
+                ("install", lambda: self._install(source, release, previous)),
+                ("build", lambda: self._build(source, release, previous)),
+                ("backup", lambda: self._backup(release, state)),
+                ("start", lambda: self._swap(release, previous, state, source)),
+                ("health", lambda: self._gate(state)),
+                ("promote", lambda: self._promote(release)),
+            ]
+            for name, action in steps:
+                current_step = name
+                with self.step(name):
+                    action()
+        except Exception as exc:  # every failure ends in the same rollback path
+            return self._fail(row, current_step, exc, previous, state, started)
+        self._finish_success(row, release, previous, started, state)
+        return Outcome(
+            deployment_id,
+            release,
+            source.commit,
+            "succeeded",
+            time.monotonic() - started,
+            self.steps,
+            state.gate.summary() if state.gate else "",
+        )
+
+    # --- steps ----------------------------------------------------------------------
+
+    def _upload(self, source: Source, release: str) -> None:
+        archive = source.archive()
+        target = self.layout.release(release)
+        remote_tar = f"{target}.tar"
+        try:
+            self.run(cmd.mkdir_p(target, self.layout.shared, self.layout.logs))
+            self.transport.put(archive, remote_tar, mode=0o600)
+            self.run(cmd.extract_tar(remote_tar, target))
+            meta = {"commit": source.commit, "ref": source.ref, "message": source.message}
+            self.transport.put_text(json.dumps(meta), f"{target}/{RELEASE_META}")
+        finally:
+            archive.unlink(missing_ok=True)
+            self.transport.run(cmd.remove_tree(remote_tar), check=False)
+
+    def _env_file_path(self) -> str | None:
+        return f"{self.layout.shared}/{self.env.env_file}" if self.env.env_file else None
+
+    def _read_env_file(self) -> dict[str, str]:
+        path = self._env_file_path()
+        if path is None:
+            return {}
+        result = self.transport.run(["cat", "--", path], check=False)
+        if not result.ok:
+            raise SlipwayError(
+                f"env file {path} is missing on the host",
+                hint=f"create it (mode 0600) with the keys: {', '.join(self.env.required_env)}",
+            )
+        values = parse_env_file(result.stdout)
+        self.masker.add(*values.values())
+        return values
+
+    def _env_file_values_if_present(self) -> list[str]:
+        try:
+            return list(self._read_env_file().values())
+        except SlipwayError:
+            return []
+
+    def _link_shared(self, release: str) -> None:
+        values = self._read_env_file()
+        missing = [key for key in self.env.required_env if not values.get(key)]
+        if missing:
+            raise SlipwayError(
+                f"env file {self._env_file_path()} lacks required keys: {', '.join(missing)}"
+            )
+        path = self._env_file_path()
+        if path is not None:
+            self.run(cmd.chmod("600", path))
+            target = f"{self.layout.release(release)}/{self.env.env_file}"
+            self.run(["ln", "-sfn", path, target])
+        db_dir = self.layout.database(self.env.database).rsplit("/", 1)[0]
+        self.run(cmd.mkdir_p(db_dir))
+
+    def _workdir(self, release: str, process: ProcessConfig) -> str:
+        base = self.layout.release(release)
+        return base if process.workdir == "." else f"{base}/{process.workdir}"
+
+    def _reuse(
+        self, source: Source, release: str, previous: str | None, path: str, what: str
+    ) -> bool:
+        """Hard-link the frontend's ``path`` from the previous release when its inputs
+        (lock file for node_modules; sources and build-time env for the build) are
+        unchanged. Releases stay immutable: hard links share files, never directories."""
+        frontend = self.config.processes.get("frontend")
+        if previous is None or frontend is None:
+            return False
+        key = self._content_key(source, what)
+        if key is None or self._release_meta(previous).get(what) != key:
+            return False
+        src = f"{self._workdir(previous, frontend)}/{path}"
+        if not self.transport.run(["test", "-e", src], check=False).ok:
+            return False
+        self.run(cmd.hardlink_copy(src, f"{self._workdir(release, frontend)}/{path}"))
+        return True
+
+    def _release_meta(self, release: str) -> dict[str, Any]:
+        result = self.transport.run(
+            ["cat", "--", f"{self.layout.release(release)}/{RELEASE_META}"], check=False
+        )
+        try:
+            meta: dict[str, Any] = json.loads(result.stdout) if result.ok else {}
+        except json.JSONDecodeError:
+            meta = {}
+        return meta
+
+    def _content_key(self, source: Source, what: str) -> str | None:
+        frontend = self.config.processes.get("frontend")
+        if frontend is None:
+            return None
+        if what == "node_modules":
+            return source.tree(f"{frontend.workdir}/package-lock.json")
+        tree = source.tree(frontend.workdir)
+        if tree is None:
+            return None
+        env = json.dumps(self._build_env(frontend), sort_keys=True)
+        return hashlib.sha256(f"{tree}\n{env}".encode()).hexdigest()
+
+    def _save_meta(self, release: str, **values: Any) -> None:
+        meta = self._release_meta(release)
+        meta.update(values)
+        self.transport.put_text(json.dumps(meta), f"{self.layout.release(release)}/{RELEASE_META}")
+
+    def _install(self, source: Source, release: str, previous: str | None) -> None:
+        for name, process in self.config.processes.items():
+            workdir = self._workdir(release, process)
+            if process.kind is ProcessKind.PYTHON:
+                venv = f"{self.layout.release(release)}/.venv"
+                self.run(build_cmd.uv_venv(venv), cwd=workdir)
+                if process.requirements:
+                    self.run(build_cmd.uv_install(venv, process.requirements), cwd=workdir)
+            if process.install:
+                if name == "frontend" and self._reuse(
+                    source, release, previous, "node_modules", "node_modules"
+                ):
+                    self.emit("install", "info", detail=f"{name}: node_modules unchanged, reused")
+                else:
+                    self.run(process.install, cwd=workdir, timeout=900)
+        key = self._content_key(source, "node_modules")
+        if key:
+            self._save_meta(release, node_modules=key)
+
+    def _build_env(self, process: ProcessConfig) -> dict[str, str]:
+        values = {
+            "host": BIND_HOST,
+            "backend_port": str(self.env.ports.backend),
+            "frontend_port": str(self.env.ports.frontend),
+        }
+        rendered = {k: build_cmd.render([v], values)[0] for k, v in process.build_env.items()}
+        return {**rendered, "NEXT_TELEMETRY_DISABLED": "1"}
+
+    def _build(self, source: Source, release: str, previous: str | None) -> None:
+        for name, process in self.config.processes.items():
+            if not process.build:
+                continue
+            workdir = self._workdir(release, process)
+            if name == "frontend" and self._reuse(source, release, previous, ".next", "build"):
+                self.emit("build", "info", detail=f"{name}: sources unchanged, build reused")
+                continue
+            self.run(process.build, cwd=workdir, env_extra=self._build_env(process))
+        key = self._content_key(source, "build")
+        if key:
+            self._save_meta(release, build=key)
+
+    def _backup(self, release: str, state: _RunState) -> None:
+        db = self.layout.database(self.env.database)
+        dest = f"{self.layout.backups}/{release}-pre-deploy.db"
+        state.db_before = call(self.transport, "describe", db=db)
+        if not state.db_before.get("exists"):
+            self.emit("backup", "info", detail="no database yet: nothing to back up")
+            return
+        info = call(self.transport, "backup", db=db, dest=dest)
+        state.backup_path = dest
+        self.emit("backup", "info", detail=f"{dest} ({info['size']} bytes, {info['seconds']}s)")
+
+    def app_specs(self, release: str, source_commit: str) -> list[AppSpec]:
+        env_values = self._read_env_file()
+        specs = []
+        for name, process in self.config.processes.items():
+            port = self.port(name)
+            workdir = self._workdir(release, process)
+            values = {
+                "port": str(port),
+                "host": BIND_HOST,
+                "python": f"{self.layout.release(release)}/.venv/bin/python",
+            }
+            argv = build_cmd.render(process.start, values)
+            if "/" in argv[0] and not argv[0].startswith("/"):
+                argv[0] = f"{workdir}/{argv[0]}"
+            env = {
+                **env_values,
+                "HOST": BIND_HOST,
+                "SLIPWAY_ENV": self.env_name,
+                "SLIPWAY_RELEASE": release,
+                "SLIPWAY_COMMIT": source_commit,
+                "PATH": self.host_env["PATH"],
+            }
+            if process.port_env:
+                env[process.port_env] = str(port)
+            if process.kind is ProcessKind.PYTHON:
+                env["DATABASE_PATH"] = self.layout.database(self.env.database)
+            else:
+                env["NODE_ENV"] = "production"
+            kill_ms = int((process.drain_seconds + 3) * 1000)
+            specs.append(
+                AppSpec(self.app_name(name), argv, workdir, env, kill_ms, self.layout.logs)
+            )
+        return specs
+
+    def _ensure_ports_free(self) -> None:
+        deadline = time.monotonic() + 10
+        for name in self.config.processes:
+            port = self.port(name)
+            while not call(self.transport, "port_free", port=port)["free"]:
+                if time.monotonic() > deadline:
+                    raise SlipwayError(
+                        f"port {port} ({name}) is still in use after stopping the old release",
+                        hint="another program holds it; slipway will not start on a busy port",
+                    )
+                time.sleep(0.2)
+
+    def _swap(self, release: str, previous: str | None, state: _RunState, source: Source) -> None:
+        specs = self.app_specs(release, source.commit)
+        state.swapped = True
+        self.pm.stop(self.app_names)
+        self._ensure_ports_free()
+        self.pm.start(specs, f"{self.layout.release(release)}/.slipway-ecosystem.json")
+
+    def _processes_abort(self) -> str | None:
+        for name, proc in self.pm.status(self.app_names).items():
+            if proc.status in ("errored", "stopped", "missing"):
+                return f"process {name} is {proc.status}"
+            if proc.restarts >= CRASH_LOOP_RESTARTS:
+                return f"process {name} is crash-looping ({proc.restarts} restarts)"
+        return None
+
+    def _gate_report(self) -> GateReport:
+        health = self.config.health
+        checks = build_checks(
+            health,
+            self.env.health,
+            lambda process: self.transport.tunnel(self.port(process)),
+            set(self.config.processes),
+        )
+        return wait_healthy(
+            checks,
+            passes=health.passes,
+            interval=health.interval_seconds,
+            deadline=health.deadline_seconds,
+            abort=self._processes_abort,
+        )
+
+    def _gate(self, state: _RunState) -> None:
+        state.gate = self._gate_report()
+        if not state.gate.ok:
+            raise SlipwayError(f"health gate failed: {state.gate.summary()}")
+        self.emit("health", "info", detail=state.gate.summary())
+
+    def _promote(self, release: str) -> None:
+        self.run(cmd.symlink_temp(self.layout.release(release), self.layout.current))
+        self.run(cmd.rename_over(f"{self.layout.current}.new", self.layout.current))
+        self.pm.save()
+
+    # --- endings ----------------------------------------------------------------------
+
+    def _finish_success(
+        self,
+        row: dict[str, Any],
+        release: str,
+        previous: str | None,
+        started: float,
+        state: _RunState,
+    ) -> None:
+        seconds = time.monotonic() - started
+        row.update(
+            status="succeeded",
+            finished_at=time.time(),
+            duration_s=round(seconds, 3),
+            steps=json.dumps(self.steps),
+        )
+        records.save(
+            self.transport,
+            self.layout,
+            deployment=row,
+            audit=[
+                records.audit_event(
+                    self.actor,
+                    "deploy.succeeded",
+                    row["id"],
+                    release=release,
+                    previous=previous,
+                    seconds=round(seconds, 3),
+                )
+            ],
+        )
+        self.prune(keep={release, previous})
+
+    def _fail(
+        self,
+        row: dict[str, Any],
+        step: str,
+        exc: Exception,
+        previous: str | None,
+        state: _RunState,
+        started: float,
+    ) -> Outcome:
+        cause = self.masker(str(exc))
+        rolled_back, rollback_note = True, "nothing live had changed"
+        if state.swapped:
+            rolled_back, rollback_note = self._roll_back_processes(previous, state, row["id"])
+        seconds = time.monotonic() - started
+        status = "rolled_back" if rolled_back else "failed"
+        row.update(
+            status=status,
+            finished_at=time.time(),
+            duration_s=round(seconds, 3),
+            failed_step=step,
+            error=cause[-2000:],
+            rolled_back_to=previous,
+            steps=json.dumps(self.steps),
+        )
+        records.save(
+            self.transport,
+            self.layout,
+            deployment=row,
+            audit=[
+                records.audit_event(
+                    self.actor,
+                    "deploy.failed",
+                    row["id"],
+                    step=step,
+                    error=cause[-500:],
+                    rollback=rollback_note,
+                )
+            ],
+        )
+        self.prune(keep={row["release"], previous})
+        raise DeployFailed(step, cause, rolled_back=rolled_back, hint=rollback_note) from exc
+
+    def _roll_back_processes(
+        self, previous: str | None, state: _RunState, deployment_id: str
+    ) -> tuple[bool, str]:
+        with self.step("rollback"):
+            self.pm.stop(self.app_names)
+            notes = []
+            if state.backup_path and self._schema_changed(state):
+                db = self.layout.database(self.env.database)
+                kept = f"{self.layout.backups}/{deployment_id}-pre-restore.db"
+                call(self.transport, "backup", db=db, dest=kept)
+                call(self.transport, "restore", db=db, src=state.backup_path)
+                notes.append(
+                    f"database restored from {state.backup_path} (failed state kept in {kept})"
+                )
+            if previous is None:
+                return False, "; ".join([*notes, "no previous release to start: site is down"])
+            meta = self._release_meta(previous)
+            specs = self.app_specs(previous, str(meta.get("commit", "unknown")))
+            self.pm.start(specs, f"{self.layout.release(previous)}/.slipway-ecosystem.json")
+            report = self._gate_report()
+            if not report.ok:
+                return False, f"previous release {previous} unhealthy: {report.summary()}"
+            self.pm.save()
+            notes.append(f"previous release {previous} serving and healthy")
+            return True, "; ".join(notes)
+
+    def _schema_changed(self, state: _RunState) -> bool:
+        after = call(self.transport, "describe", db=self.layout.database(self.env.database))
+        before = state.db_before or {}
+        return bool(
+            after.get("migrations") != before.get("migrations")
+            or after.get("schema_version") != before.get("schema_version")
+            or set(after.get("tables", {})) != set(before.get("tables", {}))
+        )
+
+    def prune(self, keep: set[str | None]) -> list[str]:
+        """Delete releases beyond ``keep_releases`` (never the current or previous one)."""
+        releases = self.list_releases()
+        current = self.current_release()
+        protected = {r for r in keep | {current} if r}
+        extra = [r for r in releases if r not in protected]
+        excess = len(releases) - self.env.keep_releases
+        doomed = extra[: max(0, excess)]
+        for release in doomed:
+            self.run(cmd.remove_tree(self.layout.release(release)))
+        return doomed
+
+    def _run_hooks(self, which: str, source: Source, release: str) -> None:
+        hooks = getattr(self.env.hooks, which)
+        env = {
+            "SLIPWAY_ENV": self.env_name,
+            "SLIPWAY_REF": source.ref,
+            "SLIPWAY_COMMIT": source.commit,
+            "SLIPWAY_RELEASE": release,
+            "SLIPWAY_ACTOR": self.actor,
+            "SLIPWAY_HOOK": which,
+        }
+        for argv in hooks:
+            with self.step(f"hook {which}"):
+                result = subprocess.run(
+                    argv,
+                    env={**_os_environ(), **env},
+                    capture_output=True,
+                    text=True,
+                    cwd=self.loaded.base_dir,
+                    check=False,
+                )
+                if result.returncode != 0:
+                    tail = self.masker((result.stdout + result.stderr).strip()[-800:])
+                    command = shlex.join(argv)
+                    raise SlipwayError(
+                        f"{which} hook failed (exit {result.returncode}): {command}\n{tail}",
+                        hint="nothing was changed" if which == "pre_deploy" else None,
+                    )
+
+
+@dataclass
+class _RunState:
+    swapped: bool = False
+    backup_path: str | None = None
+    db_before: dict[str, Any] | None = None
+    gate: GateReport | None = None
+
+
+def _os_environ() -> dict[str, str]:
+    return dict(os.environ)

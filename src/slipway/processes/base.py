@@ -1,0 +1,49 @@
+"""The process manager interface the deploy engine drives."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """One process to run: exact name, argv, working directory and environment."""
+
+    name: str
+    argv: list[str]
+    cwd: str
+    env: dict[str, str] = field(default_factory=dict)
+    kill_timeout_ms: int = 8000
+    log_dir: str = ""
+
+
+@dataclass(frozen=True)
+class ProcessState:
+    name: str
+    status: str  # online, stopped, errored, launching, missing
+    pid: int | None
+    restarts: int
+
+    @property
+    def online(self) -> bool:
+        return self.status == "online"
+
+
+class ProcessManager(ABC):
+    @abstractmethod
+    def start(self, apps: Sequence[AppSpec], config_path: str) -> None:
+        """Start ``apps`` (their config written to ``config_path``, mode 0600)."""
+
+    @abstractmethod
+    def stop(self, names: Sequence[str]) -> None:
+        """Stop and forget exactly these apps; absent ones are fine."""
+
+    @abstractmethod
+    def status(self, names: Sequence[str]) -> dict[str, ProcessState]:
+        """Current state of each named app (``missing`` when unknown)."""
+
+    @abstractmethod
+    def save(self) -> None:
+        """Persist the process list so a reboot brings the live release back."""

@@ -1,0 +1,97 @@
+"""PM2, driven by exact app names inside slipway's own namespace.
+
+The real CodeFRAME's deploy script ran ``pm2 delete all`` and took down every other app
+on the server; slipway only ever names ``<project>-<env>-<process>``. Each start reads a
+freshly generated ecosystem file, so new ``.env`` keys always reach the new processes
+(``pm2 restart --update-env`` missed them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from slipway.commands import pm2 as cmd
+from slipway.errors import SlipwayError
+from slipway.processes.base import AppSpec, ProcessManager, ProcessState
+from slipway.transports.base import Transport
+
+NAMESPACE = "slipway"
+
+
+def ecosystem(apps: Sequence[AppSpec]) -> dict[str, Any]:
+    """The PM2 ecosystem document for ``apps`` (pure; tests check it exactly)."""
+    return {
+        "apps": [
+            {
+                "name": app.name,
+                "namespace": NAMESPACE,
+                "script": app.argv[0],
+                "args": app.argv[1:],
+                "interpreter": "none",
+                "cwd": app.cwd,
+                "env": dict(app.env),
+                "kill_timeout": app.kill_timeout_ms,
+                "autorestart": True,
+                "max_restarts": 3,
+                "min_uptime": 3000,
+                "restart_delay": 500,
+                "out_file": f"{app.log_dir}/{app.name}.out.log",
+                "error_file": f"{app.log_dir}/{app.name}.err.log",
+                "time": True,
+            }
+            for app in apps
+        ]
+    }
+
+
+def parse_jlist(text: str, names: Sequence[str]) -> dict[str, ProcessState]:
+    # The first pm2 call of a fresh PM2_HOME prints daemon start-up lines before the JSON.
+    lines = text.splitlines()
+    start = next(
+        (i for i, line in enumerate(lines) if line.startswith("[{") or line.strip() == "[]"),
+        len(lines),
+    )
+    text = "\n".join(lines[start:])
+    try:
+        listed = json.loads(text) if text.strip() else []
+    except json.JSONDecodeError as exc:
+        raise SlipwayError(f"pm2 jlist printed something that is not JSON: {exc}") from exc
+    found: dict[str, ProcessState] = {}
+    for proc in listed:
+        name = proc.get("name")
+        if name in names:
+            env = proc.get("pm2_env", {})
+            found[name] = ProcessState(
+                name=name,
+                status=str(env.get("status", "unknown")),
+                pid=proc.get("pid") or None,
+                restarts=int(env.get("restart_time", 0)),
+            )
+    for name in names:
+        found.setdefault(name, ProcessState(name, "missing", None, 0))
+    return found
+
+
+class Pm2(ProcessManager):
+    def __init__(self, transport: Transport, env: Mapping[str, str]) -> None:
+        self.transport = transport
+        self.env = dict(env)
+
+    def start(self, apps: Sequence[AppSpec], config_path: str) -> None:
+        self.transport.put_text(json.dumps(ecosystem(apps), indent=2), config_path, mode=0o600)
+        self.transport.run(cmd.start(config_path), env=self.env, timeout=120)
+
+    def stop(self, names: Sequence[str]) -> None:
+        current = self.status(names)
+        for name in names:
+            if current[name].status != "missing":
+                self.transport.run(cmd.delete(name), env=self.env, timeout=120)
+
+    def status(self, names: Sequence[str]) -> dict[str, ProcessState]:
+        result = self.transport.run(cmd.jlist(), env=self.env, timeout=60)
+        return parse_jlist(result.stdout, names)
+
+    def save(self) -> None:
+        self.transport.run(cmd.save(), env=self.env, timeout=60)

@@ -1,0 +1,1 @@
+"""What slipway knows about each environment on each host: lock, records, audit log."""

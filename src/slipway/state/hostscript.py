@@ -1,0 +1,261 @@
+"""Host-side helper: the few operations that need Python *on the host*.
+
+Sent verbatim to ``python3 -c`` (over SSH or locally), fed one JSON request on stdin,
+answers one JSON object on stdout. It uses only the standard library, so a host needs
+nothing but python3 (which a FastAPI app's host has). Keeping it one self-contained file
+means the same code runs over both transports and is unit-testable in-process.
+
+SQLite facts this relies on (DESIGN.md section 3): ``Connection.backup`` in ONE step is
+consistent and does not block the app's writers; a stepwise backup never finishes under
+writes; a file copy of a live database is corrupt; restoring next to a stale ``-wal``
+replays it; a safe restore writes a temp file, checks it, deletes ``-wal``/``-shm`` and
+renames it into place while the writers are stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import sys
+import time
+from typing import Any
+
+RECORDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deployments (
+    id TEXT PRIMARY KEY, env TEXT NOT NULL, ref TEXT NOT NULL, commit_sha TEXT NOT NULL,
+    release TEXT NOT NULL, actor TEXT NOT NULL, started_at REAL NOT NULL,
+    finished_at REAL, duration_s REAL, status TEXT NOT NULL, failed_step TEXT,
+    error TEXT, previous_release TEXT, rolled_back_to TEXT, kind TEXT NOT NULL DEFAULT 'deploy',
+    steps TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL,
+    deployment_id TEXT, event TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+"""
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+DEPLOYMENT_COLUMNS = frozenset(
+    [
+        "id",
+        "env",
+        "ref",
+        "commit_sha",
+        "release",
+        "actor",
+        "started_at",
+        "finished_at",
+        "duration_s",
+        "status",
+        "failed_step",
+        "error",
+        "previous_release",
+        "rolled_back_to",
+        "kind",
+        "steps",
+    ]
+)
+
+
+def _ident(name: str) -> str:
+    """A quoted SQL identifier (table names come from sqlite_master, not from users)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _describe(conn: sqlite3.Connection) -> dict[str, Any]:
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    counts = {
+        t: conn.execute(f"SELECT COUNT(*) FROM {_ident(t)}").fetchone()[0]  # noqa: S608
+        for t in tables
+    }
+    version = None
+    if "schema_migrations" in tables:
+        version = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+    integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    return {"tables": counts, "schema_version": version, "integrity": integrity}
+
+
+def op_backup(req: dict[str, Any]) -> dict[str, Any]:
+    db, dest = req["db"], req["dest"]
+    if not os.path.exists(db):
+        return {"exists": False}
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    tmp = dest + ".partial"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    started = time.monotonic()
+    src = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    out = sqlite3.connect(tmp)
+    try:
+        src.backup(out, pages=-1)  # one step: consistent, writers not blocked
+        out.execute("PRAGMA journal_mode=DELETE")
+        info = _describe(out)
+    finally:
+        out.close()
+        src.close()
+    if info["integrity"] != "ok":
+        os.unlink(tmp)
+        raise RuntimeError(f"backup failed integrity_check: {info['integrity']}")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, dest)
+    info.update(
+        exists=True,
+        path=dest,
+        size=os.path.getsize(dest),
+        sha256=_sha256(dest),
+        seconds=round(time.monotonic() - started, 4),
+    )
+    return info
+
+
+def op_describe(req: dict[str, Any]) -> dict[str, Any]:
+    db = req["db"]
+    if not os.path.exists(db):
+        return {"exists": False}
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        info = _describe(conn)
+        migrations = []
+        if "schema_migrations" in info["tables"]:
+            migrations = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
+    finally:
+        conn.close()
+    info.update(exists=True, migrations=sorted(migrations), sha256=_sha256(db))
+    return info
+
+
+def op_restore(req: dict[str, Any]) -> dict[str, Any]:
+    """Replace ``db`` by ``src``. The caller has stopped every writer first."""
+    db, src = req["db"], req["src"]
+    tmp = db + ".restore-tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+    out = sqlite3.connect(tmp)
+    try:
+        source.backup(out, pages=-1)
+        integrity = out.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        out.close()
+        source.close()
+    if integrity != "ok":
+        os.unlink(tmp)
+        raise RuntimeError(f"backup {src} failed integrity_check: {integrity}")
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(db + suffix)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, db)
+    return {"restored": True, "sha256": _sha256(db)}
+
+
+def op_port_free(req: dict[str, Any]) -> dict[str, Any]:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        busy = sock.connect_ex(("127.0.0.1", int(req["port"]))) == 0
+    return {"free": not busy}
+
+
+def _records(path: str) -> sqlite3.Connection:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(RECORDS_SCHEMA)
+    os.chmod(path, 0o600)
+    return conn
+
+
+def op_record(req: dict[str, Any]) -> dict[str, Any]:
+    """Insert or update a deployment row, and append audit events, in one transaction."""
+    conn = _records(req["records"])
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        row = req.get("deployment")
+        if row:
+            unknown = set(row) - DEPLOYMENT_COLUMNS
+            if unknown:
+                raise ValueError(f"unknown deployment columns: {sorted(unknown)}")
+            cols = ", ".join(row)
+            marks = ", ".join("?" for _ in row)
+            updates = ", ".join(f"{c}=excluded.{c}" for c in row if c != "id")
+            conn.execute(
+                f"INSERT INTO deployments ({cols}) VALUES ({marks})"  # noqa: S608 - columns checked
+                f" ON CONFLICT(id) DO UPDATE SET {updates}",
+                list(row.values()),
+            )
+        for event in req.get("audit", []):
+            conn.execute(
+                "INSERT INTO audit (at, actor, deployment_id, event, detail) VALUES (?,?,?,?,?)",
+                (
+                    event["at"],
+                    event["actor"],
+                    event.get("deployment_id"),
+                    event["event"],
+                    json.dumps(event.get("detail", {}), sort_keys=True),
+                ),
+            )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return {"ok": True}
+
+
+def op_query(req: dict[str, Any]) -> dict[str, Any]:
+    if not os.path.exists(req["records"]):
+        return {"rows": []}
+    conn = _records(req["records"])
+    conn.row_factory = sqlite3.Row
+    try:
+        table = {"deployments": "deployments", "audit": "audit"}[req["table"]]
+        order = "started_at" if table == "deployments" else "id"
+        rows = conn.execute(
+            f"SELECT * FROM {table} ORDER BY {order} DESC LIMIT ?",  # noqa: S608 - fixed names
+            (int(req.get("limit", 50)),),
+        ).fetchall()
+    finally:
+        conn.close()
+    return {"rows": [dict(r) for r in rows]}
+
+
+OPS = {
+    "backup": op_backup,
+    "describe": op_describe,
+    "restore": op_restore,
+    "port_free": op_port_free,
+    "record": op_record,
+    "query": op_query,
+}
+
+
+def main() -> None:
+    request = json.loads(sys.stdin.read())
+    try:
+        answer = OPS[request["op"]](request)
+    except Exception as exc:  # reported as JSON; the caller raises a SlipwayError
+        answer = {"error": f"{type(exc).__name__}: {exc}"}
+    sys.stdout.write(json.dumps(answer))
+
+
+if __name__ == "__main__":
+    main()

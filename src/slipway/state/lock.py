@@ -1,0 +1,95 @@
+"""The per-environment deploy lock on a host.
+
+An ``flock`` held by a process whose stdin is this deployer (a pipe locally, an SSH
+channel remotely): when the deployer exits, is killed with SIGKILL, or loses its
+connection, the holder sees end-of-input, exits, and the kernel frees the lock. So no
+stale lock blocks the next deploy (Kamal's ``mkdir`` lock did, for weeks), and a lock
+that is really held is never broken. ``lock.json`` beside it says who holds it; it is
+informational and rewritten by each holder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from slipway.commands import host as cmd
+from slipway.errors import LockHeld, SlipwayError
+from slipway.state.host import Layout
+from slipway.transports.base import Handle, Transport
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    owner: str
+    host: str
+    pid: int
+    ref: str
+    reason: str
+    started_at: float
+
+    def describe(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started_at))
+        return f"{self.owner}@{self.host} (pid {self.pid}) since {when}: {self.reason} {self.ref}"
+
+
+def read_owner(transport: Transport, layout: Layout) -> LockOwner | None:
+    result = transport.run(["cat", "--", layout.lock_info], check=False)
+    if not result.ok:
+        return None
+    try:
+        data: dict[str, Any] = json.loads(result.stdout)
+        return LockOwner(**data)
+    except (json.JSONDecodeError, TypeError):
+        return None
+
+
+def is_held(transport: Transport, layout: Layout) -> bool:
+    """True when some process holds the lock right now (probe without taking it)."""
+    probe = transport.run(
+        ["flock", "-n", "-E", str(cmd.LOCK_BUSY_EXIT), layout.lock_file, "true"], check=False
+    )
+    return probe.exited == cmd.LOCK_BUSY_EXIT
+
+
+class DeployLock:
+    def __init__(self, transport: Transport, layout: Layout) -> None:
+        self.transport = transport
+        self.layout = layout
+        self._handle: Handle | None = None
+
+    def acquire(self, *, actor: str, ref: str, reason: str, wait: float = 0) -> LockOwner:
+        self.transport.run(cmd.mkdir_p(self.layout.state_dir))
+        handle = self.transport.spawn(cmd.lock_holder(self.layout.lock_file, wait))
+        line = handle.readline(timeout=wait + 30)
+        if line != "locked":
+            code = handle.exit_code(timeout=5)
+            handle.close()
+            if code == cmd.LOCK_BUSY_EXIT:
+                owner = read_owner(self.transport, self.layout)
+                who = owner.describe() if owner else "an unknown deploy"
+                raise LockHeld(
+                    f"environment {self.layout.env} is locked by {who}",
+                    hint="wait for it, pass --lock-wait SECONDS, or inspect with `slipway lock`",
+                )
+            raise SlipwayError(f"could not take the deploy lock (flock exited {code})")
+        self._handle = handle
+        owner = LockOwner(actor, socket.gethostname(), os.getpid(), ref, reason, time.time())
+        self.transport.put_text(json.dumps(asdict(owner)), self.layout.lock_info, mode=0o600)
+        return owner
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self.transport.run(cmd.remove_tree(self.layout.lock_info), check=False)
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> DeployLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

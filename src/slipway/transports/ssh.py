@@ -1,0 +1,207 @@
+"""The SSH transport: one asyncssh connection per host, reused for every step.
+
+asyncssh is asynchronous; slipway's deploy code is sequential, so the connection lives
+on a private event loop thread and each call waits for its result. Host keys are checked
+against known_hosts unless the configuration explicitly turns that off. Commands are
+argv lists joined with ``shlex.join`` (each word quoted), never strings with user input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import threading
+from collections.abc import Coroutine, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncssh
+
+from slipway.config.model import HostSpec, SshConfig
+from slipway.errors import TransportError
+from slipway.secrets import Masker
+from slipway.transports.base import Handle, Transport
+
+T = TypeVar("T")
+
+
+def remote_command(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None
+) -> str:
+    """The shell line for ``argv``: ``env [-C cwd] K=V... argv``, every word quoted."""
+    words: list[str] = []
+    if env or cwd:
+        words.append("env")
+        if cwd:
+            words += ["-C", cwd]
+        words += [f"{key}={value}" for key, value in (env or {}).items()]
+    words += list(argv)
+    return shlex.join(words)
+
+
+class SshHandle(Handle):
+    def __init__(self, transport: SshTransport, process: Any) -> None:
+        self._t = transport
+        self._process = process
+
+    def readline(self, timeout: float) -> str | None:
+        async def read() -> str | None:
+            try:
+                line: str = await asyncio.wait_for(self._process.stdout.readline(), timeout)
+            except TimeoutError:
+                return None
+            return line.rstrip("\n") if line else None
+
+        return self._t._call(read())
+
+    def exit_code(self, timeout: float) -> int | None:
+        async def wait() -> int | None:
+            try:
+                done = await asyncio.wait_for(self._process.wait(), timeout)
+            except TimeoutError:
+                return None
+            code = done.exit_status
+            return int(code) if code is not None else 255
+
+        return self._t._call(wait())
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self._process.stdin.write_eof()
+            self._process.close()
+
+        if not self._t.closed:
+            self._t._call(stop())
+
+
+class SshTransport(Transport):
+    name = "ssh"
+
+    def __init__(self, host: HostSpec, ssh: SshConfig, masker: Masker | None = None) -> None:
+        super().__init__(masker)
+        self.host = host
+        self.ssh = ssh
+        self.closed = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._tunnels: dict[int, int] = {}
+        self._conn: Any = self._call(self._connect())
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _connect(self) -> Any:
+        known_hosts: Any = ()
+        if not self.ssh.verify_host_keys:
+            known_hosts = None
+        elif self.ssh.known_hosts:
+            known_hosts = os.path.expanduser(self.ssh.known_hosts)
+        options: dict[str, Any] = {
+            "port": self.host.port,
+            "known_hosts": known_hosts,
+            "connect_timeout": self.ssh.connect_timeout_seconds,
+            "keepalive_interval": 5,
+            "keepalive_count_max": 3,
+        }
+        if self.host.user:
+            options["username"] = self.host.user
+        if self.ssh.key:
+            options["client_keys"] = [os.path.expanduser(self.ssh.key)]
+        try:
+            return await asyncssh.connect(self.host.address, **options)
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise TransportError(
+                f"{self.host}: host key not verified ({exc.reason})",
+                hint="add the host's key to known_hosts (ssh-keyscan -p PORT HOST >> known_hosts)",
+            ) from exc
+        except asyncssh.PermissionDenied as exc:
+            raise TransportError(
+                f"{self.host}: SSH authentication failed",
+                hint="check the user and the key (environments.<env>.ssh.key)",
+            ) from exc
+        except (OSError, asyncssh.Error) as exc:
+            raise TransportError(f"{self.host}: cannot connect: {exc}") from exc
+
+    def _run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None,
+        cwd: str | None,
+        stdin: bytes | None,
+        timeout: float,
+    ) -> tuple[int, str, str]:
+        async def go() -> tuple[int, str, str]:
+            try:
+                result = await self._conn.run(
+                    remote_command(argv, env, cwd), input=stdin, timeout=timeout, encoding=None
+                )
+            except asyncssh.TimeoutError as exc:
+                return 124, _text(exc.stdout), f"timed out after {timeout:.0f}s"
+            except (OSError, asyncssh.Error) as exc:
+                raise TransportError(f"{self.host}: connection lost: {exc}") from exc
+            code = result.exit_status if result.exit_status is not None else 255
+            return int(code), _text(result.stdout), _text(result.stderr)
+
+        return self._call(go())
+
+    def spawn(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Handle:
+        async def start() -> Any:
+            return await self._conn.create_process(remote_command(argv, env), encoding="utf-8")
+
+        return SshHandle(self, self._call(start()))
+
+    def put(self, local: Path, remote: str, *, mode: int = 0o644) -> None:
+        self._put(local.read_bytes(), remote, mode)
+
+    def put_text(self, text: str, remote: str, *, mode: int = 0o644) -> None:
+        self._put(text.encode(), remote, mode)
+
+    def _put(self, data: bytes, remote: str, mode: int) -> None:
+        async def go() -> None:
+            tmp = f"{remote}.tmp-slipway"
+            async with self._conn.start_sftp_client() as sftp:
+                async with sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=mode)) as f:
+                    await f.write(data)
+                await sftp.chmod(tmp, mode)
+                await sftp.posix_rename(tmp, remote)
+
+        try:
+            self._call(go())
+        except (OSError, asyncssh.Error) as exc:
+            raise TransportError(f"{self.host}: cannot write {remote}: {exc}") from exc
+
+    def tunnel(self, port: int) -> int:
+        if port not in self._tunnels:
+
+            async def forward() -> int:
+                listener = await self._conn.forward_local_port("127.0.0.1", 0, "127.0.0.1", port)
+                return int(listener.get_port())
+
+            self._tunnels[port] = self._call(forward())
+        return self._tunnels[port]
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+
+        async def shut() -> None:
+            self._conn.close()
+            await self._conn.wait_closed()
+
+        try:
+            self._call(shut())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+
+def _text(data: Any) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, bytes):
+        return data.decode(errors="replace")
+    return str(data)

@@ -1,0 +1,97 @@
+"""A git repository of the example app with one commit per variant, and its config.
+
+Tags ``v1``, ``v2``, ``v3`` are good releases; branches ``broken/<variant>`` hold the
+broken builds. The configuration deploys it under a temporary root with free ports, its
+own PM2_HOME (so the test's PM2 daemon is its own) and short health deadlines.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from support import EXAMPLE_APP, ROOT, TOOLS_BIN, free_port
+
+IGNORE = shutil.ignore_patterns("node_modules", ".next", "tests", "__pycache__", "slipway.toml")
+VARIANTS_BROKEN = ("crash", "health500", "dbfail", "migration-error", "ws-refused", "slow")
+
+
+def git(repo: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return result.stdout.strip()
+
+
+def set_variant(repo: Path, variant: str) -> None:
+    (repo / "codeframe_mini" / "VARIANT").write_text(variant + "\n")
+
+
+def make_repo(path: Path) -> Path:
+    shutil.copytree(EXAMPLE_APP, path, ignore=IGNORE)
+    git(path, "init", "-q", "-b", "main")
+    set_variant(path, "v1")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "v1")
+    git(path, "tag", "v1")
+    for good in ("v2", "v3"):
+        set_variant(path, good)
+        git(path, "commit", "-q", "-am", good)
+        git(path, "tag", good)
+    for broken in VARIANTS_BROKEN:
+        git(path, "checkout", "-q", "-b", f"broken/{broken}", "v1")
+        set_variant(path, broken)
+        git(path, "commit", "-q", "-am", f"broken: {broken}")
+    git(path, "checkout", "-q", "-b", "broken/frontend-build-fail", "v1")
+    (path / "web-ui" / "FAIL_BUILD").write_text("on purpose\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "broken: frontend build")
+    git(path, "checkout", "-q", "main")
+    return path
+
+
+def write_config(
+    repo: Path,
+    root: Path,
+    *,
+    frontend: bool = False,
+    hosts: str = '["local"]',
+    extra_env: str = "",
+    health: str = "basic",
+    ssh: str = "",
+    name: str = "testing",
+) -> Path:
+    """A slipway.toml for the fixture repo (backend only unless ``frontend``)."""
+    text = (EXAMPLE_APP / "slipway.toml").read_text()
+    text = text.replace('root = "/srv/codeframe-mini"', f'root = "{root}"')
+    if not frontend:
+        start = text.index("[processes.frontend]")
+        end = text.index("# ----", start)
+        text = text[:start] + text[end:]
+    text = text.replace("deadline_seconds = 60", "deadline_seconds = 8")
+    text = text.replace("interval_seconds = 1", "interval_seconds = 0.3")
+    text = text.replace("passes = 3", "passes = 2")
+    host_path = f'["{TOOLS_BIN}", "{ROOT / ".venv" / "bin"}"]'
+    text += f"""
+[environments.{name}]
+hosts = {hosts}
+root = "{root}"
+database = "{name}/.codeframe/state.db"
+ports = {{ backend = {free_port()}, frontend = {free_port()} }}
+env_file = ".env.{name}"
+required_env = ["API_TOKEN"]
+health = "{health}"
+strategy = "restart"
+keep_releases = 3
+host_path = {host_path}
+pm2_home = "{root / "pm2"}"
+{extra_env}
+{ssh}
+"""
+    config = repo / "slipway.toml"
+    config.write_text(text)
+    return config

@@ -1,0 +1,133 @@
+"""Health checks against real local servers, and the gate's consecutive-pass rule."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from slipway.config.model import HealthConfig, HealthLevel, HttpCheck, WebSocketCheck
+from slipway.health import CheckResult, build_checks, wait_healthy
+from slipway.health.checks import http_check, websocket_check
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        routes = {
+            "/ok": (200, json.dumps({"status": "ok"})),
+            "/bad": (500, "{}"),
+            "/text": (200, "<h1 id=app-marker>hi</h1>"),
+            "/wrong": (200, json.dumps({"status": "degraded"})),
+        }
+        code, body = routes.get(self.path, (404, "no"))
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def port() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def check(port: int, **kw) -> CheckResult:
+    return http_check(HttpCheck(name="c", **kw), lambda _: port, 2.0)()
+
+
+def test_http_check_outcomes(port: int):
+    assert check(port, path="/ok", expect_json={"status": "ok"}).ok
+    bad = check(port, path="/bad")
+    assert not bad.ok and bad.error == "/bad: status 500, expected 200"
+    wrong = check(port, path="/wrong", expect_json={"status": "ok"})
+    assert wrong.error == "/wrong: status='degraded', expected 'ok'"
+    assert check(port, path="/text", expect_text="app-marker").ok
+    assert check(port, path="/text", expect_text="nope").error == "/text: body lacks 'nope'"
+    assert check(port, path="/text", expect_json={"a": 1}).error == "/text: body is not JSON"
+    assert check(port, path="/missing", expect_status=404).ok
+
+
+def test_http_check_connection_refused():
+    from support import free_port
+
+    result = check(free_port(), path="/ok")
+    assert not result.ok and "ConnectError" in (result.error or "")
+
+
+def test_websocket_check_against_nothing_fails_with_reason():
+    from support import free_port
+
+    port = free_port()
+    result = websocket_check(WebSocketCheck(), lambda _: port, 1.0)()
+    assert not result.ok and result.error and result.error.startswith("/ws:")
+
+
+def test_build_checks_by_level():
+    health = HealthConfig(
+        basic=[
+            HttpCheck(name="api", path="/health"),
+            HttpCheck(name="fe", process="frontend", path="/"),
+        ],
+        comprehensive=[HttpCheck(name="api", path="/health")],
+        websocket=WebSocketCheck(),
+    )
+    assert build_checks(health, HealthLevel.NONE, lambda _: 1, {"backend"}) == []
+    assert len(build_checks(health, HealthLevel.BASIC, lambda _: 1, {"backend"})) == 1
+    assert len(build_checks(health, HealthLevel.BASIC, lambda _: 1, {"backend", "frontend"})) == 2
+    assert len(build_checks(health, HealthLevel.COMPREHENSIVE, lambda _: 1, {"backend"})) == 2
+
+
+def scripted(outcomes: list[bool]):
+    it = iter(outcomes)
+
+    def run() -> CheckResult:
+        ok = next(it)
+        return CheckResult("s", ok, 1.0, None if ok else "down")
+
+    return run
+
+
+def test_gate_needs_consecutive_passes():
+    report = wait_healthy(
+        [scripted([True, False, True, True, True])],
+        passes=3,
+        interval=0.01,
+        deadline=5,
+        sleep=lambda _: None,
+    )
+    assert report.ok and report.rounds == 5 and report.streak == 3
+    assert report.summary().startswith("healthy: 3 passes in a row")
+
+
+def test_gate_one_lucky_pass_is_not_health():
+    report = wait_healthy(
+        [scripted([True] + [False] * 100)],
+        passes=2,
+        interval=0.01,
+        deadline=0.2,
+        sleep=lambda s: __import__("time").sleep(s),
+    )
+    assert not report.ok
+    assert "not healthy within 0.2s" in report.summary()
+    assert "s: down" in report.summary()
+
+
+def test_gate_abort_stops_early():
+    report = wait_healthy(
+        [scripted([False] * 10)],
+        passes=1,
+        interval=0.01,
+        deadline=60,
+        abort=lambda: "process x is errored",
+        sleep=lambda _: None,
+    )
+    assert not report.ok and report.rounds == 0 and report.reason == "process x is errored"
