@@ -7,6 +7,7 @@ own PM2_HOME (so the test's PM2 daemon is its own) and short health deadlines.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from support import EXAMPLE_APP, ROOT, TOOLS_BIN, free_port
 
 IGNORE = shutil.ignore_patterns("node_modules", ".next", "tests", "__pycache__", "slipway.toml")
+PASS_ENV = ("SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "HTTPS_PROXY", "HTTP_PROXY")
 VARIANTS_BROKEN = ("crash", "health500", "dbfail", "migration-error", "ws-refused", "slow")
 
 
@@ -75,6 +77,9 @@ def write_config(
     text = text.replace("deadline_seconds = 60", "deadline_seconds = 8")
     text = text.replace("interval_seconds = 1", "interval_seconds = 0.3")
     text = text.replace("passes = 3", "passes = 2")
+    # Over SSH the host's commands do not inherit this process's CA bundle or proxy.
+    passed = {k: v for k, v in os.environ.items() if k in PASS_ENV}
+    host_env = "{ " + ", ".join(f'{k} = "{v}"' for k, v in passed.items()) + " }"
     host_path = f'["{TOOLS_BIN}", "{ROOT / ".venv" / "bin"}"]'
     text += f"""
 [environments.{name}]
@@ -89,6 +94,7 @@ strategy = "restart"
 keep_releases = 3
 host_path = {host_path}
 pm2_home = "{root / "pm2"}"
+host_env = {host_env}
 {extra_env}
 {ssh}
 """

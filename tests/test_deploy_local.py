@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -230,3 +232,79 @@ def test_old_releases_are_pruned_but_current_and_previous_kept(env: Env):
     assert len(releases) <= env.env.keep_releases
     current = os.readlink(env.root / "testing" / "current").rsplit("/", 1)[-1]
     assert current in releases
+
+
+def slipway_cmd(env: Env, *args: str) -> list[str]:
+    exe = str(Path(sys.executable).with_name("slipway"))
+    return [exe, "--config", str(env.config_path), *args]
+
+
+@pytest.mark.parametrize("kill_at", ["upload", "install", "backup"])
+def test_deployer_killed_with_sigkill_leaves_site_serving(env: Env, kill_at: str):
+    before = env.health()
+    proc = subprocess.Popen(
+        slipway_cmd(env, "deploy", "testing", "--ref", "v2", "--json"),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event.get("step") == kill_at and event.get("status") == "start":
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert env.health()["release"] == before["release"]
+    # The next deploy needs no manual cleanup: the lock died with the deployer.
+    outcome = env.deployer().deploy("v2", lock_wait=10)
+    assert outcome.status == "succeeded"
+
+
+def test_two_deploys_at_once_exactly_one_runs(env: Env):
+    procs = [
+        subprocess.Popen(
+            slipway_cmd(env, "deploy", "testing", "--ref", "v2", "--actor", f"dev{i}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 3], results
+    loser = next(err for code, _, err in results if code == 3)
+    assert "is locked by dev" in loser
+
+
+def test_cli_status_and_audit(env: Env):
+    out = subprocess.run(
+        slipway_cmd(env, "status", "testing", "--json"), capture_output=True, text=True, check=True
+    ).stdout
+    report = json.loads(out)
+    assert report[0]["current"] == os.readlink(env.root / "testing" / "current").rsplit("/", 1)[-1]
+    assert report[0]["deployments"][0]["status"] == "succeeded"
+    text = subprocess.run(
+        slipway_cmd(env, "status", "testing"), capture_output=True, text=True, check=True
+    ).stdout
+    assert text.startswith("testing on local: live release ")
+    audit = subprocess.run(
+        slipway_cmd(env, "audit", "testing", "--json"), capture_output=True, text=True, check=True
+    ).stdout
+    events = [row["event"] for row in json.loads(audit)]
+    assert "deploy.succeeded" in events and "deploy.failed" in events
+    assert SECRET not in out + text + audit
+
+
+def test_cli_deploy_failure_exit_code_and_message(env: Env):
+    result = subprocess.run(
+        slipway_cmd(env, "deploy", "testing", "--ref", "broken/crash"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "error: deploy failed at step 'health' (rolled back)" in result.stderr
+    assert "hint: previous release" in result.stderr
+    assert "✗ health" in result.stdout

@@ -294,6 +294,10 @@ class EnvironmentConfig(Strict):
         default_factory=list,
         description="Directories put first on PATH for commands on the host (pm2, uv, node).",
     )
+    host_env: dict[EnvKey, str] = Field(
+        default_factory=dict,
+        description="Extra environment for commands on the host (proxy, CA bundle, caches).",
+    )
     pm2_home: AbsolutePath | None = Field(
         default=None, description="PM2_HOME on the host (default: PM2's own, ~/.pm2)."
     )

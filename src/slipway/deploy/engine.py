@@ -113,7 +113,7 @@ class Deployer:
         base_path = (
             os.environ.get("PATH", DEFAULT_PATH) if transport.name == "local" else DEFAULT_PATH
         )
-        self.host_env = {"PATH": ":".join([*self.env.host_path, base_path])}
+        self.host_env = {**self.env.host_env, "PATH": ":".join([*self.env.host_path, base_path])}
         if self.env.pm2_home:
             self.host_env["PM2_HOME"] = self.env.pm2_home
         self.pm = Pm2(transport, self.host_env)
