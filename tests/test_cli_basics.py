@@ -136,3 +136,29 @@ def test_console_script_runs_and_reports_version():
     )
     assert result.returncode == 0
     assert result.stdout.strip() == "slipway, version 0.1.0"
+
+
+def test_plan_prints_steps_without_running(capsys):
+    code, out, _ = run(["--config", str(EXAMPLE_CONFIG), "plan", "staging", "--ref", "v1"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert [line.split()[1] for line in lines[:9]] == [
+        "lock",
+        "upload",
+        "link",
+        "install",
+        "build",
+        "backup",
+        "start",
+        "health",
+        "promote",
+    ]
+    assert "git archive of v1 -> /srv/codeframe-mini/staging/releases/<release>/" in out
+    assert "stop codeframe-mini-staging-backend, codeframe-mini-staging-frontend" in out
+
+
+def test_blue_green_is_refused_clearly_until_implemented(capsys):
+    code, _, err = run(["--config", str(EXAMPLE_CONFIG), "deploy", "production"], capsys)
+    assert code == 2
+    assert "strategy 'blue-green'" in err
+    assert "hint: set strategy = 'restart'" in err

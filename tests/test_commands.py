@@ -165,3 +165,31 @@ def test_resolve_refuses_unknown_and_option_like_refs(tmp_path: Path):
         resolve(tmp_path, "--upload-pack=touch /tmp/x")
     with pytest.raises(UsageError, match="cannot resolve"):
         resolve(tmp_path, "nope")
+
+
+def test_source_resolves_commits_trees_and_archives(tmp_path: Path, monkeypatch):
+    repo = tmp_path / "r"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    (repo / "web").mkdir()
+    (repo / "web" / "a.txt").write_text("a")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e.org"]
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first line\n\nbody"], check=True)
+    source = resolve(repo, "main")
+    assert len(source.commit) == 40 and source.message == "first line"
+    assert source.tree("web") is not None and source.tree("missing") is None
+    archive = source.archive()
+    try:
+        listing = subprocess.run(
+            ["tar", "-tf", str(archive)], capture_output=True, text=True, check=True
+        )
+        assert "web/a.txt" in listing.stdout.split()
+    finally:
+        archive.unlink()
+    from slipway.deploy.source import release_id
+
+    assert release_id(source, now=0).startswith("19700101000000-")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(UsageError) as info:
+        resolve(repo, "main")
+    assert info.value.hint == "git is not installed on this machine"

@@ -308,3 +308,105 @@ def test_cli_deploy_failure_exit_code_and_message(env: Env):
     assert "error: deploy failed at step 'health' (rolled back)" in result.stderr
     assert "hint: previous release" in result.stderr
     assert "✗ health" in result.stdout
+
+
+def cli(env: Env, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The CLI in-process (so coverage sees it), with this module's configuration."""
+    from slipway.cli.main import main
+
+    code = main(["--config", str(env.config_path), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_manual_rollback_and_forward_again(env: Env, capsys: pytest.CaptureFixture[str]):
+    live = env.health()["release"]
+    code, out, err = cli(env, capsys, "rollback", "testing", "--json")
+    assert code == 0, err
+    result_event = json.loads(out.strip().splitlines()[-1])
+    body = env.health()
+    assert body["release"] != live
+    assert os.readlink(env.root / "testing" / "current").endswith(body["release"])
+    assert result_event["release"] == body["release"]
+    row = env.rows()[0]
+    assert row["kind"] == "rollback" and row["rolled_back_to"] == body["release"]
+    code, out, err = cli(env, capsys, "rollback", "testing", "--to", live)
+    assert code == 0, err
+    assert out.strip().endswith(")") and f"back to {live}" in out
+    assert env.health()["release"] == live
+    code, _, err = cli(env, capsys, "rollback", "testing", "--to", "nope")
+    assert code == 2
+    assert "no release 'nope'" in err and "releases kept:" in err
+
+
+def test_rollback_with_restore_db_sets_live_data_aside(
+    env: Env, capsys: pytest.CaptureFixture[str]
+):
+    live = env.health()["release"]
+    code, _, err = cli(env, capsys, "rollback", "testing", "--restore-db")
+    assert code == 0, err
+    audit = records.audit_log(LocalTransport(), env.deployer().layout, 1)[0]
+    assert audit["event"] == "rollback.succeeded"
+    assert "database restored from" in audit["detail"]
+    assert list((env.root / "testing" / "backups").glob("*-pre-restore.db"))
+    assert cli(env, capsys, "rollback", "testing", "--to", live)[0] == 0
+
+
+def test_rollback_to_an_unhealthy_release_restarts_the_current_one(env: Env):
+    live = env.health()["release"]
+    failed = next(
+        r["release"]
+        for r in env.rows()
+        if r["status"] == "rolled_back"
+        and (env.root / "testing" / "releases" / r["release"]).exists()
+    )
+    from slipway.deploy.rollback import manual_rollback
+    from slipway.errors import SlipwayError
+
+    with pytest.raises(SlipwayError, match="is not healthy") as info:
+        manual_rollback(env.deployer(), failed)
+    assert info.value.hint == f"{live} was started again"
+    assert env.health()["release"] == live
+
+
+def test_pre_deploy_hook_failure_aborts_and_post_deploy_hook_runs(env: Env, tmp_path: Path):
+    from slipway.config.load import LoadedConfig
+    from slipway.config.model import HooksConfig
+    from slipway.errors import SlipwayError
+
+    def with_hooks(**hooks: list[list[str]]) -> Deployer:
+        testing = env.env.model_copy(update={"hooks": HooksConfig(**hooks)})
+        environments = {**env.loaded.config.environments, "testing": testing}
+        config = env.loaded.config.model_copy(update={"environments": environments})
+        return Deployer(LoadedConfig(config, env.config_path), "testing", LocalTransport())
+
+    before = env.health()
+    with pytest.raises(SlipwayError, match="pre_deploy hook failed \\(exit 3\\)") as info:
+        with_hooks(pre_deploy=[["sh", "-c", f"echo {SECRET}; exit 3"]]).deploy("v2")
+    assert info.value.hint == "nothing was changed"
+    assert SECRET not in str(info.value)
+    assert env.health()["started_at"] == before["started_at"]
+    marker = tmp_path / "post"
+    hook = ["sh", "-c", f'echo "$SLIPWAY_HOOK $SLIPWAY_REF $SLIPWAY_RELEASE" > {marker}']
+    outcome = with_hooks(post_deploy=[hook]).deploy("v2")
+    assert marker.read_text().split() == ["post_deploy", "v2", outcome.release]
+
+
+def test_cli_lock_shows_free_and_held(env: Env):
+    free = subprocess.run(
+        slipway_cmd(env, "lock", "testing"), capture_output=True, text=True, check=True
+    )
+    assert free.stdout.strip() == "testing: free"
+    holder = DeployLock(LocalTransport(), env.deployer().layout)
+    holder.acquire(actor="carol", ref="v2", reason="deploy")
+    try:
+        held = subprocess.run(
+            slipway_cmd(env, "lock", "testing", "--json"),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        report = json.loads(held.stdout)
+        assert report[0]["held"] is True and report[0]["owner"]["owner"] == "carol"
+    finally:
+        holder.release()

@@ -18,3 +18,8 @@ def loaded_config(ctx: click.Context) -> LoadedConfig:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def echo_json_line(data: Any) -> None:
+    """One JSON object on one line (JSON Lines), for event streams."""
+    click.echo(json.dumps(data, sort_keys=True, default=str))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from slipway.cli.context import echo_json, loaded_config
+from slipway.cli.context import echo_json_line, loaded_config
 from slipway.cli.hosts import host_session
 from slipway.cli.output import Progress
 
@@ -34,7 +34,7 @@ def command(
     for deployer in host_session(loaded, environment, emit=progress, actor=actor):
         outcome = deployer.deploy(ref, lock_wait=lock_wait)
         if as_json:
-            echo_json(
+            echo_json_line(
                 {
                     "event": "result",
                     "status": outcome.status,

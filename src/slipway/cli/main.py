@@ -30,6 +30,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "deploy": ("slipway.cli.deploy", "Deploy a git ref to an environment (rolls back on failure)."),
     "init": ("slipway.cli.init", "Write a commented starter slipway.toml for this repository."),
     "status": ("slipway.cli.status", "Show the live release and recent deployments."),
+    "lock": ("slipway.cli.lock", "Show who holds an environment's deploy lock."),
+    "plan": ("slipway.cli.plan", "Print the steps a deploy would run, without running them."),
+    "rollback": ("slipway.cli.rollback", "Roll an environment back to an earlier release."),
     "schema": ("slipway.cli.schema", "Print the configuration's JSON Schema."),
 }
 
@@ -46,6 +49,9 @@ Examples:
   slipway check                 validate slipway.toml and show every environment
   slipway check production      show one environment
   slipway check --json          the same, for scripts
+  slipway deploy staging --ref staging
+  slipway rollback production   back to the previous good release
+  slipway status production --json
 """
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from slipway.commands import build as build_cmd
 from slipway.commands import host as cmd
 from slipway.config.load import LoadedConfig
-from slipway.config.model import EnvironmentConfig, ProcessConfig, ProcessKind
+from slipway.config.model import EnvironmentConfig, ProcessConfig, ProcessKind, Strategy
 from slipway.deploy.source import Source, release_id, resolve
 from slipway.errors import DeployFailed, SlipwayError, UsageError
 from slipway.health import build_checks, wait_healthy
@@ -166,6 +166,12 @@ class Deployer:
     # --- the deploy -----------------------------------------------------------------
 
     def deploy(self, ref: str, *, lock_wait: float = 0, reason: str = "deploy") -> Outcome:
+        if self.env.strategy is Strategy.BLUE_GREEN:
+            raise UsageError(
+                f"environment {self.env_name!r} uses strategy 'blue-green', which this version"
+                " of slipway does not implement yet",
+                hint="set strategy = 'restart' for now (it has a short downtime)",
+            )
         repo = self.loaded.repository_path()
         if repo is None:
             raise UsageError("deploying from a remote repository URL is not supported yet")
@@ -216,7 +222,7 @@ class Deployer:
                 )
             ],
         )
-        state = _RunState()
+        state = RunState()
         current_step = "prepare"
         try:
             steps: list[tuple[str, Callable[[], None]]] = [
@@ -227,7 +233,7 @@ class Deployer:
                 ("backup", lambda: self._backup(release, state)),
                 ("start", lambda: self._swap(release, previous, state, source)),
                 ("health", lambda: self._gate(state)),
-                ("promote", lambda: self._promote(release)),
+                ("promote", lambda: self.promote(release)),
             ]
             for name, action in steps:
                 current_step = name
@@ -314,7 +320,7 @@ class Deployer:
         if previous is None or frontend is None:
             return False
         key = self._content_key(source, what)
-        if key is None or self._release_meta(previous).get(what) != key:
+        if key is None or self.release_meta(previous).get(what) != key:
             return False
         src = f"{self._workdir(previous, frontend)}/{path}"
         if not self.transport.run(["test", "-e", src], check=False).ok:
@@ -322,7 +328,7 @@ class Deployer:
         self.run(cmd.hardlink_copy(src, f"{self._workdir(release, frontend)}/{path}"))
         return True
 
-    def _release_meta(self, release: str) -> dict[str, Any]:
+    def release_meta(self, release: str) -> dict[str, Any]:
         result = self.transport.run(
             ["cat", "--", f"{self.layout.release(release)}/{RELEASE_META}"], check=False
         )
@@ -345,7 +351,7 @@ class Deployer:
         return hashlib.sha256(f"{tree}\n{env}".encode()).hexdigest()
 
     def _save_meta(self, release: str, **values: Any) -> None:
-        meta = self._release_meta(release)
+        meta = self.release_meta(release)
         meta.update(values)
         self.transport.put_text(json.dumps(meta), f"{self.layout.release(release)}/{RELEASE_META}")
 
@@ -390,7 +396,7 @@ class Deployer:
         if key:
             self._save_meta(release, build=key)
 
-    def _backup(self, release: str, state: _RunState) -> None:
+    def _backup(self, release: str, state: RunState) -> None:
         db = self.layout.database(self.env.database)
         dest = f"{self.layout.backups}/{release}-pre-deploy.db"
         state.db_before = call(self.transport, "describe", db=db)
@@ -447,7 +453,7 @@ class Deployer:
                     )
                 time.sleep(0.2)
 
-    def _swap(self, release: str, previous: str | None, state: _RunState, source: Source) -> None:
+    def _swap(self, release: str, previous: str | None, state: RunState, source: Source) -> None:
         specs = self.app_specs(release, source.commit)
         state.swapped = True
         self.pm.stop(self.app_names)
@@ -462,7 +468,7 @@ class Deployer:
                 return f"process {name} is crash-looping ({proc.restarts} restarts)"
         return None
 
-    def _gate_report(self) -> GateReport:
+    def gate_report(self) -> GateReport:
         health = self.config.health
         checks = build_checks(
             health,
@@ -478,13 +484,13 @@ class Deployer:
             abort=self._processes_abort,
         )
 
-    def _gate(self, state: _RunState) -> None:
-        state.gate = self._gate_report()
+    def _gate(self, state: RunState) -> None:
+        state.gate = self.gate_report()
         if not state.gate.ok:
             raise SlipwayError(f"health gate failed: {state.gate.summary()}")
         self.emit("health", "info", detail=state.gate.summary())
 
-    def _promote(self, release: str) -> None:
+    def promote(self, release: str) -> None:
         self.run(cmd.symlink_temp(self.layout.release(release), self.layout.current))
         self.run(cmd.rename_over(f"{self.layout.current}.new", self.layout.current))
         self.pm.save()
@@ -497,7 +503,7 @@ class Deployer:
         release: str,
         previous: str | None,
         started: float,
-        state: _RunState,
+        state: RunState,
     ) -> None:
         seconds = time.monotonic() - started
         row.update(
@@ -529,13 +535,13 @@ class Deployer:
         step: str,
         exc: Exception,
         previous: str | None,
-        state: _RunState,
+        state: RunState,
         started: float,
     ) -> Outcome:
         cause = self.masker(str(exc))
         rolled_back, rollback_note = True, "nothing live had changed"
         if state.swapped:
-            rolled_back, rollback_note = self._roll_back_processes(previous, state, row["id"])
+            rolled_back, rollback_note = roll_back_after_failure(self, previous, state, row["id"])
         seconds = time.monotonic() - started
         status = "rolled_back" if rolled_back else "failed"
         row.update(
@@ -564,41 +570,6 @@ class Deployer:
         )
         self.prune(keep={row["release"], previous})
         raise DeployFailed(step, cause, rolled_back=rolled_back, hint=rollback_note) from exc
-
-    def _roll_back_processes(
-        self, previous: str | None, state: _RunState, deployment_id: str
-    ) -> tuple[bool, str]:
-        with self.step("rollback"):
-            self.pm.stop(self.app_names)
-            notes = []
-            if state.backup_path and self._schema_changed(state):
-                db = self.layout.database(self.env.database)
-                kept = f"{self.layout.backups}/{deployment_id}-pre-restore.db"
-                call(self.transport, "backup", db=db, dest=kept)
-                call(self.transport, "restore", db=db, src=state.backup_path)
-                notes.append(
-                    f"database restored from {state.backup_path} (failed state kept in {kept})"
-                )
-            if previous is None:
-                return False, "; ".join([*notes, "no previous release to start: site is down"])
-            meta = self._release_meta(previous)
-            specs = self.app_specs(previous, str(meta.get("commit", "unknown")))
-            self.pm.start(specs, f"{self.layout.release(previous)}/.slipway-ecosystem.json")
-            report = self._gate_report()
-            if not report.ok:
-                return False, f"previous release {previous} unhealthy: {report.summary()}"
-            self.pm.save()
-            notes.append(f"previous release {previous} serving and healthy")
-            return True, "; ".join(notes)
-
-    def _schema_changed(self, state: _RunState) -> bool:
-        after = call(self.transport, "describe", db=self.layout.database(self.env.database))
-        before = state.db_before or {}
-        return bool(
-            after.get("migrations") != before.get("migrations")
-            or after.get("schema_version") != before.get("schema_version")
-            or set(after.get("tables", {})) != set(before.get("tables", {}))
-        )
 
     def prune(self, keep: set[str | None]) -> list[str]:
         """Delete releases beyond ``keep_releases`` (never the current or previous one)."""
@@ -634,7 +605,7 @@ class Deployer:
                 )
                 if result.returncode != 0:
                     tail = self.masker((result.stdout + result.stderr).strip()[-800:])
-                    command = shlex.join(argv)
+                    command = self.masker(shlex.join(argv))
                     raise SlipwayError(
                         f"{which} hook failed (exit {result.returncode}): {command}\n{tail}",
                         hint="nothing was changed" if which == "pre_deploy" else None,
@@ -642,11 +613,14 @@ class Deployer:
 
 
 @dataclass
-class _RunState:
+class RunState:
     swapped: bool = False
     backup_path: str | None = None
     db_before: dict[str, Any] | None = None
     gate: GateReport | None = None
+
+
+from slipway.deploy.rollback import roll_back_after_failure  # noqa: E402 - import cycle
 
 
 def _os_environ() -> dict[str, str]:

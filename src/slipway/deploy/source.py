@@ -52,10 +52,6 @@ class Source:
     message: str
     committed_at: float
 
-    @property
-    def short(self) -> str:
-        return self.commit[:10]
-
     def tree(self, path: str) -> str | None:
         """The git object id of ``path`` at this commit (None if absent): a content hash."""
         try:

@@ -1,0 +1,47 @@
+"""``slipway rollback ENV [--to RELEASE]``: make an earlier release live again."""
+
+from __future__ import annotations
+
+import click
+
+from slipway.cli.context import echo_json_line, loaded_config
+from slipway.cli.hosts import host_session
+from slipway.cli.output import Progress
+from slipway.deploy.rollback import manual_rollback
+
+
+@click.command(name="rollback")
+@click.argument("environment")
+@click.option("--to", "to", default=None, help="Release id (default: the previous good one).")
+@click.option(
+    "--restore-db",
+    is_flag=True,
+    help="Also restore the database backup taken before the current release.",
+)
+@click.option("--lock-wait", type=float, default=0, help="Seconds to wait for the lock.")
+@click.option("--json", "as_json", is_flag=True, help="Emit JSON events and a JSON result.")
+@click.pass_context
+def command(
+    ctx: click.Context,
+    environment: str,
+    to: str | None,
+    restore_db: bool,
+    lock_wait: float,
+    as_json: bool,
+) -> None:
+    """Roll ENVIRONMENT back to an earlier release, gated on health like a deploy.
+
+    The database is left as it is unless --restore-db is given (then the live database
+    is first set aside as a backup, never destroyed). If the target is unhealthy, the
+    current release is started again and the command exits 1.
+    """
+    loaded = loaded_config(ctx)
+    progress = Progress(as_json=as_json, color=not ctx.obj["no_color"])
+    for deployer in host_session(loaded, environment, emit=progress):
+        outcome = manual_rollback(deployer, to, restore_db=restore_db, lock_wait=lock_wait)
+        if as_json:
+            echo_json_line(
+                {"event": "result", "status": outcome.status, "release": outcome.release}
+            )
+        else:
+            click.echo(f"rolled {environment} back to {outcome.release} ({outcome.health})")

@@ -1,0 +1,171 @@
+"""Going back: automatically after a failed deploy, or by hand (``slipway rollback``).
+
+Order matters (DESIGN.md section 3): the new processes are stopped before the database
+is touched (no writer may hold it), the live database is itself backed up before a
+restore overwrites it (a restore sets data aside, never destroys it), and the previous
+release must pass the same health gate as any deploy before it counts as rolled back.
+The database is restored only when the failed release changed its schema: otherwise the
+writes made in between are kept.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from slipway.errors import SlipwayError, UsageError
+from slipway.health.gate import GateReport
+from slipway.state import records
+from slipway.state.host import call
+from slipway.state.lock import DeployLock
+
+if TYPE_CHECKING:
+    from slipway.deploy.engine import Deployer, Outcome, RunState
+
+
+def schema_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    return bool(
+        after.get("migrations") != before.get("migrations")
+        or after.get("schema_version") != before.get("schema_version")
+        or set(after.get("tables", {})) != set(before.get("tables", {}))
+    )
+
+
+def restore_database(d: Deployer, backup: str, label: str) -> str:
+    """Set the live database aside, restore ``backup``; say how many rows differ."""
+    db = d.layout.database(d.env.database)
+    kept = f"{d.layout.backups}/{label}-pre-restore.db"
+    aside = call(d.transport, "backup", db=db, dest=kept)
+    restored = call(d.transport, "describe", db=backup)
+    call(d.transport, "restore", db=db, src=backup)
+    newer = sum(aside.get("tables", {}).values()) - sum(restored.get("tables", {}).values())
+    return (
+        f"database restored from {backup}; the replaced database ({newer:+d} rows against"
+        f" the backup) is kept in {kept}"
+    )
+
+
+def start_release(d: Deployer, release: str) -> GateReport:
+    """Stop this environment's apps, start ``release``'s, and gate on health."""
+    d.pm.stop(d.app_names)
+    meta = d.release_meta(release)
+    specs = d.app_specs(release, str(meta.get("commit", "unknown")))
+    d.pm.start(specs, f"{d.layout.release(release)}/.slipway-ecosystem.json")
+    return d.gate_report()
+
+
+def roll_back_after_failure(
+    d: Deployer, previous: str | None, state: RunState, deployment_id: str
+) -> tuple[bool, str]:
+    """Undo a deploy that failed at or after the process swap. Returns (ok, note)."""
+    with d.step("rollback"):
+        d.pm.stop(d.app_names)
+        notes = []
+        if state.backup_path:
+            after = call(d.transport, "describe", db=d.layout.database(d.env.database))
+            if schema_changed(state.db_before or {}, after):
+                notes.append(restore_database(d, state.backup_path, deployment_id))
+        if previous is None:
+            return False, "; ".join([*notes, "no previous release to start: the site is down"])
+        report = start_release(d, previous)
+        if not report.ok:
+            return False, f"previous release {previous} unhealthy: {report.summary()}"
+        d.pm.save()
+        notes.append(f"previous release {previous} serving and healthy")
+        return True, "; ".join(notes)
+
+
+def pick_target(d: Deployer, current: str | None, to: str | None) -> str:
+    releases = d.list_releases()
+    if to is not None:
+        if to not in releases:
+            raise UsageError(
+                f"no release {to!r} in {d.env_name}",
+                hint="releases kept: " + (", ".join(releases) or "none"),
+            )
+        return to
+    good = {
+        row["release"]
+        for row in records.deployments(d.transport, d.layout, 200)
+        if row["status"] == "succeeded"
+    }
+    older = [r for r in releases if r in good and (current is None or r < current)]
+    if not older:
+        raise UsageError(f"no earlier good release of {d.env_name} to roll back to")
+    return older[-1]
+
+
+def manual_rollback(
+    d: Deployer, to: str | None = None, *, restore_db: bool = False, lock_wait: float = 0
+) -> Outcome:
+    """``slipway rollback``: make an earlier release live again, under the lock."""
+    from slipway.deploy.engine import Outcome
+
+    started = time.monotonic()
+    lock = DeployLock(d.transport, d.layout)
+    with d.step("lock"):
+        lock.acquire(actor=d.actor, ref=to or "previous", reason="rollback", wait=lock_wait)
+    try:
+        current = d.current_release()
+        target = pick_target(d, current, to)
+        deployment_id = uuid.uuid4().hex[:12]
+        notes: list[str] = []
+        with d.step("start"):
+            d.pm.stop(d.app_names)
+            backup = f"{d.layout.backups}/{current}-pre-deploy.db" if current else None
+            if restore_db and backup:
+                notes.append(restore_database(d, backup, deployment_id))
+            report = start_release(d, target)
+        if not report.ok:
+            if current:
+                start_release(d, current)
+            raise SlipwayError(
+                f"release {target} is not healthy: {report.summary()}",
+                hint=f"{current} was started again" if current else None,
+            )
+        with d.step("promote"):
+            d.promote(target)
+        meta = d.release_meta(target)
+        commit = str(meta.get("commit", "unknown"))
+        row: dict[str, Any] = {
+            "id": deployment_id,
+            "env": d.env_name,
+            "ref": f"rollback:{target}",
+            "commit_sha": commit,
+            "release": target,
+            "actor": d.actor,
+            "started_at": time.time() - (time.monotonic() - started),
+            "finished_at": time.time(),
+            "duration_s": round(time.monotonic() - started, 3),
+            "status": "succeeded",
+            "previous_release": current,
+            "rolled_back_to": target,
+            "kind": "rollback",
+        }
+        records.save(
+            d.transport,
+            d.layout,
+            deployment=row,
+            audit=[
+                records.audit_event(
+                    d.actor,
+                    "rollback.succeeded",
+                    deployment_id,
+                    release=target,
+                    previous=current,
+                    notes=notes,
+                )
+            ],
+        )
+        return Outcome(
+            deployment_id,
+            target,
+            commit,
+            "succeeded",
+            time.monotonic() - started,
+            d.steps,
+            report.summary(),
+        )
+    finally:
+        lock.release()
