@@ -357,3 +357,16 @@ def test_repository_path_local_and_url(tmp_path: Path):
     from slipway.config.load import LoadedConfig
 
     assert LoadedConfig(validate_config(raw), tmp_path / "x").repository_path() is None
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("project.name", "app\n"),
+        ("environments.staging.branches", ["main\n"]),
+        ("environments.staging.hosts", ["deploy@host\n"]),
+        ("environments.staging.required_env", ["KEY\n"]),
+    ],
+)
+def test_trailing_newline_is_not_smuggled_past_patterns(path, value):
+    assert errors_of(mutate(path, value))

@@ -38,7 +38,7 @@ _HOST_RE = re.compile(
 
 
 def _check_name(value: str) -> str:
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.fullmatch(value):
         raise ValueError(
             "must be lowercase letters, digits and '-', starting with a letter (at most 40)"
         )
@@ -46,13 +46,13 @@ def _check_name(value: str) -> str:
 
 
 def _check_env_key(value: str) -> str:
-    if not _ENV_KEY_RE.match(value):
+    if not _ENV_KEY_RE.fullmatch(value):
         raise ValueError("must be an environment variable name like API_KEY (A-Z, 0-9, _)")
     return value
 
 
 def _check_branch(value: str) -> str:
-    if not _BRANCH_RE.match(value):
+    if not _BRANCH_RE.fullmatch(value):
         raise ValueError(
             "must be a git branch name or pattern (letters, digits, '.', '_', '-', '/', '*';"
             " no '..', spaces or shell characters)"
@@ -257,7 +257,7 @@ def parse_host(value: str) -> HostSpec:
     """Parse ``local`` or ``[user@]host[:port]``; anything else is a ValueError."""
     if value == "local":
         return HostSpec(local=True)
-    match = _HOST_RE.match(value)
+    match = _HOST_RE.fullmatch(value)
     if not match:
         raise ValueError("must be 'local' or 'user@host:port' (e.g. deploy@10.0.0.5:22)")
     port = int(match["port"]) if match["port"] else 22

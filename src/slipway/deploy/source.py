@@ -24,7 +24,7 @@ _REF_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/@^~-]{1,200}$")
 
 
 def check_ref(ref: str) -> str:
-    if not _REF_RE.match(ref):
+    if not _REF_RE.fullmatch(ref):
         raise UsageError(
             f"invalid git ref {ref!r}",
             hint="use a branch, tag or commit (letters, digits, '.', '_', '-', '/', '^', '~')",
