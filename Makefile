@@ -60,4 +60,5 @@ lock: $(STAMP)
 	cd tools && npm install --package-lock-only --no-audit --no-fund
 
 clean:
+	-test -d .demo/srv/pm2 && PM2_HOME=.demo/srv/pm2 tools/node_modules/.bin/pm2 kill >/dev/null
 	rm -rf $(VENV) tools/node_modules .demo coverage.xml .coverage

@@ -20,10 +20,6 @@ sys.path.insert(0, str(ROOT / "examples" / "codeframe-mini"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
-    """Nothing to do here; the CI rule is enforced in pytest_terminal_summary."""
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not IN_CI:

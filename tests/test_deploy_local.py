@@ -408,5 +408,19 @@ def test_cli_lock_shows_free_and_held(env: Env):
         )
         report = json.loads(held.stdout)
         assert report[0]["held"] is True and report[0]["owner"]["owner"] == "carol"
+        refused = subprocess.run(
+            slipway_cmd(env, "lock", "testing", "--release"), capture_output=True, text=True
+        )
+        assert refused.returncode == 2 and "--force" in refused.stderr
+        forced = subprocess.run(
+            slipway_cmd(env, "lock", "testing", "--release", "--force"),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "released lock of carol@" in forced.stdout
+        from slipway.state.lock import is_held
+
+        assert not is_held(LocalTransport(), env.deployer().layout)
     finally:
         holder.release()

@@ -31,6 +31,7 @@ class LockOwner:
     ref: str
     reason: str
     started_at: float
+    holder_pid: int = 0  # the process on the host whose life is the lock
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started_at))
@@ -65,8 +66,8 @@ class DeployLock:
     def acquire(self, *, actor: str, ref: str, reason: str, wait: float = 0) -> LockOwner:
         self.transport.run(cmd.mkdir_p(self.layout.state_dir))
         handle = self.transport.spawn(cmd.lock_holder(self.layout.lock_file, wait))
-        line = handle.readline(timeout=wait + 30)
-        if line != "locked":
+        line = handle.readline(timeout=wait + 30) or ""
+        if not line.startswith("locked "):
             code = handle.exit_code(timeout=5)
             handle.close()
             if code == cmd.LOCK_BUSY_EXIT:
@@ -78,7 +79,10 @@ class DeployLock:
                 )
             raise SlipwayError(f"could not take the deploy lock (flock exited {code})")
         self._handle = handle
-        owner = LockOwner(actor, socket.gethostname(), os.getpid(), ref, reason, time.time())
+        holder_pid = int(line.split()[1])
+        owner = LockOwner(
+            actor, socket.gethostname(), os.getpid(), ref, reason, time.time(), holder_pid
+        )
         self.transport.put_text(json.dumps(asdict(owner)), self.layout.lock_info, mode=0o600)
         return owner
 
@@ -93,3 +97,27 @@ class DeployLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def force_release(transport: Transport, layout: Layout, timeout: float = 10) -> LockOwner | None:
+    """End the process that holds the lock (a hung deployer); return who held it.
+
+    Only for a deployer that is stuck but still connected: one that died has already
+    released the lock by itself.
+    """
+    owner = read_owner(transport, layout)
+    if not is_held(transport, layout):
+        return None
+    if owner is None or owner.holder_pid <= 0:
+        raise SlipwayError(
+            "the lock is held but lock.json does not say by which process",
+            hint=f"find it with: fuser {layout.lock_file}",
+        )
+    transport.run(cmd.kill_process(owner.holder_pid), check=False)
+    deadline = time.monotonic() + timeout
+    while is_held(transport, layout):
+        if time.monotonic() > deadline:
+            raise SlipwayError(f"the lock is still held after stopping pid {owner.holder_pid}")
+        time.sleep(0.1)
+    transport.run(cmd.remove_tree(layout.lock_info), check=False)
+    return owner
