@@ -40,7 +40,7 @@ def test_host_commands_are_exact_argv():
         "/l",
         "sh",
         "-c",
-        "echo locked; exec cat >/dev/null",
+        'echo "locked $$"; exec cat >/dev/null',
     ]
     assert host.lock_holder("/l", 2.5)[:3] == ["flock", "-w", "2.5"]
     assert host.kill_process(42) == ["kill", "-TERM", "42"]

@@ -193,12 +193,14 @@ def test_missing_required_env_key_fails_before_changing_anything(env: Env):
     original = env_file.read_text()
     before = env.health()
     env_file.write_text("OTHER=1\n")
+    db_bytes = env.db.read_bytes()
     try:
         with pytest.raises(DeployFailed) as info:
             env.deployer().deploy("v2")
         assert info.value.step == "link"
         assert "API_TOKEN" in str(info.value)
         assert env.health()["started_at"] == before["started_at"]  # never restarted
+        assert env.db.read_bytes() == db_bytes
     finally:
         env_file.write_text(original)
 
@@ -390,6 +392,18 @@ def test_pre_deploy_hook_failure_aborts_and_post_deploy_hook_runs(env: Env, tmp_
     hook = ["sh", "-c", f'echo "$SLIPWAY_HOOK $SLIPWAY_REF $SLIPWAY_RELEASE" > {marker}']
     outcome = with_hooks(post_deploy=[hook]).deploy("v2")
     assert marker.read_text().split() == ["post_deploy", "v2", outcome.release]
+
+
+def test_cli_releases_marks_the_live_one(env: Env, capsys: pytest.CaptureFixture[str]):
+    code, out, err = cli(env, capsys, "releases", "testing", "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    live = [r for r in listed if r["current"]]
+    assert len(live) == 1 and live[0]["release"] == env.health()["release"]
+    assert all(len(r["commit"]) == 40 for r in listed)
+    assert {r["status"] for r in listed} <= {"succeeded", "rolled_back", "failed", "unknown"}
+    code, out, _ = cli(env, capsys, "releases", "testing")
+    assert any(line.startswith("* ") for line in out.splitlines())
 
 
 def test_cli_lock_shows_free_and_held(env: Env):

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("slipway.cli.status", "Show the live release and recent deployments."),
     "lock": ("slipway.cli.lock", "Show who holds an environment's deploy lock."),
     "plan": ("slipway.cli.plan", "Print the steps a deploy would run, without running them."),
+    "releases": ("slipway.cli.releases", "List the releases kept on each host."),
     "rollback": ("slipway.cli.rollback", "Roll an environment back to an earlier release."),
     "schema": ("slipway.cli.schema", "Print the configuration's JSON Schema."),
 }

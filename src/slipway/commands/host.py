@@ -8,7 +8,7 @@ Argv = list[str]
 # "locked", then holds the lock while its stdin stays open. When the deployer dies or
 # its SSH connection drops, stdin closes, `cat` exits and the kernel frees the lock: no
 # stale lock to clear by hand, and a held lock is never broken.
-LOCK_HOLDER_SCRIPT = "echo locked; exec cat >/dev/null"
+LOCK_HOLDER_SCRIPT = 'echo "locked $$"; exec cat >/dev/null'
 LOCK_BUSY_EXIT = 75
 
 
