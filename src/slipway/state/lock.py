@@ -79,6 +79,13 @@ class DeployLock:
                 )
             raise SlipwayError(f"could not take the deploy lock (flock exited {code})")
         self._handle = handle
+        try:
+            return self._write_owner(line, actor, ref, reason)
+        except BaseException:
+            self.release()  # never keep a lock we could not label
+            raise
+
+    def _write_owner(self, line: str, actor: str, ref: str, reason: str) -> LockOwner:
         holder_pid = int(line.split()[1])
         owner = LockOwner(
             actor, socket.gethostname(), os.getpid(), ref, reason, time.time(), holder_pid

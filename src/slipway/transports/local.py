@@ -9,6 +9,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from slipway.errors import TransportError
 from slipway.transports.base import Handle, Transport
 
 
@@ -101,13 +102,17 @@ class LocalTransport(Transport):
     def put_bytes(self, data: bytes, remote: str, *, mode: int) -> None:
         target = Path(remote)
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
-            os.write(fd, data)
-            os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            try:
+                os.write(fd, data)
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise TransportError(f"cannot write {remote}: {exc.strerror or exc}") from exc
 
     def tunnel(self, port: int) -> int:
         return port

@@ -1,0 +1,102 @@
+"""A full disk on the host during a deploy: the deploy fails, the live release keeps
+serving, the database is byte-identical, the lock is free, the record names the step.
+
+The deploy root sits on a small tmpfs (needs root and mount; CI runs as root)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from apprepo import make_repo, write_config
+from support import TOOLS_BIN, require_binary
+
+from slipway.config import load_config
+from slipway.deploy.engine import Deployer
+from slipway.errors import DeployFailed
+from slipway.state import records
+from slipway.state.lock import is_held
+from slipway.transports.local import LocalTransport
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a small tmpfs")
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=300m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(
+            [str(TOOLS_BIN / "pm2"), "kill"],
+            env={**os.environ, "PM2_HOME": str(mount_point / "srv" / "pm2")},
+            capture_output=True,
+            check=False,
+        )
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_full_disk_fails_the_deploy_and_the_site_keeps_serving(tmp_path: Path, small_disk: Path):
+    require_binary("pm2", path=str(TOOLS_BIN))
+    repo = make_repo(tmp_path / "repo")
+    root = small_disk / "srv"
+    config = write_config(repo, root)
+    (root / "testing" / "shared").mkdir(parents=True)
+    (root / "testing" / "shared" / ".env.testing").write_text("API_TOKEN=disk-token-1\n")
+    loaded = load_config(config)
+    first = Deployer(loaded, "testing", LocalTransport()).deploy("v1")
+    port = loaded.config.environment("testing").ports.backend
+    db = root / "testing" / ".codeframe" / "state.db"
+    httpx.post(f"http://127.0.0.1:{port}/api/projects", json={"name": "kept"}).raise_for_status()
+    db_bytes = db.read_bytes()
+    filler = small_disk / "filler"
+    # Fill the disk, leaving a few KB: enough for the lock and records, not a release.
+    subprocess.run(["fallocate", "-l", "1T", str(filler)], capture_output=True, check=False)
+    with open(filler, "ab") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        except OSError:
+            pass
+    # Completely full: not even the lock's label fits. A clear error, and no lock kept.
+    from slipway.errors import TransportError
+
+    with pytest.raises(TransportError, match="No space left on device"):
+        Deployer(loaded, "testing", LocalTransport()).deploy("v2")
+    assert not is_held(LocalTransport(), Deployer(loaded, "testing", LocalTransport()).layout)
+    os.truncate(filler, filler.stat().st_size - (512 << 10))  # 512 KB: lock and records fit
+    free = shutil.disk_usage(small_disk).free
+    assert free < 2 << 20
+    try:
+        with pytest.raises(DeployFailed) as info:
+            Deployer(loaded, "testing", LocalTransport()).deploy("v2")
+    finally:
+        filler.unlink()
+    assert info.value.step in ("upload", "install")
+    assert info.value.rolled_back
+    health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+    assert health["release"] == first.release
+    assert db.read_bytes() == db_bytes
+    d = Deployer(loaded, "testing", LocalTransport())
+    assert not is_held(LocalTransport(), d.layout)
+    row = records.deployments(LocalTransport(), d.layout)[0]
+    assert row["status"] == "rolled_back" and row["failed_step"] == info.value.step
+    # And with space back, the next deploy simply works.
+    assert Deployer(loaded, "testing", LocalTransport()).deploy("v2").status == "succeeded"
