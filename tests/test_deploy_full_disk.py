@@ -91,6 +91,7 @@ def test_full_disk_fails_the_deploy_and_the_site_keeps_serving(tmp_path: Path, s
         filler.unlink()
     assert info.value.step in ("upload", "install")
     assert info.value.rolled_back
+    assert "the failed release was removed" in (info.value.hint or "")
     health = httpx.get(f"http://127.0.0.1:{port}/health").json()
     assert health["release"] == first.release
     assert db.read_bytes() == db_bytes

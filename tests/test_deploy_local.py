@@ -438,3 +438,25 @@ def test_cli_lock_shows_free_and_held(env: Env):
         assert not is_held(LocalTransport(), env.deployer().layout)
     finally:
         holder.release()
+
+
+def test_cli_metrics_from_real_records(env: Env, capsys: pytest.CaptureFixture[str]):
+    code, out, err = cli(env, capsys, "metrics", "testing", "--json")
+    assert code == 0, err
+    [m] = json.loads(out)
+    all_rows = records.deployments(LocalTransport(), env.deployer().layout, 1000)
+    rows = [r for r in all_rows if r["kind"] == "deploy" and r["finished_at"]]
+    assert m["deploys"] == len(rows)
+    assert m["successful"] == sum(r["status"] == "succeeded" for r in rows)
+    assert m["failed"] == sum(r["status"] in ("failed", "rolled_back") for r in rows)
+    assert m["lead_time_median_s"] is not None and m["lead_time_median_s"] > 0
+    assert m["time_to_restore_median_s"] is not None
+    code, out, _ = cli(env, capsys, "metrics", "testing", "--format", "prometheus")
+    assert 'slipway_deploys{env="testing"} ' + str(m["deploys"]) in out
+    code, out, _ = cli(env, capsys, "metrics", "testing", "--format", "csv")
+    assert out.splitlines()[1].startswith("testing,30.0,")
+    code, out, _ = cli(env, capsys, "metrics")
+    assert "\ntesting (last 30 days):" in out  # every deployed environment
+    assert out.startswith("staging (last 30 days): 0 successful of 0 deploys")
+    code, _, err = cli(env, capsys, "metrics", "testing", "--since", "soon")
+    assert code == 2 and "invalid duration 'soon'" in err

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("slipway.cli.init", "Write a commented starter slipway.toml for this repository."),
     "status": ("slipway.cli.status", "Show the live release and recent deployments."),
     "lock": ("slipway.cli.lock", "Show who holds an environment's deploy lock."),
+    "metrics": ("slipway.cli.metrics", "DORA deployment metrics from the records."),
     "plan": ("slipway.cli.plan", "Print the steps a deploy would run, without running them."),
     "releases": ("slipway.cli.releases", "List the releases kept on each host."),
     "rollback": ("slipway.cli.rollback", "Roll an environment back to an earlier release."),

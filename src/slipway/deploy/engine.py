@@ -42,6 +42,7 @@ from slipway.transports.base import Transport
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BIND_HOST = "127.0.0.1"
 RELEASE_META = ".slipway-release.json"
+DISK_FULL = "No space left on device"
 CRASH_LOOP_RESTARTS = 2  # a new release restarted twice while being gated is not healthy
 
 
@@ -199,6 +200,8 @@ class Deployer:
             "env": self.env_name,
             "ref": source.ref,
             "commit_sha": source.commit,
+            "committed_at": source.committed_at,
+            "message": self.masker(source.message)[:500],
             "release": release,
             "actor": self.actor,
             "started_at": time.time(),
@@ -542,6 +545,10 @@ class Deployer:
         rolled_back, rollback_note = True, "nothing live had changed"
         if state.swapped:
             rolled_back, rollback_note = roll_back_after_failure(self, previous, state, row["id"])
+        if DISK_FULL in cause:
+            # Keeping the failed release for inspection would keep the disk full.
+            self.transport.run(cmd.remove_tree(self.layout.release(row["release"])), check=False)
+            rollback_note += "; the host's disk is full: the failed release was removed"
         seconds = time.monotonic() - started
         status = "rolled_back" if rolled_back else "failed"
         row.update(
@@ -553,22 +560,19 @@ class Deployer:
             rolled_back_to=previous,
             steps=json.dumps(self.steps),
         )
-        records.save(
-            self.transport,
-            self.layout,
-            deployment=row,
-            audit=[
-                records.audit_event(
-                    self.actor,
-                    "deploy.failed",
-                    row["id"],
-                    step=step,
-                    error=cause[-500:],
-                    rollback=rollback_note,
-                )
-            ],
+        failure = records.audit_event(
+            self.actor,
+            "deploy.failed",
+            row["id"],
+            step=step,
+            error=cause[-500:],
+            rollback=rollback_note,
         )
-        self.prune(keep={row["release"], previous})
+        try:
+            records.save(self.transport, self.layout, deployment=row, audit=[failure])
+            self.prune(keep={row["release"], previous})
+        except SlipwayError as record_error:  # the deploy's own error matters more
+            rollback_note += f"; the failure could not be recorded: {record_error}"
         raise DeployFailed(step, cause, rolled_back=rolled_back, hint=rollback_note) from exc
 
     def prune(self, keep: set[str | None]) -> list[str]:

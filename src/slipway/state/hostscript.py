@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     release TEXT NOT NULL, actor TEXT NOT NULL, started_at REAL NOT NULL,
     finished_at REAL, duration_s REAL, status TEXT NOT NULL, failed_step TEXT,
     error TEXT, previous_release TEXT, rolled_back_to TEXT, kind TEXT NOT NULL DEFAULT 'deploy',
-    steps TEXT NOT NULL DEFAULT '[]'
+    steps TEXT NOT NULL DEFAULT '[]', committed_at REAL, message TEXT
 );
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL,
@@ -69,6 +69,8 @@ DEPLOYMENT_COLUMNS = frozenset(
         "rolled_back_to",
         "kind",
         "steps",
+        "committed_at",
+        "message",
     ]
 )
 
@@ -182,6 +184,10 @@ def _records(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=10, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.executescript(RECORDS_SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(deployments)")}
+    for column in ("committed_at REAL", "message TEXT"):  # added after 0.1.0's first records
+        if column.split()[0] not in columns:
+            conn.execute(f"ALTER TABLE deployments ADD COLUMN {column}")
     os.chmod(path, 0o600)
     return conn
 

@@ -1,0 +1,89 @@
+"""``slipway metrics [ENV]``: DORA figures from the hosts' deployment records."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from slipway.cli.context import echo_json, loaded_config
+from slipway.cli.hosts import host_session
+from slipway.metrics.dora import Metrics, compute, parse_since
+from slipway.metrics.export import prometheus, to_csv
+from slipway.state import records
+
+
+def _fmt(value: float | None, unit: str = "s") -> str:
+    if value is None:
+        return "-"
+    if unit == "%":
+        return f"{value * 100:.1f}%"
+    return f"{value:.1f}{unit}"
+
+
+@click.command(name="metrics")
+@click.argument("environment", required=False)
+@click.option("--since", default="30d", show_default=True, help="Window: 90m, 12h, 30d, 4w.")
+@click.option(
+    "--fix-window",
+    default="60m",
+    show_default=True,
+    help="A deploy followed by another within this counts as a change failure.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "prometheus", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.pass_context
+def command(
+    ctx: click.Context,
+    environment: str | None,
+    since: str,
+    fix_window: str,
+    fmt: str,
+    as_json: bool,
+) -> None:
+    """Deployment frequency, duration, failure rate, change failure rate, time to
+    restore and lead time, per environment (default: every deployed one).
+
+    Read from the records on each environment's first host; definitions in the README.
+    """
+    loaded = loaded_config(ctx)
+    window, fix = parse_since(since), parse_since(fix_window)
+    names = (
+        [environment]
+        if environment
+        else [name for name, env in loaded.config.environments.items() if env.root is not None]
+    )
+    now = time.time()
+    results: list[Metrics] = []
+    for name in names:
+        for deployer in host_session(loaded, name):
+            rows = records.deployments(deployer.transport, deployer.layout, 100_000)
+            results.append(compute(rows, env=name, now=now, window_s=window, fix_window_s=fix))
+            break  # every host of an environment holds the same deploys
+    fmt = "json" if as_json else fmt
+    if fmt == "json":
+        echo_json([m.as_dict() for m in results])
+    elif fmt == "prometheus":
+        click.echo(prometheus(results), nl=False)
+    elif fmt == "csv":
+        click.echo(to_csv(results), nl=False)
+    else:
+        for m in results:
+            click.echo(
+                f"{m.env} (last {m.window_days:g} days): {m.successful} successful of"
+                f" {m.deploys} deploys, {m.rollbacks} manual rollbacks\n"
+                f"  frequency        {m.deploys_per_day:.2f}/day, {m.deploys_per_week:.2f}/week\n"
+                f"  duration         median {_fmt(m.duration_median_s)},"
+                f" p95 {_fmt(m.duration_p95_s)}\n"
+                f"  failure rate     {_fmt(m.failure_rate, '%')}\n"
+                f"  change failures  {_fmt(m.change_failure_rate, '%')} ({m.change_failures})\n"
+                f"  time to restore  median {_fmt(m.time_to_restore_median_s)}"
+                f" ({m.restores} restores)\n"
+                f"  lead time        median {_fmt(m.lead_time_median_s)}"
+            )

@@ -1,0 +1,1 @@
+"""Deployment metrics (DORA) computed from slipway's own deployment records."""

@@ -1,0 +1,209 @@
+"""DORA metrics from deployment records: pure functions, exact answers.
+
+Definitions (Four Keys where they overlap; see the README):
+
+- deployment frequency: successful deploys in the window, per day and per week.
+- deployment duration: median and p95 of finished deploys' durations, and the median
+  of each step.
+- failure rate: deploys that failed (rolled back or not) / all finished deploys.
+- change failure rate: successful deploys that caused a failure / successful deploys.
+  A successful deploy caused a failure when a later rollback moved away from its
+  release, or when a fix-forward followed it within the fix-forward window: a deploy
+  whose commit message starts with "fix", "hotfix" or "revert".
+- time to restore: median time from a failure to restored service. For a deploy that
+  rolled itself back: the rollback step's duration (detection to previous release
+  healthy). For a failed deploy that could not roll back: until the next successful
+  deploy or rollback finished. For a change failure: from its release going live to
+  the rollback or fix-forward that replaced it.
+- lead time for changes: median time from commit to the deploy that made it live.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DAY = 86400.0
+FAILED = ("failed", "rolled_back")
+FIX_FORWARD = re.compile(r"(fix|hotfix|revert)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    env: str
+    window_days: float
+    deploys: int
+    successful: int
+    failed: int
+    rollbacks: int
+    deploys_per_day: float
+    deploys_per_week: float
+    duration_median_s: float | None
+    duration_p95_s: float | None
+    step_median_s: dict[str, float] = field(default_factory=dict)
+    failure_rate: float | None = None
+    change_failures: int = 0
+    change_failure_rate: float | None = None
+    time_to_restore_median_s: float | None = None
+    restores: int = 0
+    lead_time_median_s: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100): always one of the values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def _steps(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    try:
+        steps = json.loads(row.get("steps") or "[]")
+    except json.JSONDecodeError:
+        return []
+    return [s for s in steps if isinstance(s, dict)]
+
+
+def compute(
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    env: str,
+    now: float,
+    window_s: float,
+    fix_window_s: float = 3600.0,
+) -> Metrics:
+    """Metrics of ``env`` over ``(now - window_s, now]`` from deployment rows."""
+    start = now - window_s
+    finished = sorted(
+        (r for r in rows if r.get("env") == env and r.get("finished_at") is not None),
+        key=lambda r: float(r["finished_at"]),
+    )
+    in_window = [r for r in finished if start < float(r["finished_at"]) <= now]
+    deploys = [r for r in in_window if r.get("kind", "deploy") == "deploy"]
+    rollbacks = [r for r in in_window if r.get("kind") == "rollback"]
+    good = [r for r in deploys if r["status"] == "succeeded"]
+    bad = [r for r in deploys if r["status"] in FAILED]
+    days = window_s / DAY
+    durations = [float(r["duration_s"]) for r in deploys if r.get("duration_s") is not None]
+    per_step: dict[str, list[float]] = {}
+    for row in deploys:
+        for step in _steps(row):
+            per_step.setdefault(str(step.get("step")), []).append(float(step.get("seconds", 0)))
+
+    change_failures, restore_times = _change_failures(good, finished, fix_window_s)
+    restore_times += _restore_times_of_failed(bad, finished)
+    leads = [
+        float(r["finished_at"]) - float(r["committed_at"])
+        for r in good
+        if r.get("committed_at") is not None
+    ]
+    return Metrics(
+        env=env,
+        window_days=round(days, 4),
+        deploys=len(deploys),
+        successful=len(good),
+        failed=len(bad),
+        rollbacks=len(rollbacks),
+        deploys_per_day=round(len(good) / days, 4) if days else 0.0,
+        deploys_per_week=round(len(good) / days * 7, 4) if days else 0.0,
+        duration_median_s=_median(durations),
+        duration_p95_s=percentile(durations, 95),
+        step_median_s={k: float(statistics.median(v)) for k, v in per_step.items()},
+        failure_rate=round(len(bad) / len(deploys), 4) if deploys else None,
+        change_failures=change_failures,
+        change_failure_rate=round(change_failures / len(good), 4) if good else None,
+        time_to_restore_median_s=_median(restore_times),
+        restores=len(restore_times),
+        lead_time_median_s=_median(leads),
+    )
+
+
+def _change_failures(
+    good: Sequence[Mapping[str, Any]],
+    history: Sequence[Mapping[str, Any]],
+    fix_window_s: float,
+) -> tuple[int, list[float]]:
+    """Successful deploys later rolled back or fixed forward, and their restore times."""
+    count = 0
+    times: list[float] = []
+    for row in good:
+        live_at = float(row["finished_at"])
+        later = [
+            r for r in history if float(r["finished_at"]) > live_at and r["status"] == "succeeded"
+        ]
+        rolled_back = next(
+            (
+                r
+                for r in later
+                if r.get("kind") == "rollback" and r.get("previous_release") == row["release"]
+            ),
+            None,
+        )
+        fix = next(
+            (
+                r
+                for r in later
+                if r.get("kind", "deploy") == "deploy"
+                and float(r["finished_at"]) - live_at <= fix_window_s
+                and FIX_FORWARD.match(str(r.get("message") or ""))
+            ),
+            None,
+        )
+        ender = rolled_back or fix
+        if rolled_back is not None and fix is not None:
+            ender = min(rolled_back, fix, key=lambda r: float(r["finished_at"]))
+        if ender is not None:
+            count += 1
+            times.append(float(ender["finished_at"]) - live_at)
+    return count, times
+
+
+def _restore_times_of_failed(
+    bad: Sequence[Mapping[str, Any]], history: Sequence[Mapping[str, Any]]
+) -> list[float]:
+    times: list[float] = []
+    for row in bad:
+        if row["status"] == "rolled_back":
+            rollback = [s for s in _steps(row) if s.get("step") == "rollback"]
+            if rollback:
+                times.append(float(rollback[0].get("seconds", 0)))
+            continue
+        failed_at = float(row["finished_at"])
+        restored = next(
+            (
+                r
+                for r in history
+                if float(r["finished_at"]) > failed_at and r["status"] == "succeeded"
+            ),
+            None,
+        )
+        if restored is not None:
+            times.append(float(restored["finished_at"]) - failed_at)
+    return times
+
+
+def parse_since(text: str) -> float:
+    """``30d``, ``12h``, ``2w``, ``90m`` to seconds."""
+    units = {"m": 60.0, "h": 3600.0, "d": DAY, "w": 7 * DAY}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        from slipway.errors import UsageError
+
+        raise UsageError(
+            f"invalid duration {text!r}", hint="use a whole number and m, h, d or w (e.g. 30d)"
+        )
+    return int(number) * units[unit]
