@@ -460,3 +460,18 @@ def test_cli_metrics_from_real_records(env: Env, capsys: pytest.CaptureFixture[s
     assert out.startswith("staging (last 30 days): 0 successful of 0 deploys")
     code, _, err = cli(env, capsys, "metrics", "testing", "--since", "soon")
     assert code == 2 and "invalid duration 'soon'" in err
+
+
+def test_dashboard_overview_of_a_real_environment(env: Env):
+    from slipway.dashboard.data import overview
+
+    data = overview(env.loaded)
+    testing = next(e for e in data["environments"] if e["name"] == "testing")
+    assert testing["current"] == env.health()["release"]
+    assert testing["health"]["ok"] is True
+    assert {c["name"] for c in testing["health"]["checks"]} == {"api"}
+    all_rows = records.deployments(LocalTransport(), env.deployer().layout, 1000)
+    deploys = [r for r in all_rows if r["kind"] == "deploy" and r["finished_at"]]
+    assert testing["metrics"]["deploys"] == len(deploys)
+    assert testing["backups"] and testing["backups"][0]["name"].endswith(".db")
+    assert SECRET not in json.dumps(data, default=str)

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, short help shown in `slipway --help`)
     "audit": ("slipway.cli.audit", "Show an environment's append-only audit log."),
     "check": ("slipway.cli.check", "Validate the configuration and summarise each environment."),
+    "dashboard": ("slipway.cli.dashboard", "Serve the read-only deployment dashboard."),
     "deploy": ("slipway.cli.deploy", "Deploy a git ref to an environment (rolls back on failure)."),
     "init": ("slipway.cli.init", "Write a commented starter slipway.toml for this repository."),
     "status": ("slipway.cli.status", "Show the live release and recent deployments."),

@@ -1,0 +1,43 @@
+"""``slipway dashboard``: serve the read-only deployment dashboard."""
+
+from __future__ import annotations
+
+import click
+
+from slipway.cli.context import loaded_config
+from slipway.dashboard.data import overview
+from slipway.dashboard.server import make_token, needs_token, serve
+from slipway.metrics.dora import parse_since
+
+
+@click.command(name="dashboard")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option(
+    "--token",
+    envvar="SLIPWAY_DASHBOARD_TOKEN",
+    default=None,
+    help="Required on non-local addresses (generated when not given).",
+)
+@click.option("--since", default="30d", show_default=True, help="Metrics window.")
+@click.pass_context
+def command(ctx: click.Context, host: str, port: int, token: str | None, since: str) -> None:
+    """Serve a read-only page: per environment the live release, health, lock, last
+    deploys, DORA figures with weekly trend charts and the latest backups.
+
+    It reads the same records as the CLI and never changes anything. Works offline
+    (no CDN). Bound to 127.0.0.1 unless --host says otherwise; then a token is needed.
+    """
+    loaded = loaded_config(ctx)
+    window = parse_since(since)
+    if needs_token(host) and not token:
+        token = make_token()
+    server = serve(lambda: overview(loaded, window), host, port, token)
+    address = f"http://{host}:{server.server_address[1]}/"
+    click.echo(f"dashboard on {address}" + (f"?token={token}" if token else ""))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,1 @@
+"""A read-only web dashboard over the same records the CLI reads."""

@@ -1,0 +1,174 @@
+"""The dashboard: JSON API and token rules, and the page in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from apprepo import write_config
+from support import ROOT, require_binary
+
+from slipway.config import load_config
+from slipway.dashboard.data import overview, weekly_trend
+from slipway.dashboard.server import make_token, needs_token, serve
+from slipway.metrics.dora import DAY
+from slipway.state import hostscript
+
+ARTIFACTS = ROOT / "artifacts"
+
+
+def seed(root: Path) -> None:
+    now = time.time()
+    rows = [
+        ("a", now - 20 * DAY, "succeeded", 10.0),
+        ("b", now - 10 * DAY, "succeeded", 20.0),
+        ("c", now - 3 * DAY, "rolled_back", 30.0),
+        ("d", now - 1 * DAY, "succeeded", 40.0),
+    ]
+    for n, (release, finished, status, duration) in enumerate(rows):
+        steps = [{"step": "rollback", "seconds": 6.0}] if status == "rolled_back" else []
+        hostscript.op_record(
+            {
+                "records": str(root / "testing" / ".slipway" / "records.db"),
+                "deployment": {
+                    "id": f"d{n}",
+                    "env": "testing",
+                    "ref": f"v{n}",
+                    "commit_sha": "c" * 40,
+                    "release": release,
+                    "actor": "seeder",
+                    "started_at": finished - duration,
+                    "finished_at": finished,
+                    "duration_s": duration,
+                    "status": status,
+                    "kind": "deploy",
+                    "steps": json.dumps(steps),
+                    "committed_at": finished - 600,
+                    "failed_step": "health" if status == "rolled_back" else None,
+                },
+            }
+        )
+    backups = root / "testing" / "backups"
+    backups.mkdir(parents=True)
+    (backups / "d-pre-deploy.db").write_bytes(b"x" * 1234)
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    root = tmp_path / "srv"
+    seed(root)
+    (tmp_path / "repo").mkdir()
+    loaded = load_config(write_config(tmp_path / "repo", root))
+    token = make_token()
+    server = serve(lambda: overview(loaded), "127.0.0.1", 0, token)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", token
+    server.shutdown()
+    server.server_close()
+
+
+def test_token_rules():
+    assert not needs_token("127.0.0.1") and not needs_token("localhost")
+    assert needs_token("0.0.0.0")
+    assert make_token() != make_token()
+
+
+def test_api_needs_the_token_and_reports_seeded_figures(dashboard):
+    url, token = dashboard
+    assert httpx.get(f"{url}/api/overview").status_code == 401
+    assert httpx.get(f"{url}/api/overview", params={"token": "wrong"}).status_code == 401
+    data = httpx.get(f"{url}/api/overview", headers={"Authorization": f"Bearer {token}"}).json()
+    testing = next(e for e in data["environments"] if e["name"] == "testing")
+    m = testing["metrics"]
+    assert (m["deploys"], m["successful"], m["failed"]) == (4, 3, 1)
+    assert m["duration_median_s"] == 25.0 and m["failure_rate"] == 0.25
+    assert m["time_to_restore_median_s"] == 6.0 and m["lead_time_median_s"] == 600.0
+    assert [d["release"] for d in testing["deploys"]] == ["d", "c", "b", "a"]
+    assert testing["backups"][0]["name"] == "d-pre-deploy.db"
+    assert testing["backups"][0]["size"] == 1234
+    assert testing["lock"] == {"held": False, "owner": None}
+    assert testing["health"]["ok"] is False  # nothing is running in this test
+    assert sum(w["deploys"] for w in testing["trend"]) == 3
+    assert httpx.get(f"{url}/nope", params={"token": token}).status_code == 404
+    page = httpx.get(f"{url}/", params={"token": token})
+    assert page.status_code == 200 and "slipway dashboard" in page.text
+    assert "https://" not in page.text  # nothing loaded from a CDN
+
+
+def test_weekly_trend_buckets():
+    now = 100 * DAY
+    rows = [
+        {
+            "env": "e",
+            "kind": "deploy",
+            "status": "succeeded",
+            "release": "r1",
+            "finished_at": now - 1 * DAY,
+            "duration_s": 5.0,
+        },
+        {
+            "env": "e",
+            "kind": "deploy",
+            "status": "failed",
+            "release": "r2",
+            "finished_at": now - 8 * DAY,
+            "duration_s": 7.0,
+        },
+    ]
+    trend = weekly_trend(rows, "e", now)
+    assert len(trend) == 8
+    assert trend[-1]["deploys"] == 1 and trend[-1]["failure_rate"] == 0.0
+    assert trend[-2]["deploys"] == 0 and trend[-2]["failure_rate"] == 1.0
+    assert trend[0]["failure_rate"] is None
+
+
+@pytest.mark.integration
+def test_page_in_headless_chromium(dashboard):
+    chromium = require_binary("chromium")
+    from playwright.sync_api import sync_playwright
+
+    url, token = dashboard
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(f"{url}/?token={token}")
+            page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+            text = lambda testid: page.get_by_test_id(testid).inner_text()  # noqa: E731
+            assert text("metric-deploys-testing") == "3 / 4"
+            assert text("metric-duration-testing") == "25.0 s, 40.0 s"
+            assert text("metric-failure-rate-testing") == "25.0 %"
+            assert text("metric-time-to-restore-testing") == "6.0 s"
+            assert text("metric-lead-time-testing") == "600.0 s"
+            assert text("lock-testing") == "free"
+            assert text("health-testing") == "unhealthy"
+            assert "d-pre-deploy.db (1234 bytes" in text("backups-testing")
+            bars = page.locator("#chart-deploys-testing rect")
+            assert bars.count() == 8
+            values = [bars.nth(i).get_attribute("data-value") for i in range(8)]
+            assert sum(int(v) for v in values if v) == 3
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        finally:
+            browser.close()
+    assert problems == []
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
