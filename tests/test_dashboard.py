@@ -172,3 +172,38 @@ def test_page_in_headless_chromium(dashboard):
             browser.close()
     assert problems == []
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_cli_dashboard_serves_and_requires_a_token_off_localhost(tmp_path: Path, host: str):
+    import subprocess
+    import sys
+
+    root = tmp_path / "srv"
+    seed(root)
+    (tmp_path / "repo").mkdir()
+    config = write_config(tmp_path / "repo", root)
+    exe = str(Path(sys.executable).with_name("slipway"))
+    proc = subprocess.Popen(
+        [exe, "--config", str(config), "dashboard", "--host", host, "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith(f"dashboard on http://{host}:")
+        port = int(line.split(":")[2].split("/")[0])
+        base = f"http://127.0.0.1:{port}"
+        if host == "127.0.0.1":
+            assert "token=" not in line
+            assert httpx.get(f"{base}/api/overview", timeout=20).status_code == 200
+        else:
+            token = line.split("?token=")[1]
+            assert len(token) >= 24
+            assert httpx.get(f"{base}/api/overview", timeout=20).status_code == 401
+            ok = httpx.get(f"{base}/api/overview", params={"token": token}, timeout=20)
+            assert ok.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
