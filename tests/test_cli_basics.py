@@ -162,3 +162,17 @@ def test_blue_green_is_refused_clearly_until_implemented(capsys):
     assert code == 2
     assert "strategy 'blue-green'" in err
     assert "hint: set strategy = 'restart'" in err
+
+
+def test_a_command_exit_code_reaches_the_caller(monkeypatch, capsys):
+    import click
+
+    from slipway.cli import main as main_module
+
+    @click.command(name="fails")
+    def fails() -> None:
+        raise click.exceptions.Exit(1)
+
+    monkeypatch.setitem(main_module.COMMANDS, "fails", ("tests_fake", "x"))
+    monkeypatch.setattr(main_module.LazyGroup, "get_command", lambda self, ctx, name: fails)
+    assert main_module.main(["fails"]) == 1

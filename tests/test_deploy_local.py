@@ -475,3 +475,24 @@ def test_dashboard_overview_of_a_real_environment(env: Env):
     assert testing["metrics"]["deploys"] == len(deploys)
     assert testing["backups"] and testing["backups"][0]["name"].endswith(".db")
     assert SECRET not in json.dumps(data, default=str)
+
+
+def test_cli_health_report_and_exit_codes(env: Env, capsys: pytest.CaptureFixture[str]):
+    code, out, err = cli(env, capsys, "health", "testing", "--json")
+    assert code == 0, err
+    [report] = json.loads(out)
+    assert report["level"] == "basic" and report["ok"] is True
+    assert [c["name"] for c in report["checks"]] == ["api"]
+    assert report["checks"][0]["latency_ms"] > 0
+    code, out, _ = cli(env, capsys, "health", "testing", "--level", "comprehensive")
+    # The backend-only test app has no frontend: the comprehensive level runs api,
+    # database, agents and websocket, and all pass on a healthy v2.
+    assert code == 0, out
+    assert [line.split()[1] for line in out.splitlines()] == [
+        "api",
+        "database",
+        "agents",
+        "websocket",
+    ]
+    code, out, _ = cli(env, capsys, "health", "staging")  # nothing runs there
+    assert code == 1 and out.startswith("FAIL api")

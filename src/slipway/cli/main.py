@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
-from typing import Any
 
 import click
 
@@ -29,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("slipway.cli.check", "Validate the configuration and summarise each environment."),
     "dashboard": ("slipway.cli.dashboard", "Serve the read-only deployment dashboard."),
     "deploy": ("slipway.cli.deploy", "Deploy a git ref to an environment (rolls back on failure)."),
+    "health": ("slipway.cli.health", "Run an environment's health checks once."),
     "init": ("slipway.cli.init", "Write a commented starter slipway.toml for this repository."),
     "status": ("slipway.cli.status", "Show the live release and recent deployments."),
     "lock": ("slipway.cli.lock", "Show who holds an environment's deploy lock."),
@@ -103,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and map errors to one readable line and a documented exit code."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="slipway", standalone_mode=False)
+        # With standalone_mode=False click returns a command's Exit code instead of
+        # raising it; pass it on.
+        result = cli.main(args=argv, prog_name="slipway", standalone_mode=False)
+        if isinstance(result, int):
+            return result
     except SlipwayError as exc:
         if debug:
             traceback.print_exc()
@@ -124,11 +128,6 @@ def _print_error(message: str, hint: str | None) -> None:
     click.echo(f"error: {message}", err=True)
     if hint:
         click.echo(f"hint: {hint}", err=True)
-
-
-def exit_with(code: int) -> Any:
-    """Leave a command with ``code`` without an error message (e.g. a failed check)."""
-    raise click.exceptions.Exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

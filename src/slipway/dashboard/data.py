@@ -11,7 +11,6 @@ from typing import Any
 
 from slipway.config.load import LoadedConfig
 from slipway.deploy.engine import Deployer
-from slipway.health import build_checks
 from slipway.health.gate import run_round
 from slipway.metrics.dora import DAY, compute
 from slipway.secrets import Masker
@@ -54,13 +53,7 @@ def _backups(d: Deployer) -> list[dict[str, Any]]:
 
 
 def _health(d: Deployer) -> dict[str, Any]:
-    checks = build_checks(
-        d.config.health,
-        d.env.health,
-        lambda process: d.transport.tunnel(d.port(process)),
-        set(d.config.processes),
-    )
-    results = run_round(checks)
+    results = run_round(d.checks())
     return {
         "ok": all(r.ok for r in results) if results else None,
         "checks": [r.__dict__ for r in results],

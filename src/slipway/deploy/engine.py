@@ -26,10 +26,17 @@ from typing import Any
 from slipway.commands import build as build_cmd
 from slipway.commands import host as cmd
 from slipway.config.load import LoadedConfig
-from slipway.config.model import EnvironmentConfig, ProcessConfig, ProcessKind, Strategy
+from slipway.config.model import (
+    EnvironmentConfig,
+    HealthLevel,
+    ProcessConfig,
+    ProcessKind,
+    Strategy,
+)
 from slipway.deploy.source import Source, release_id, resolve
 from slipway.errors import DeployFailed, SlipwayError, UsageError
 from slipway.health import build_checks, wait_healthy
+from slipway.health.checks import Check
 from slipway.health.gate import GateReport
 from slipway.processes.base import AppSpec
 from slipway.processes.pm2 import Pm2
@@ -150,6 +157,10 @@ class Deployer:
     @property
     def app_names(self) -> list[str]:
         return [self.app_name(p) for p in self.config.processes]
+
+    def local_port(self, process: str) -> int:
+        """Where this machine reaches ``process`` on the host (an SSH tunnel when remote)."""
+        return self.transport.tunnel(self.port(process))
 
     def port(self, process: str) -> int:
         port: int = getattr(self.env.ports, process)
@@ -471,16 +482,19 @@ class Deployer:
                 return f"process {name} is crash-looping ({proc.restarts} restarts)"
         return None
 
-    def gate_report(self) -> GateReport:
-        health = self.config.health
-        checks = build_checks(
-            health,
-            self.env.health,
-            lambda process: self.transport.tunnel(self.port(process)),
+    def checks(self, level: HealthLevel | None = None) -> list[Check]:
+        """The checks of ``level`` (default: this environment's), reaching the host."""
+        return build_checks(
+            self.config.health,
+            level or self.env.health,
+            self.local_port,
             set(self.config.processes),
         )
+
+    def gate_report(self) -> GateReport:
+        health = self.config.health
         return wait_healthy(
-            checks,
+            self.checks(),
             passes=health.passes,
             interval=health.interval_seconds,
             deadline=health.deadline_seconds,
