@@ -34,7 +34,7 @@ from slipway.config.model import (
     Strategy,
 )
 from slipway.deploy.source import Source, release_id, resolve
-from slipway.errors import DeployFailed, SlipwayError, UsageError
+from slipway.errors import DeployFailed, HealthCheckFailed, SlipwayError, UsageError
 from slipway.health import build_checks, wait_healthy
 from slipway.health.checks import Check
 from slipway.health.gate import GateReport
@@ -504,7 +504,7 @@ class Deployer:
     def _gate(self, state: RunState) -> None:
         state.gate = self.gate_report()
         if not state.gate.ok:
-            raise SlipwayError(f"health gate failed: {state.gate.summary()}")
+            raise HealthCheckFailed(f"health gate failed: {state.gate.summary()}")
         self.emit("health", "info", detail=state.gate.summary())
 
     def promote(self, release: str) -> None:

@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from slipway.errors import SlipwayError, UsageError
+from slipway.errors import HealthCheckFailed, UsageError
 from slipway.health.gate import GateReport
 from slipway.state import records
 from slipway.state.host import call
@@ -120,7 +120,7 @@ def manual_rollback(
         if not report.ok:
             if current:
                 start_release(d, current)
-            raise SlipwayError(
+            raise HealthCheckFailed(
                 f"release {target} is not healthy: {report.summary()}",
                 hint=f"{current} was started again" if current else None,
             )
