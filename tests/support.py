@@ -44,3 +44,15 @@ def require_binary(name: str, path: str | None = None) -> str:
     if found is None:
         pytest.skip(f"needs {name!r} on PATH (install it, or run `make test`)")
     return found
+
+
+def stop_pm2(pm2_home: Path) -> None:
+    """Kill the PM2 daemon (and its apps) of one test's PM2_HOME."""
+    import subprocess
+
+    subprocess.run(
+        [str(TOOLS_BIN / "pm2"), "kill"],
+        env={**os.environ, "PM2_HOME": str(pm2_home)},
+        capture_output=True,
+        check=False,
+    )

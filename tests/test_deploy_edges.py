@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 from apprepo import make_repo, write_config
-from support import TOOLS_BIN, require_binary
+from support import TOOLS_BIN, require_binary, stop_pm2
 
 from slipway.config import load_config
 from slipway.deploy.engine import Deployer
@@ -39,12 +37,7 @@ def test_busy_port_on_first_deploy_fails_and_says_the_site_is_down(tmp_path: Pat
             with pytest.raises(DeployFailed) as info:
                 d.deploy("v1")
         finally:
-            subprocess.run(
-                [str(TOOLS_BIN / "pm2"), "kill"],
-                env={**os.environ, "PM2_HOME": str(tmp_path / "srv" / "pm2")},
-                capture_output=True,
-                check=False,
-            )
+            stop_pm2(tmp_path / "srv" / "pm2")
     assert info.value.step == "start"
     assert not info.value.rolled_back
     assert "is still in use" in info.value.cause

@@ -3,15 +3,13 @@ reuse of unchanged node_modules and builds, and a failing frontend build."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from apprepo import make_repo, write_config
-from support import TOOLS_BIN, require_binary
+from support import TOOLS_BIN, require_binary, stop_pm2
 
 from slipway.config import load_config
 from slipway.deploy.engine import Deployer, StepEvent
@@ -39,12 +37,7 @@ def deployer_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
         return Deployer(loaded, "testing", LocalTransport(), emit=events.append), events
 
     yield make
-    subprocess.run(
-        [str(TOOLS_BIN / "pm2"), "kill"],
-        env={**os.environ, "PM2_HOME": str(tmp / "srv" / "pm2")},
-        capture_output=True,
-        check=False,
-    )
+    stop_pm2(tmp / "srv" / "pm2")
 
 
 def test_frontend_deploy_reuse_and_failed_build(deployer_factory):

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from apprepo import make_repo, write_config
-from support import TOOLS_BIN, require_binary
+from support import TOOLS_BIN, require_binary, stop_pm2
 
 from slipway.config import load_config
 from slipway.deploy.engine import Deployer
@@ -43,12 +43,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mount_point
     finally:
-        subprocess.run(
-            [str(TOOLS_BIN / "pm2"), "kill"],
-            env={**os.environ, "PM2_HOME": str(mount_point / "srv" / "pm2")},
-            capture_output=True,
-            check=False,
-        )
+        stop_pm2(mount_point / "srv" / "pm2")
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import httpx
 import pytest
 from apprepo import make_repo, write_config
 from sshd import SshServer, running_sshd
-from support import TOOLS_BIN, require_binary
+from support import TOOLS_BIN, require_binary, stop_pm2
 
 from slipway.config import load_config
 from slipway.config.model import SshConfig, parse_host
@@ -199,9 +198,4 @@ def test_deploy_and_rollback_over_ssh(server: SshServer, tmp_path: Path):
             rows = records.deployments(t, Layout(str(root), "testing"))
             assert [r["status"] for r in rows] == ["rolled_back", "succeeded"]
     finally:
-        subprocess.run(
-            [str(TOOLS_BIN / "pm2"), "kill"],
-            env={**os.environ, "PM2_HOME": str(root / "pm2")},
-            capture_output=True,
-            check=False,
-        )
+        stop_pm2(root / "pm2")

@@ -221,20 +221,8 @@ class Deployer:
             "kind": "deploy",
         }
         self.transport.run(cmd.mkdir_p(self.layout.state_dir))
-        records.save(
-            self.transport,
-            self.layout,
-            deployment=row,
-            audit=[
-                records.audit_event(
-                    self.actor,
-                    "deploy.started",
-                    deployment_id,
-                    ref=source.ref,
-                    commit=source.commit,
-                    release=release,
-                )
-            ],
+        self.record_event(
+            row, "deploy.started", ref=source.ref, commit=source.commit, release=release
         )
         state = RunState()
         current_step = "prepare"
@@ -512,6 +500,11 @@ class Deployer:
         self.run(cmd.rename_over(f"{self.layout.current}.new", self.layout.current))
         self.pm.save()
 
+    def record_event(self, row: dict[str, Any], event: str, **detail: Any) -> None:
+        """Save the deployment row and append one audit event, in one transaction."""
+        audit = [records.audit_event(self.actor, event, row["id"], **detail)]
+        records.save(self.transport, self.layout, deployment=row, audit=audit)
+
     # --- endings ----------------------------------------------------------------------
 
     def _finish_success(
@@ -529,20 +522,8 @@ class Deployer:
             duration_s=round(seconds, 3),
             steps=json.dumps(self.steps),
         )
-        records.save(
-            self.transport,
-            self.layout,
-            deployment=row,
-            audit=[
-                records.audit_event(
-                    self.actor,
-                    "deploy.succeeded",
-                    row["id"],
-                    release=release,
-                    previous=previous,
-                    seconds=round(seconds, 3),
-                )
-            ],
+        self.record_event(
+            row, "deploy.succeeded", release=release, previous=previous, seconds=round(seconds, 3)
         )
         self.prune(keep={release, previous})
 
@@ -574,16 +555,10 @@ class Deployer:
             rolled_back_to=previous,
             steps=json.dumps(self.steps),
         )
-        failure = records.audit_event(
-            self.actor,
-            "deploy.failed",
-            row["id"],
-            step=step,
-            error=cause[-500:],
-            rollback=rollback_note,
-        )
         try:
-            records.save(self.transport, self.layout, deployment=row, audit=[failure])
+            self.record_event(
+                row, "deploy.failed", step=step, error=cause[-500:], rollback=rollback_note
+            )
             self.prune(keep={row["release"], previous})
         except SlipwayError as record_error:  # the deploy's own error matters more
             rollback_note += f"; the failure could not be recorded: {record_error}"

@@ -143,21 +143,7 @@ def manual_rollback(
             "rolled_back_to": target,
             "kind": "rollback",
         }
-        records.save(
-            d.transport,
-            d.layout,
-            deployment=row,
-            audit=[
-                records.audit_event(
-                    d.actor,
-                    "rollback.succeeded",
-                    deployment_id,
-                    release=target,
-                    previous=current,
-                    notes=notes,
-                )
-            ],
-        )
+        d.record_event(row, "rollback.succeeded", release=target, previous=current, notes=notes)
         return Outcome(
             deployment_id,
             target,
