@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402
-from apprepo import make_repo, write_config  # noqa: E402
+from apprepo import make_repo, write_config, write_env_file  # noqa: E402
 from support import TOOLS_BIN, free_port  # noqa: E402
 
 from slipway.config import load_config  # noqa: E402
@@ -142,9 +142,7 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="slipway-bench-"))
     repo = make_repo(base / "repo")
     config = write_config(repo, base / "srv", frontend=frontend)
-    shared = base / "srv" / "testing" / "shared"
-    shared.mkdir(parents=True)
-    (shared / ".env.testing").write_text("API_TOKEN=bench-token\n")
+    write_env_file(base / "srv", "API_TOKEN=bench-token\n")
     loaded = load_config(config)
     plain = Plain(base, repo, frontend)
     try:

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / ".demo"
 sys.path.insert(0, str(ROOT / "tests"))
 
-from apprepo import make_repo, write_config  # noqa: E402
+from apprepo import make_repo, write_config, write_env_file  # noqa: E402
 
 from slipway.cli.main import main as slipway  # noqa: E402
 
@@ -48,10 +48,7 @@ def main() -> int:
     DEMO.mkdir()
     repo = make_repo(DEMO / "repo")
     config = write_config(repo, DEMO / "srv", frontend=True, name="demo")
-    shared = DEMO / "srv" / "demo" / "shared"
-    shared.mkdir(parents=True)
-    (shared / ".env.demo").write_text("API_TOKEN=demo-secret-token\n")
-    (shared / ".env.demo").chmod(0o600)
+    write_env_file(DEMO / "srv", "API_TOKEN=demo-secret-token\n", name="demo").chmod(0o600)
     print(f"example app repository: {repo}\nconfiguration: {config}")
 
     banner("1. deploy v1 (first deploy: npm ci and next build take a minute)")

@@ -101,3 +101,16 @@ host_env = {host_env}
     config = repo / "slipway.toml"
     config.write_text(text)
     return config
+
+
+def write_env_file(root: Path, text: str, name: str = "testing") -> Path:
+    """The environment's env file on the (local) host, as an operator would create it.
+
+    Written with the default mode on purpose: making it 0600 is the deploy's job, and
+    a test checks that it does.
+    """
+    shared = root / name / "shared"
+    shared.mkdir(parents=True, exist_ok=True)
+    path = shared / f".env.{name}"
+    path.write_text(text)
+    return path

@@ -56,3 +56,12 @@ def stop_pm2(pm2_home: Path) -> None:
         capture_output=True,
         check=False,
     )
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """The CLI in-process (so coverage sees it): exit code, stdout, stderr."""
+    from slipway.cli.main import main
+
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err

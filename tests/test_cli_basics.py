@@ -9,22 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from support import EXAMPLE_APP
-
-from slipway.cli.main import main
+from support import EXAMPLE_APP, run_cli
 
 EXAMPLE_CONFIG = EXAMPLE_APP / "slipway.toml"
 
 
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(args)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_check_prints_a_summary_of_every_environment(capsys):
-    code, out, _ = run(["--config", str(EXAMPLE_CONFIG), "check"], capsys)
+    code, out, _ = run_cli(["--config", str(EXAMPLE_CONFIG), "check"], capsys)
     assert code == 0
     assert out.startswith(f"{EXAMPLE_CONFIG}: valid\n")
     assert "ports:      backend 14200, frontend 14100" in out
@@ -34,7 +25,9 @@ def test_check_prints_a_summary_of_every_environment(capsys):
 
 
 def test_check_one_environment_as_json(capsys):
-    code, out, _ = run(["--config", str(EXAMPLE_CONFIG), "check", "production", "--json"], capsys)
+    code, out, _ = run_cli(
+        ["--config", str(EXAMPLE_CONFIG), "check", "production", "--json"], capsys
+    )
     assert code == 0
     data = json.loads(out)
     assert list(data["environments"]) == ["production"]
@@ -43,7 +36,7 @@ def test_check_one_environment_as_json(capsys):
 
 
 def test_unknown_environment_is_usage_error_with_hint(capsys):
-    code, _, err = run(["--config", str(EXAMPLE_CONFIG), "check", "prod"], capsys)
+    code, _, err = run_cli(["--config", str(EXAMPLE_CONFIG), "check", "prod"], capsys)
     assert code == 2
     assert err == (
         "error: unknown environment 'prod'\n"
@@ -57,7 +50,7 @@ def test_invalid_config_prints_every_issue_without_traceback(tmp_path: Path, cap
         'root = "/srv/codeframe-mini"', "root = 'relative'", 1
     )
     bad.write_text(text.replace('kind = "python"', 'kind = "ruby"'))
-    code, out, err = run(["--config", str(bad), "check"], capsys)
+    code, out, err = run_cli(["--config", str(bad), "check"], capsys)
     assert code == 2
     assert out == ""
     assert "2 configuration errors" in err
@@ -67,7 +60,7 @@ def test_invalid_config_prints_every_issue_without_traceback(tmp_path: Path, cap
 
 
 def test_debug_shows_the_traceback(tmp_path: Path, capsys):
-    code, _, err = run(["--debug", "--config", str(tmp_path / "none.toml"), "check"], capsys)
+    code, _, err = run_cli(["--debug", "--config", str(tmp_path / "none.toml"), "check"], capsys)
     assert code == 2
     assert "Traceback" in err
     assert "file not found" in err
@@ -78,21 +71,21 @@ def test_example_config_is_exactly_what_init_writes(tmp_path: Path, capsys):
         shutil.copy(EXAMPLE_APP / name, tmp_path / name)
     (tmp_path / "web-ui").mkdir()
     shutil.copy(EXAMPLE_APP / "web-ui" / "package.json", tmp_path / "web-ui" / "package.json")
-    code, out, _ = run(["init", "--dir", str(tmp_path)], capsys)
+    code, out, _ = run_cli(["init", "--dir", str(tmp_path)], capsys)
     assert code == 0
     assert "wrote" in out
     assert (tmp_path / "slipway.toml").read_text() == EXAMPLE_CONFIG.read_text()
-    code, _, err = run(["init", "--dir", str(tmp_path)], capsys)
+    code, _, err = run_cli(["init", "--dir", str(tmp_path)], capsys)
     assert code == 2
     assert "already exists" in err and "--force" in err
-    assert run(["init", "--dir", str(tmp_path), "--force"], capsys)[0] == 0
+    assert run_cli(["init", "--dir", str(tmp_path), "--force"], capsys)[0] == 0
 
 
 def test_init_detects_codeframe_layout(tmp_path: Path, capsys):
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "codeframe"\n')
     (tmp_path / "codeframe" / "ui").mkdir(parents=True)
     (tmp_path / "codeframe" / "ui" / "server.py").write_text("")
-    code, out, _ = run(["init", "--dir", str(tmp_path)], capsys)
+    code, out, _ = run_cli(["init", "--dir", str(tmp_path)], capsys)
     assert code == 0
     assert "no web-ui/package.json found" in out
     text = (tmp_path / "slipway.toml").read_text()
@@ -102,13 +95,13 @@ def test_init_detects_codeframe_layout(tmp_path: Path, capsys):
 
 def test_init_rejects_broken_pyproject(tmp_path: Path, capsys):
     (tmp_path / "pyproject.toml").write_text("[project\n")
-    code, _, err = run(["init", "--dir", str(tmp_path)], capsys)
+    code, _, err = run_cli(["init", "--dir", str(tmp_path)], capsys)
     assert code == 2
     assert "not valid TOML" in err
 
 
 def test_schema_is_json_schema_with_every_section(capsys):
-    code, out, _ = run(["schema"], capsys)
+    code, out, _ = run_cli(["schema"], capsys)
     assert code == 0
     schema = json.loads(out)
     assert schema["$schema"].endswith("2020-12/schema")
@@ -117,14 +110,14 @@ def test_schema_is_json_schema_with_every_section(capsys):
 
 
 def test_help_teaches_commands_and_exit_codes(capsys):
-    code, out, _ = run(["--help"], capsys)
+    code, out, _ = run_cli(["--help"], capsys)
     assert code == 0
     for word in ("check", "init", "schema", "Exit codes:", "3    another deploy holds"):
         assert word in out
 
 
 def test_unknown_command_is_exit_2(capsys):
-    code, _, err = run(["nope"], capsys)
+    code, _, err = run_cli(["nope"], capsys)
     assert code == 2
     assert "No such command" in err
 
@@ -139,7 +132,9 @@ def test_console_script_runs_and_reports_version():
 
 
 def test_plan_prints_steps_without_running(capsys):
-    code, out, _ = run(["--config", str(EXAMPLE_CONFIG), "plan", "staging", "--ref", "v1"], capsys)
+    code, out, _ = run_cli(
+        ["--config", str(EXAMPLE_CONFIG), "plan", "staging", "--ref", "v1"], capsys
+    )
     assert code == 0
     lines = out.splitlines()
     assert [line.split()[1] for line in lines[:9]] == [
@@ -158,7 +153,7 @@ def test_plan_prints_steps_without_running(capsys):
 
 
 def test_blue_green_is_refused_clearly_until_implemented(capsys):
-    code, _, err = run(["--config", str(EXAMPLE_CONFIG), "deploy", "production"], capsys)
+    code, _, err = run_cli(["--config", str(EXAMPLE_CONFIG), "deploy", "production"], capsys)
     assert code == 2
     assert "strategy 'blue-green'" in err
     assert "hint: set strategy = 'restart'" in err

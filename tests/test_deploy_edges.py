@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from apprepo import make_repo, write_config
+from apprepo import make_repo, write_config, write_env_file
 from support import TOOLS_BIN, require_binary, stop_pm2
 
 from slipway.config import load_config
@@ -20,9 +20,7 @@ pytestmark = pytest.mark.integration
 def fresh(tmp_path: Path) -> Deployer:
     repo = make_repo(tmp_path / "repo")
     config = write_config(repo, tmp_path / "srv")
-    shared = tmp_path / "srv" / "testing" / "shared"
-    shared.mkdir(parents=True)
-    (shared / ".env.testing").write_text("API_TOKEN=x-token-1\n")
+    write_env_file(tmp_path / "srv", "API_TOKEN=x-token-1\n")
     return Deployer(load_config(config), "testing", LocalTransport())
 
 

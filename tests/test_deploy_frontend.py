@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apprepo import make_repo, write_config
+from apprepo import make_repo, write_config, write_env_file
 from support import TOOLS_BIN, require_binary, stop_pm2
 
 from slipway.config import load_config
@@ -26,9 +26,7 @@ def deployer_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     tmp = tmp_path_factory.mktemp("frontend")
     repo = make_repo(tmp / "repo")
     config = write_config(repo, tmp / "srv", frontend=True)
-    shared = tmp / "srv" / "testing" / "shared"
-    shared.mkdir(parents=True)
-    (shared / ".env.testing").write_text("API_TOKEN=fe-token-1\n")
+    write_env_file(tmp / "srv", "API_TOKEN=fe-token-1\n")
     loaded = load_config(config)
     events: list[StepEvent] = []
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apprepo import make_repo, write_config
+from apprepo import make_repo, write_config, write_env_file
 from support import TOOLS_BIN, require_binary, stop_pm2
 
 from slipway.config import load_config
@@ -52,8 +52,7 @@ def test_full_disk_fails_the_deploy_and_the_site_keeps_serving(tmp_path: Path, s
     repo = make_repo(tmp_path / "repo")
     root = small_disk / "srv"
     config = write_config(repo, root)
-    (root / "testing" / "shared").mkdir(parents=True)
-    (root / "testing" / "shared" / ".env.testing").write_text("API_TOKEN=disk-token-1\n")
+    write_env_file(root, "API_TOKEN=disk-token-1\n")
     loaded = load_config(config)
     first = Deployer(loaded, "testing", LocalTransport()).deploy("v1")
     port = loaded.config.environment("testing").ports.backend

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apprepo import make_repo, write_config
-from support import TOOLS_BIN, require_binary
+from apprepo import make_repo, write_config, write_env_file
+from support import TOOLS_BIN, require_binary, run_cli
 
 from slipway.config import load_config
 from slipway.deploy.engine import Deployer, StepEvent
@@ -40,9 +40,7 @@ class Env:
         self.config_path = write_config(self.repo, self.root)
         self.loaded = load_config(self.config_path)
         self.env = self.loaded.config.environment("testing")
-        shared = self.root / "testing" / "shared"
-        shared.mkdir(parents=True)
-        (shared / ".env.testing").write_text(f"API_TOKEN={SECRET}\nCORS_ALLOWED_ORIGINS=\n")
+        write_env_file(self.root, f"API_TOKEN={SECRET}\nCORS_ALLOWED_ORIGINS=\n")
         self.events: list[StepEvent] = []
 
     def deployer(self) -> Deployer:
@@ -313,12 +311,8 @@ def test_cli_deploy_failure_exit_code_and_message(env: Env):
 
 
 def cli(env: Env, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """The CLI in-process (so coverage sees it), with this module's configuration."""
-    from slipway.cli.main import main
-
-    code = main(["--config", str(env.config_path), *args])
-    out, err = capsys.readouterr()
-    return code, out, err
+    """The CLI in-process, with this module's configuration."""
+    return run_cli(["--config", str(env.config_path), *args], capsys)
 
 
 def test_manual_rollback_and_forward_again(env: Env, capsys: pytest.CaptureFixture[str]):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apprepo import make_repo, write_config
+from apprepo import make_repo, write_config, write_env_file
 from sshd import SshServer, running_sshd
 from support import TOOLS_BIN, require_binary, stop_pm2
 
@@ -179,8 +179,7 @@ def test_deploy_and_rollback_over_ssh(server: SshServer, tmp_path: Path):
         f'key = "{server.client_key}"\nknown_hosts = "{server.known_hosts}"\n'
     )
     config = write_config(repo, root, hosts=f'["{server.host}"]', ssh=ssh)
-    (root / "testing" / "shared").mkdir(parents=True)
-    (root / "testing" / "shared" / ".env.testing").write_text("API_TOKEN=ssh-secret-123\n")
+    write_env_file(root, "API_TOKEN=ssh-secret-123\n")
     loaded = load_config(config)
     env = loaded.config.environment("testing")
     try:

@@ -119,8 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return 2
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
     return 0
 
 

@@ -10,6 +10,7 @@ release kept for inspection, the lock released, the record naming the failed ste
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import json
@@ -126,6 +127,7 @@ class Deployer:
             self.host_env["PM2_HOME"] = self.env.pm2_home
         self.pm = Pm2(transport, self.host_env)
         self.steps: list[dict[str, Any]] = []
+        self._env_values: dict[str, str] | None = None
 
     # --- small helpers ------------------------------------------------------------
 
@@ -188,7 +190,7 @@ class Deployer:
         if repo is None:
             raise UsageError("deploying from a remote repository URL is not supported yet")
         source = resolve(repo, ref)
-        self.masker.add(*self._env_file_values_if_present())
+        self._mask_env_file_early()
         self._run_hooks("pre_deploy", source, "")
         started = time.monotonic()
         lock = DeployLock(self.transport, self.layout)
@@ -274,6 +276,9 @@ class Deployer:
         return f"{self.layout.shared}/{self.env.env_file}" if self.env.env_file else None
 
     def _read_env_file(self) -> dict[str, str]:
+        """The env file's values, read once per Deployer and added to the masker."""
+        if self._env_values is not None:
+            return self._env_values
         path = self._env_file_path()
         if path is None:
             return {}
@@ -285,13 +290,13 @@ class Deployer:
             )
         values = parse_env_file(result.stdout)
         self.masker.add(*values.values())
+        self._env_values = values
         return values
 
-    def _env_file_values_if_present(self) -> list[str]:
-        try:
-            return list(self._read_env_file().values())
-        except SlipwayError:
-            return []
+    def _mask_env_file_early(self) -> None:
+        """Know the secrets before hooks run; a missing file is reported by the link step."""
+        with contextlib.suppress(SlipwayError):
+            self._read_env_file()
 
     def _link_shared(self, release: str) -> None:
         values = self._read_env_file()
