@@ -1,11 +1,16 @@
-"""`make demo`: a real deploy of the example app on this machine, then a failed one.
+"""`make demo`: a real blue-green deploy of the example app on this machine, under load.
 
-1. builds a git repository of examples/codeframe-mini with tags v1, v2 and a broken
-   branch (the app crashes at start), under .demo/;
-2. `slipway deploy demo --ref v1` (backend and Next.js frontend under PM2, health gate);
-3. `slipway deploy demo --ref v2` (a new migration; data kept; unchanged frontend reused);
-4. `slipway deploy demo --ref broken/crash`: the gate fails and slipway rolls back;
-5. `slipway status demo` and `slipway audit demo`.
+1. builds a git repository of examples/codeframe-mini (tags v1, v2; broken branches)
+   under .demo/, configured like production: blue-green behind Traefik, comprehensive
+   health checks (API, database, agents, frontend, WebSocket), a backup before deploys;
+2. `slipway deploy demo --ref v1`: backend and Next.js frontend on the blue colour,
+   the router started on the public ports;
+3. under steady load on the public port (keep-alive and `Connection: close` GETs,
+   POSTs writing to the database, 20 WebSockets), with the failed requests counted:
+   `deploy v2` (a migration) goes to green and traffic switches; a broken release
+   (crashes at start) is refused before any traffic reaches it; `slipway rollback`
+   switches back to the warm blue colour instantly;
+4. `slipway status demo` and `slipway audit demo`.
 Everything lives in .demo/ (its own PM2_HOME); `make clean` removes it.
 """
 
@@ -22,8 +27,11 @@ DEMO = ROOT / ".demo"
 sys.path.insert(0, str(ROOT / "tests"))
 
 from apprepo import make_repo, write_config, write_env_file  # noqa: E402
+from loadgen import Load  # noqa: E402
+from support import free_port  # noqa: E402
 
 from slipway.cli.main import main as slipway  # noqa: E402
+from slipway.config import load_config  # noqa: E402
 
 
 def banner(text: str) -> None:
@@ -43,37 +51,81 @@ def stop_previous_demo() -> None:
     shutil.rmtree(DEMO, ignore_errors=True)
 
 
+BLUE_GREEN = """
+[environments.demo.blue_green]
+api_port = {api}
+blue = {{ backend = {b1}, frontend = {f1} }}
+green = {{ backend = {b2}, frontend = {f2} }}
+standby_seconds = 600
+watch_seconds = 3
+"""
+
+
+def under_load(load: Load, name: str, *args: str) -> int:
+    with load.phase(name):
+        code = run(*args)
+    figures = load.phase_summaries()[name]
+    ws = figures["ws"]
+    print(
+        f"--> under load during '{name}': {figures['requests']} requests,"
+        f" {figures['failed']} failed, p99 {figures['p99_ms']} ms;"
+        f" WebSockets closed abnormally: {ws['abnormal']}",
+        flush=True,
+    )
+    return code
+
+
 def main() -> int:
     stop_previous_demo()
     DEMO.mkdir()
     repo = make_repo(DEMO / "repo")
-    config = write_config(repo, DEMO / "srv", frontend=True, name="demo")
+    ports = {k: free_port() for k in ("api", "b1", "f1", "b2", "f2")}
+    config = write_config(
+        repo,
+        DEMO / "srv",
+        frontend=True,
+        name="demo",
+        health="comprehensive",
+        strategy="blue-green",
+        blue_green=BLUE_GREEN.format(**ports),
+    )
     write_env_file(DEMO / "srv", "API_TOKEN=demo-secret-token\n", name="demo").chmod(0o600)
     print(f"example app repository: {repo}\nconfiguration: {config}")
 
-    banner("1. deploy v1 (first deploy: npm ci and next build take a minute)")
+    banner("1. deploy v1: blue colour, Traefik router (npm ci and next build take a minute)")
     if run("deploy", "demo", "--ref", "v1", "--actor", "demo") != 0:
         return 1
-    banner("2. deploy v2 (adds a migration; node_modules and build reused)")
-    if run("deploy", "demo", "--ref", "v2", "--actor", "demo") != 0:
-        return 1
-    banner("3. deploy a broken release: it crashes at start, slipway rolls back")
-    code = run("deploy", "demo", "--ref", "broken/crash", "--actor", "demo")
-    if code != 1:
-        print(f"expected the broken deploy to fail with exit 1, got {code}")
-        return 1
-    banner("4. what the host's records say")
+    public = load_config(config).config.environment("demo").ports.backend
+    banner(f"2. steady load on the public port {public} from now on")
+    with Load(public) as load:
+        banner("3. deploy v2 (a migration) to green, switch, keep blue warm")
+        if under_load(load, "deploy v2", "deploy", "demo", "--ref", "v2", "--actor", "demo"):
+            return 1
+        banner("4. deploy a broken release: it crashes at start, traffic never reaches it")
+        code = under_load(load, "broken", "deploy", "demo", "--ref", "broken/crash")
+        if code != 1:
+            print(f"expected the broken deploy to fail with exit 1, got {code}")
+            return 1
+        banner("5. instant rollback to the warm blue colour")
+        if under_load(load, "rollback", "rollback", "demo"):
+            return 1
+    total = load.summary()
+    banner(
+        f"load total: {total['requests']} requests, {total['failed']} failed"
+        f" ({total['rate']} req/s)"
+    )
+    banner("6. what the host's records say")
     run("status", "demo")
-    run("audit", "demo", "--limit", "8")
+    run("audit", "demo", "--limit", "12")
     print(
-        f"\nThe site is still serving v2. Look at:\n"
+        f"\nThe site is serving v1 on blue through the router. Look at:\n"
         f"  releases:  {DEMO / 'srv' / 'demo' / 'releases'}\n"
-        f"  current:   {DEMO / 'srv' / 'demo' / 'current'}\n"
+        f"  router:    {DEMO / 'srv' / 'demo' / 'router'}\n"
+        f"  colours:   {DEMO / 'srv' / 'demo' / '.slipway' / 'colors.json'}\n"
         f"  backups:   {DEMO / 'srv' / 'demo' / 'backups'}\n"
-        f"  logs:      {DEMO / 'srv' / 'demo' / 'shared' / 'logs'}\n"
         f"  PM2:       PM2_HOME={DEMO / 'srv' / 'pm2'} tools/node_modules/.bin/pm2 ls"
     )
-    return 0
+    return 0 if total["failed"] == 0 else 1
 
 
 if __name__ == "__main__":

@@ -16,7 +16,16 @@ from support import EXAMPLE_APP, ROOT, TOOLS_BIN, free_port
 
 IGNORE = shutil.ignore_patterns("node_modules", ".next", "tests", "__pycache__", "slipway.toml")
 PASS_ENV = ("SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "HTTPS_PROXY", "HTTP_PROXY")
-VARIANTS_BROKEN = ("crash", "health500", "dbfail", "migration-error", "ws-refused", "slow")
+VARIANTS_BROKEN = (
+    "crash",
+    "health500",
+    "dbfail",
+    "migration-error",
+    "ws-refused",
+    "slow",
+    "late-fail",
+    "destructive-crash",
+)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -66,6 +75,8 @@ def write_config(
     health: str = "basic",
     ssh: str = "",
     name: str = "testing",
+    strategy: str = "restart",
+    blue_green: str = "",
 ) -> Path:
     """A slipway.toml for the fixture repo (backend only unless ``frontend``)."""
     text = (EXAMPLE_APP / "slipway.toml").read_text()
@@ -90,13 +101,14 @@ ports = {{ backend = {free_port()}, frontend = {free_port()} }}
 env_file = ".env.{name}"
 required_env = ["API_TOKEN"]
 health = "{health}"
-strategy = "restart"
+strategy = "{strategy}"
 keep_releases = 3
 host_path = {host_path}
 pm2_home = "{root / "pm2"}"
 host_env = {host_env}
 {extra_env}
 {ssh}
+{blue_green}
 """
     config = repo / "slipway.toml"
     config.write_text(text)

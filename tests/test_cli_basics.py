@@ -131,6 +131,16 @@ def test_console_script_runs_and_reports_version():
     assert result.stdout.strip() == "slipway, version 0.1.0"
 
 
+def test_plan_of_blue_green_production(capsys):
+    code, out, _ = run_cli(["--config", str(EXAMPLE_CONFIG), "plan", "production"], capsys)
+    assert code == 0
+    steps = [line.split()[1] for line in out.splitlines()[:11]]
+    assert steps[6:] == ["start", "health", "switch", "watch", "promote"]
+    assert "blue 8201/8101, green 8202/8102" in out
+    assert "traefik on ports 8200/8100" in out
+    assert "traffic switches back to the old colour" in out
+
+
 def test_plan_prints_steps_without_running(capsys):
     code, out, _ = run_cli(
         ["--config", str(EXAMPLE_CONFIG), "plan", "staging", "--ref", "v1"], capsys
@@ -152,11 +162,10 @@ def test_plan_prints_steps_without_running(capsys):
     assert "stop codeframe-mini-staging-backend, codeframe-mini-staging-frontend" in out
 
 
-def test_blue_green_is_refused_clearly_until_implemented(capsys):
-    code, _, err = run_cli(["--config", str(EXAMPLE_CONFIG), "deploy", "production"], capsys)
+def test_standby_needs_a_blue_green_environment(capsys):
+    code, _, err = run_cli(["--config", str(EXAMPLE_CONFIG), "standby", "staging"], capsys)
     assert code == 2
-    assert "strategy 'blue-green'" in err
-    assert "hint: set strategy = 'restart'" in err
+    assert "staging does not use the blue-green strategy" in err
 
 
 def test_a_command_exit_code_reaches_the_caller(monkeypatch, capsys):

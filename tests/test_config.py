@@ -52,6 +52,15 @@ def test_starter_is_valid_and_carries_the_design_defaults():
     assert prod.env_file == ".env.production"
 
 
+def test_blue_green_colour_ports_default_from_the_public_ones():
+    prod = validate_config(base()).environments["production"]
+    colors = prod.blue_green.color_ports(prod.ports)
+    assert (colors["blue"].backend, colors["blue"].frontend) == (8201, 8101)
+    assert (colors["green"].backend, colors["green"].frontend) == (8202, 8102)
+    assert prod.blue_green.api(prod.ports) == 8209
+    assert prod.blue_green.router.value == "traefik"
+
+
 def test_user_values_override_defaults_key_by_key():
     raw = base()
     raw["environments"]["production"]["ports"] = {"backend": 9200}
@@ -191,6 +200,39 @@ BROKEN: list[tuple[str, Any, str]] = [
         "environments.staging.strategy",
         "canary",
         "environments.staging.strategy: must be 'direct', 'restart' or 'blue-green'",
+    ),
+    (
+        "environments.production.blue_green.blue",
+        {"backend": 8200, "frontend": 8101},
+        "environments.production: blue_green.blue.backend and ports.backend are both port 8200",
+    ),
+    (
+        "environments.production.blue_green.api_port",
+        8202,
+        "environments.production: blue_green.green.backend and blue_green.api_port are both"
+        " port 8202",
+    ),
+    (
+        "environments.production.blue_green.router",
+        "haproxy",
+        "environments.production.blue_green.router: must be 'traefik' or 'nginx'",
+    ),
+    (
+        "environments.production.blue_green.bind",
+        "0.0.0.0; rm -rf /",
+        "environments.production.blue_green.bind: must be an IP address to listen on,"
+        " e.g. 127.0.0.1 or 0.0.0.0",
+    ),
+    (
+        "environments.production.blue_green.router_binary",
+        "traefik --evil",
+        "environments.production.blue_green.router_binary: must be a command name or an"
+        " absolute path (letters, digits, ./_+-)",
+    ),
+    (
+        "environments.production.blue_green.standby_seconds",
+        -1,
+        "environments.production.blue_green.standby_seconds: must be greater than or equal to 0",
     ),
     (
         "environments.staging.keep_releases",

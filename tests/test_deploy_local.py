@@ -341,9 +341,13 @@ def test_rollback_with_restore_db_sets_live_data_aside(
     live = env.health()["release"]
     code, _, err = cli(env, capsys, "rollback", "testing", "--restore-db")
     assert code == 0, err
-    audit = records.audit_log(LocalTransport(), env.deployer().layout, 1)[0]
-    assert audit["event"] == "rollback.succeeded"
-    assert "database restored from" in audit["detail"]
+    newest = records.audit_log(LocalTransport(), env.deployer().layout, 2)
+    assert [a["event"] for a in newest] == ["incident.written", "rollback.succeeded"]
+    assert "database restored from" in newest[1]["detail"]
+    incident = json.loads(newest[0]["detail"])
+    report = Path(incident["path"]).read_text()
+    assert report.startswith("# Incident: rollback in testing (previous release serving)")
+    assert "database restored from" in report
     assert list((env.root / "testing" / "backups").glob("*-pre-restore.db"))
     assert cli(env, capsys, "rollback", "testing", "--to", live)[0] == 0
 

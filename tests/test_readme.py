@@ -24,6 +24,7 @@ NESTED: dict[str, type[BaseModel]] = {
     "environments.*.ssh": model.SshConfig,
     "environments.*.backups": model.BackupConfig,
     "environments.*.hooks": model.HooksConfig,
+    "environments.*.blue_green": model.BlueGreenConfig,
     "environments.*.ports": model.Ports,
 }
 

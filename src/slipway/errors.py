@@ -96,3 +96,7 @@ class DeployFailed(SlipwayError):
 
 class HealthCheckFailed(SlipwayError):
     """A health gate did not reach its consecutive passes before the deadline."""
+
+
+class RouterError(SlipwayError):
+    """A router could not be started, or a switch was refused or not confirmed in time."""

@@ -73,6 +73,7 @@ def create_app(database_path: str | None = None, which: str | None = None) -> Fa
     finally:
         conn.close()
     started_at = datetime.now(UTC).isoformat()
+    started = time.monotonic()
     agents = AgentPool()
     sockets: set[WebSocket] = set()
     subscribers: dict[int, set[WebSocket]] = {}
@@ -108,7 +109,7 @@ def create_app(database_path: str | None = None, which: str | None = None) -> Fa
             "release": os.environ.get("SLIPWAY_RELEASE", "unknown"),
             "started_at": started_at,
         }
-        if which == "health500":
+        if which == "health500" or (which == "late-fail" and _late_failing(started)):
             body["status"] = "error"
             return JSONResponse(body, status_code=500)
         return JSONResponse(body)
@@ -186,6 +187,12 @@ def create_app(database_path: str | None = None, which: str | None = None) -> Fa
     return app
 
 
+def _late_failing(started: float) -> bool:
+    return time.monotonic() - started > float(
+        os.environ.get("CODEFRAME_MINI_LATE_FAIL_SECONDS", "4")
+    )
+
+
 def _insert_project(path: str, project: ProjectIn, schema: int) -> sqlite3.Row:
     conn = db.connect(path)
     try:
@@ -225,6 +232,10 @@ def main(argv: list[str] | None = None) -> None:
     if which == "slow":
         time.sleep(float(os.environ.get("CODEFRAME_MINI_SLOW_SECONDS", "120")))
     app = create_app(which=which)
+    if which == "destructive-crash":
+        raise SystemExit(
+            "codeframe-mini: migrated, then failing to start (variant destructive-crash)"
+        )
     config = uvicorn.Config(
         app,
         host=args.host,

@@ -9,7 +9,11 @@ Broken variants, each a failure slipway must survive:
 ``crash`` (exits at start), ``health500`` (``/health`` answers 500), ``dbfail`` (the DB
 health check fails), ``slow`` (listens only after ``CODEFRAME_MINI_SLOW_SECONDS``,
 default 120), ``migration-error`` (a migration raises), ``ws-refused`` (WebSocket
-refused), ``frontend-build-fail`` (``npm run build`` fails).
+refused), ``frontend-build-fail`` (``npm run build`` fails), ``late-fail`` (healthy
+at first, then ``/health`` answers 500 after ``CODEFRAME_MINI_LATE_FAIL_SECONDS``,
+default 4: a failure only the post-switch watch can catch), ``destructive-crash``
+(runs v3's destructive migration, then exits, as CodeFRAME's backend did when its port
+was busy: the schema changed and the release never served).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ BROKEN = (
     "migration-error",
     "ws-refused",
     "frontend-build-fail",
+    "late-fail",
+    "destructive-crash",
 )
 
 
@@ -40,7 +46,7 @@ def current() -> str:
 
 def schema_level(variant: str) -> int:
     """How many migrations this variant ships. Broken variants build on v1."""
-    if variant == "v3":
+    if variant in ("v3", "destructive-crash"):
         return 3
     if variant == "v2":
         return 2

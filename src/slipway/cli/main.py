@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "releases": ("slipway.cli.releases", "List the releases kept on each host."),
     "rollback": ("slipway.cli.rollback", "Roll an environment back to an earlier release."),
     "schema": ("slipway.cli.schema", "Print the configuration's JSON Schema."),
+    "standby": ("slipway.cli.standby", "Show or stop the warm old colour of a blue-green deploy."),
 }
 
 EPILOG = """\b

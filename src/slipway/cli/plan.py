@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from slipway.cli.context import loaded_config
+from slipway.config.model import Strategy
 from slipway.config.summary import checks_for
 
 STEPS = [
@@ -17,6 +18,17 @@ STEPS = [
     ("start", "PM2: stop {apps}; check ports free; start the new release"),
     ("health", "{passes} passes in a row within {deadline}s: {checks}"),
     ("promote", "point {root}/{env}/current at the release; pm2 save; prune to {keep}"),
+]
+
+BLUE_GREEN_STEPS = [
+    *STEPS[:4],
+    ("build", "frontend build for the new colour's backend (reused if built before)"),
+    STEPS[5],
+    ("start", "PM2: start the release on the colour that is not live ({colors})"),
+    ("health", "{passes} passes in a row within {deadline}s, on the new colour: {checks}"),
+    ("switch", "{router} on ports {backend}/{frontend} -> new colour; confirm via API + header"),
+    ("watch", "checks through the public ports for {watch}s; failure switches back"),
+    ("promote", "point current at the release; old colour warm for {standby}s, then drained"),
 ]
 
 
@@ -44,9 +56,27 @@ def command(ctx: click.Context, environment: str, ref: str) -> None:
         "checks": ", ".join(checks_for(config, env.health)) or "none",
         "keep": env.keep_releases,
     }
-    for number, (name, text) in enumerate(STEPS, 1):
+    steps = STEPS
+    if env.strategy is Strategy.BLUE_GREEN:
+        bg = env.blue_green
+        colors = bg.color_ports(env.ports)
+        values |= {
+            "colors": ", ".join(f"{c} {p.backend}/{p.frontend}" for c, p in colors.items()),
+            "router": bg.router.value,
+            "watch": f"{bg.watch_seconds:g}",
+            "standby": f"{bg.standby_seconds:g}",
+        }
+        steps = BLUE_GREEN_STEPS
+    for number, (name, text) in enumerate(steps, 1):
         click.echo(f"{number}. {name:<8} {text.format(**values)}")
-    click.echo(
-        "on failure: stop the new processes, restore the database if its schema"
-        " changed, start the previous release, gate it on health"
-    )
+    if steps is BLUE_GREEN_STEPS:
+        click.echo(
+            "on failure: before the switch traffic never moved (the new colour is stopped);"
+            " after it, traffic switches back to the old colour, still running; the"
+            " database is restored only if its schema changed"
+        )
+    else:
+        click.echo(
+            "on failure: stop the new processes, restore the database if its schema"
+            " changed, start the previous release, gate it on health"
+        )

@@ -31,6 +31,10 @@ def command(
 ) -> None:
     """Roll ENVIRONMENT back to an earlier release, gated on health like a deploy.
 
+    Blue-green: while the previous release is still warm on the other colour (the
+    standby period after a deploy), this is an instant switch back (under a second).
+    Afterwards the release is started on the free colour, gated, then switched to.
+
     The database is left as it is unless --restore-db is given (then the live database
     is first set aside as a backup, never destroyed). If the target is unhealthy, the
     current release is started again and the command exits 1.
@@ -41,7 +45,13 @@ def command(
         outcome = manual_rollback(deployer, to, restore_db=restore_db, lock_wait=lock_wait)
         if as_json:
             echo_json_line(
-                {"event": "result", "status": outcome.status, "release": outcome.release}
+                {
+                    "event": "result",
+                    "status": outcome.status,
+                    "release": outcome.release,
+                    "seconds": round(outcome.seconds, 3),
+                    "detail": outcome.health,
+                }
             )
         else:
             click.echo(f"rolled {environment} back to {outcome.release} ({outcome.health})")

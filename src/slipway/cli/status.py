@@ -9,11 +9,21 @@ import click
 
 from slipway.cli.context import echo_json, loaded_config
 from slipway.cli.hosts import host_session
+from slipway.deploy import bluegreen
 from slipway.state import records
 
 
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def _colors_line(colors: dict[str, Any]) -> str:
+    live, standby = colors["live"], colors["standby"]
+    text = f"live colour: {live['color']} ({live['release']})" if live else "live colour: -"
+    if standby:
+        text += f"; warm standby: {standby['color']} ({standby['release']}) until"
+        text += f" {_when(standby['until'])}"
+    return text
 
 
 @click.command(name="status")
@@ -27,14 +37,18 @@ def command(ctx: click.Context, environment: str, limit: int, as_json: bool) -> 
     report: list[dict[str, Any]] = []
     for deployer in host_session(loaded, environment):
         rows = records.deployments(deployer.transport, deployer.layout, limit)
-        entry = {
+        entry: dict[str, Any] = {
             "host": deployer.transport.name,
             "current": deployer.current_release(),
             "deployments": rows,
         }
+        if deployer.blue_green:
+            entry["colors"] = bluegreen.read_colors(deployer)
         report.append(entry)
         if not as_json:
             click.echo(f"{environment} on {entry['host']}: live release {entry['current'] or '-'}")
+            if "colors" in entry:
+                click.echo("  " + _colors_line(entry["colors"]))
             for row in rows:
                 failed = f" at {row['failed_step']}" if row.get("failed_step") else ""
                 click.echo(

@@ -71,3 +71,10 @@ def kill_process(pid: int) -> Argv:
 
 def python_script(script: str) -> Argv:
     return ["python3", "-c", script]
+
+
+def detached(log_file: str, argv: Argv) -> Argv:
+    """Run ``argv`` in the background, outliving this command (and an SSH channel): its
+    output goes to ``log_file``, so nothing keeps the caller's pipes open. ``argv`` is
+    passed as positional parameters, never pasted into the shell text."""
+    return ["sh", "-c", 'log=$1; shift; exec "$@" </dev/null >>"$log" 2>&1', "sh", log_file, *argv]

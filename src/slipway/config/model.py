@@ -238,6 +238,80 @@ class BackupConfig(Strict):
     )
 
 
+_BIND_RE = re.compile(r"^(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|\[?[0-9A-Fa-f:]+\]?)$")
+_BINARY_RE = re.compile(r"^[A-Za-z0-9_./+-]{1,255}$")
+
+
+def _check_bind(value: str) -> str:
+    if not _BIND_RE.fullmatch(value):
+        raise ValueError("must be an IP address to listen on, e.g. 127.0.0.1 or 0.0.0.0")
+    return value
+
+
+def _check_binary(value: str) -> str:
+    if not _BINARY_RE.fullmatch(value) or ".." in value.split("/"):
+        raise ValueError("must be a command name or an absolute path (letters, digits, ./_+-)")
+    return value
+
+
+class RouterKind(StrEnum):
+    TRAEFIK = "traefik"
+    NGINX = "nginx"
+
+
+COLORS = ("blue", "green")
+
+
+class BlueGreenConfig(Strict):
+    """How a blue-green environment switches traffic (strategy = "blue-green").
+
+    The router owns the environment's public ports; the colours listen on private ports,
+    by default the public port + 1 (blue) and + 2 (green).
+    """
+
+    router: RouterKind = Field(
+        default=RouterKind.TRAEFIK,
+        description="traefik (zero-loss switch) or nginx (reload; see the README).",
+    )
+    router_binary: Annotated[str, AfterValidator(_check_binary)] | None = Field(
+        default=None, description="Router executable on the host (default: traefik / nginx)."
+    )
+    bind: Annotated[str, AfterValidator(_check_bind)] = Field(
+        default="127.0.0.1", description="Address the public ports listen on."
+    )
+    api_port: Port | None = Field(
+        default=None, description="Router API/status port on 127.0.0.1 (default backend + 9)."
+    )
+    blue: Ports | None = Field(default=None, description="Blue's private ports.")
+    green: Ports | None = Field(default=None, description="Green's private ports.")
+    standby_seconds: Number = Field(
+        default=600,
+        ge=0,
+        le=86400,
+        description="How long the old colour stays warm for an instant rollback.",
+    )
+    watch_seconds: Number = Field(
+        default=15, ge=0, le=3600, description="Post-switch checks before the deploy counts."
+    )
+    switch_timeout_seconds: Number = Field(
+        default=5, gt=0, le=120, description="Deadline for a switch to be confirmed."
+    )
+
+    def color_ports(self, public: Ports) -> dict[str, Ports]:
+        """Each colour's private ports (defaults derived from the public ones)."""
+        return {
+            "blue": self.blue or _offset(public, 1),
+            "green": self.green or _offset(public, 2),
+        }
+
+    def api(self, public: Ports) -> int:
+        return self.api_port or public.backend + 9
+
+
+def _offset(public: Ports, delta: int) -> Ports:
+    return Ports.model_construct(backend=public.backend + delta, frontend=public.frontend + delta)
+
+
 class HostSpec(Strict):
     """A parsed host: ``local`` or ``user@host:port``."""
 
@@ -302,6 +376,7 @@ class EnvironmentConfig(Strict):
         default=None, description="PM2_HOME on the host (default: PM2's own, ~/.pm2)."
     )
     backups: BackupConfig = Field(default_factory=lambda: BackupConfig(enabled=False))
+    blue_green: BlueGreenConfig = Field(default_factory=BlueGreenConfig)
     hooks: HooksConfig = Field(default_factory=lambda: HooksConfig())
 
     @model_validator(mode="after")
@@ -310,7 +385,27 @@ class EnvironmentConfig(Strict):
             raise ValueError("'root' is required for an environment that is deployed")
         if len(set(self.hosts)) != len(self.hosts):
             raise ValueError("hosts must not repeat")
+        if self.strategy is Strategy.BLUE_GREEN:
+            self._check_blue_green_ports()
         return self
+
+    def _check_blue_green_ports(self) -> None:
+        colors = self.blue_green.color_ports(self.ports)
+        used = {
+            "ports.backend": self.ports.backend,
+            "ports.frontend": self.ports.frontend,
+            "blue_green.api_port": self.blue_green.api(self.ports),
+        }
+        for color, ports in colors.items():
+            used[f"blue_green.{color}.backend"] = ports.backend
+            used[f"blue_green.{color}.frontend"] = ports.frontend
+        seen: dict[int, str] = {}
+        for where, port in used.items():
+            if port > 65535:
+                raise ValueError(f"{where} would be {port}: set blue_green ports explicitly")
+            if port in seen:
+                raise ValueError(f"{where} and {seen[port]} are both port {port}")
+            seen[port] = where
 
     def parsed_hosts(self) -> list[HostSpec]:
         return [parse_host(h) for h in self.hosts]

@@ -128,6 +128,9 @@ class Deployer:
         self.pm = Pm2(transport, self.host_env)
         self.steps: list[dict[str, Any]] = []
         self._env_values: dict[str, str] | None = None
+        # Blue-green: the colour a release is built for (its build-time backend address).
+        self.build_color: str | None = None
+        self.deployment_id: str | None = None  # of the deploy or rollback under way
 
     # --- small helpers ------------------------------------------------------------
 
@@ -138,34 +141,48 @@ class Deployer:
     def step(self, name: str) -> Iterator[None]:
         self.emit(name, "start")
         started = time.monotonic()
+        at = round(time.time(), 3)
         try:
             yield
         except BaseException as exc:
             seconds = time.monotonic() - started
-            self.steps.append({"step": name, "seconds": round(seconds, 3), "ok": False})
+            self.steps.append({"step": name, "seconds": round(seconds, 3), "ok": False, "at": at})
             self.emit(name, "failed", seconds, str(exc))
             raise
         seconds = time.monotonic() - started
-        self.steps.append({"step": name, "seconds": round(seconds, 3), "ok": True})
+        self.steps.append({"step": name, "seconds": round(seconds, 3), "ok": True, "at": at})
         self.emit(name, "ok", seconds)
 
     def run(self, argv: list[str], env_extra: dict[str, str] | None = None, **kwargs: Any) -> str:
         env = {**self.host_env, **(env_extra or {})}
         return self.transport.run(argv, env=env, **kwargs).stdout
 
-    def app_name(self, process: str) -> str:
-        return f"{self.config.project.name}-{self.env_name}-{process}"
+    @property
+    def blue_green(self) -> bool:
+        return self.env.strategy is Strategy.BLUE_GREEN
+
+    def app_name(self, process: str, color: str | None = None) -> str:
+        """``<project>-<env>-<process>``, plus ``-<color>`` for a blue-green colour."""
+        suffix = f"-{color}" if color else ""
+        return f"{self.config.project.name}-{self.env_name}-{process}{suffix}"
 
     @property
     def app_names(self) -> list[str]:
-        return [self.app_name(p) for p in self.config.processes]
+        return self.app_names_of(None)
 
-    def local_port(self, process: str) -> int:
+    def app_names_of(self, color: str | None) -> list[str]:
+        return [self.app_name(p, color) for p in self.config.processes]
+
+    def local_port(self, process: str, color: str | None = None) -> int:
         """Where this machine reaches ``process`` on the host (an SSH tunnel when remote)."""
-        return self.transport.tunnel(self.port(process))
+        return self.transport.tunnel(self.port(process, color))
 
-    def port(self, process: str) -> int:
-        port: int = getattr(self.env.ports, process)
+    def port(self, process: str, color: str | None = None) -> int:
+        """The public port, or a blue-green colour's private one."""
+        ports = self.env.ports
+        if color is not None:
+            ports = self.env.blue_green.color_ports(self.env.ports)[color]
+        port: int = getattr(ports, process)
         return port
 
     def current_release(self) -> str | None:
@@ -180,12 +197,6 @@ class Deployer:
     # --- the deploy -----------------------------------------------------------------
 
     def deploy(self, ref: str, *, lock_wait: float = 0, reason: str = "deploy") -> Outcome:
-        if self.env.strategy is Strategy.BLUE_GREEN:
-            raise UsageError(
-                f"environment {self.env_name!r} uses strategy 'blue-green', which this version"
-                " of slipway does not implement yet",
-                hint="set strategy = 'restart' for now (it has a short downtime)",
-            )
         repo = self.loaded.repository_path()
         if repo is None:
             raise UsageError("deploying from a remote repository URL is not supported yet")
@@ -206,8 +217,11 @@ class Deployer:
 
     def _deploy_locked(self, source: Source, started: float) -> Outcome:
         deployment_id = uuid.uuid4().hex[:12]
+        self.deployment_id = deployment_id
         release = release_id(source)
         previous = self.current_release()
+        if self.blue_green:
+            self.build_color = bluegreen.next_color(self)
         row: dict[str, Any] = {
             "id": deployment_id,
             "env": self.env_name,
@@ -235,10 +249,15 @@ class Deployer:
                 ("install", lambda: self._install(source, release, previous)),
                 ("build", lambda: self._build(source, release, previous)),
                 ("backup", lambda: self._backup(release, state)),
-                ("start", lambda: self._swap(release, previous, state, source)),
-                ("health", lambda: self._gate(state)),
-                ("promote", lambda: self.promote(release)),
             ]
+            if self.blue_green:
+                steps += bluegreen.deploy_steps(self, release, previous, state, source)
+            else:
+                steps += [
+                    ("start", lambda: self._swap(release, previous, state, source)),
+                    ("health", lambda: self._gate(state)),
+                    ("promote", lambda: self.promote(release)),
+                ]
             for name, action in steps:
                 current_step = name
                 with self.step(name):
@@ -324,16 +343,21 @@ class Deployer:
         (lock file for node_modules; sources and build-time env for the build) are
         unchanged. Releases stay immutable: hard links share files, never directories."""
         frontend = self.config.processes.get("frontend")
-        if previous is None or frontend is None:
-            return False
         key = self._content_key(source, what)
-        if key is None or self.release_meta(previous).get(what) != key:
+        if frontend is None or key is None:
             return False
-        src = f"{self._workdir(previous, frontend)}/{path}"
-        if not self.transport.run(["test", "-e", src], check=False).ok:
-            return False
-        self.run(cmd.hardlink_copy(src, f"{self._workdir(release, frontend)}/{path}"))
-        return True
+        # The previous release first; blue-green alternates colours, so a build for this
+        # colour is usually the one before it.
+        kept = [r for r in reversed(self.list_releases()) if r not in (release, previous)]
+        for candidate in [previous, *kept][:4]:
+            if candidate is None or self.release_meta(candidate).get(what) != key:
+                continue
+            src = f"{self._workdir(candidate, frontend)}/{path}"
+            if not self.transport.run(["test", "-e", src], check=False).ok:
+                continue
+            self.run(cmd.hardlink_copy(src, f"{self._workdir(release, frontend)}/{path}"))
+            return True
+        return False
 
     def release_meta(self, release: str) -> dict[str, Any]:
         result = self.transport.run(
@@ -381,11 +405,17 @@ class Deployer:
         if key:
             self._save_meta(release, node_modules=key)
 
-    def _build_env(self, process: ProcessConfig) -> dict[str, str]:
+    def _build_env(self, process: ProcessConfig, color: str | None = None) -> dict[str, str]:
+        """Build-time variables. In blue-green a build points at its own colour's backend
+        (so the new frontend talks to the new backend in smoke tests and after the switch);
+        ``{public_backend_port}`` is the router's port, for addresses browsers use."""
+        color = color or self.build_color
         values = {
             "host": BIND_HOST,
-            "backend_port": str(self.env.ports.backend),
-            "frontend_port": str(self.env.ports.frontend),
+            "backend_port": str(self.port("backend", color)),
+            "frontend_port": str(self.port("frontend", color)),
+            "public_backend_port": str(self.env.ports.backend),
+            "public_frontend_port": str(self.env.ports.frontend),
         }
         rendered = {k: build_cmd.render([v], values)[0] for k, v in process.build_env.items()}
         return {**rendered, "NEXT_TELEMETRY_DISABLED": "1"}
@@ -401,7 +431,7 @@ class Deployer:
             self.run(process.build, cwd=workdir, env_extra=self._build_env(process))
         key = self._content_key(source, "build")
         if key:
-            self._save_meta(release, build=key)
+            self._save_meta(release, build=key, built_for=self.build_color or "public")
 
     def _backup(self, release: str, state: RunState) -> None:
         db = self.layout.database(self.env.database)
@@ -414,11 +444,13 @@ class Deployer:
         state.backup_path = dest
         self.emit("backup", "info", detail=f"{dest} ({info['size']} bytes, {info['seconds']}s)")
 
-    def app_specs(self, release: str, source_commit: str) -> list[AppSpec]:
+    def app_specs(
+        self, release: str, source_commit: str, color: str | None = None
+    ) -> list[AppSpec]:
         env_values = self._read_env_file()
         specs = []
         for name, process in self.config.processes.items():
-            port = self.port(name)
+            port = self.port(name, color)
             workdir = self._workdir(release, process)
             values = {
                 "port": str(port),
@@ -434,6 +466,7 @@ class Deployer:
                 "SLIPWAY_ENV": self.env_name,
                 "SLIPWAY_RELEASE": release,
                 "SLIPWAY_COMMIT": source_commit,
+                "SLIPWAY_COLOR": color or "",
                 "PATH": self.host_env["PATH"],
             }
             if process.port_env:
@@ -444,14 +477,16 @@ class Deployer:
                 env["NODE_ENV"] = "production"
             kill_ms = int((process.drain_seconds + 3) * 1000)
             specs.append(
-                AppSpec(self.app_name(name), argv, workdir, env, kill_ms, self.layout.logs)
+                AppSpec(self.app_name(name, color), argv, workdir, env, kill_ms, self.layout.logs)
             )
         return specs
 
-    def _ensure_ports_free(self) -> None:
+    def ensure_ports_free(self, color: str | None = None) -> None:
+        """Wait (briefly) for the ports to be free; never start on a busy port (CodeFRAME's
+        backend ran its migrations before failing with EADDRINUSE)."""
         deadline = time.monotonic() + 10
         for name in self.config.processes:
-            port = self.port(name)
+            port = self.port(name, color)
             while not call(self.transport, "port_free", port=port)["free"]:
                 if time.monotonic() > deadline:
                     raise SlipwayError(
@@ -464,34 +499,36 @@ class Deployer:
         specs = self.app_specs(release, source.commit)
         state.swapped = True
         self.pm.stop(self.app_names)
-        self._ensure_ports_free()
+        self.ensure_ports_free()
         self.pm.start(specs, f"{self.layout.release(release)}/.slipway-ecosystem.json")
 
-    def _processes_abort(self) -> str | None:
-        for name, proc in self.pm.status(self.app_names).items():
+    def processes_abort(self, color: str | None = None) -> str | None:
+        """Why waiting for health is pointless: a process errored or is crash-looping."""
+        for name, proc in self.pm.status(self.app_names_of(color)).items():
             if proc.status in ("errored", "stopped", "missing"):
                 return f"process {name} is {proc.status}"
             if proc.restarts >= CRASH_LOOP_RESTARTS:
                 return f"process {name} is crash-looping ({proc.restarts} restarts)"
         return None
 
-    def checks(self, level: HealthLevel | None = None) -> list[Check]:
-        """The checks of ``level`` (default: this environment's), reaching the host."""
+    def checks(self, level: HealthLevel | None = None, color: str | None = None) -> list[Check]:
+        """The checks of ``level`` (default: this environment's), reaching the host:
+        through the public ports, or straight at one blue-green colour."""
         return build_checks(
             self.config.health,
             level or self.env.health,
-            self.local_port,
+            lambda process: self.local_port(process, color),
             set(self.config.processes),
         )
 
-    def gate_report(self) -> GateReport:
+    def gate_report(self, color: str | None = None) -> GateReport:
         health = self.config.health
         return wait_healthy(
-            self.checks(),
+            self.checks(color=color),
             passes=health.passes,
             interval=health.interval_seconds,
             deadline=health.deadline_seconds,
-            abort=self._processes_abort,
+            abort=lambda: self.processes_abort(color),
         )
 
     def _gate(self, state: RunState) -> None:
@@ -504,6 +541,11 @@ class Deployer:
         self.run(cmd.symlink_temp(self.layout.release(release), self.layout.current))
         self.run(cmd.rename_over(f"{self.layout.current}.new", self.layout.current))
         self.pm.save()
+
+    def audit(self, event: str, **detail: Any) -> None:
+        """Append one audit event for the deploy or rollback under way."""
+        event_row = records.audit_event(self.actor, event, self.deployment_id, **detail)
+        records.save(self.transport, self.layout, audit=[event_row])
 
     def record_event(self, row: dict[str, Any], event: str, **detail: Any) -> None:
         """Save the deployment row and append one audit event, in one transaction."""
@@ -543,12 +585,18 @@ class Deployer:
     ) -> Outcome:
         cause = self.masker(str(exc))
         rolled_back, rollback_note = True, "nothing live had changed"
-        if state.swapped:
+        if state.swapped and self.blue_green:
+            rolled_back, rollback_note = bluegreen.roll_back(self, previous, state, row["id"])
+        elif state.swapped:
             rolled_back, rollback_note = roll_back_after_failure(self, previous, state, row["id"])
         if DISK_FULL in cause:
             # Keeping the failed release for inspection would keep the disk full.
             self.transport.run(cmd.remove_tree(self.layout.release(row["release"])), check=False)
             rollback_note += "; the host's disk is full: the failed release was removed"
+        elif state.swapped:
+            rollback_note += "; " + self._incident(
+                row, step, cause, rolled_back, rollback_note, state
+            )
         seconds = time.monotonic() - started
         status = "rolled_back" if rolled_back else "failed"
         row.update(
@@ -568,6 +616,36 @@ class Deployer:
         except SlipwayError as record_error:  # the deploy's own error matters more
             rollback_note += f"; the failure could not be recorded: {record_error}"
         raise DeployFailed(step, cause, rolled_back=rolled_back, hint=rollback_note) from exc
+
+    def _incident(
+        self,
+        row: dict[str, Any],
+        step: str,
+        cause: str,
+        rolled_back: bool,
+        note: str,
+        state: RunState,
+    ) -> str:
+        """Write the incident report of a failure that touched the live processes."""
+        report = Incident(
+            env=self.env_name,
+            kind="failed deploy",
+            deployment_id=row["id"],
+            actor=self.actor,
+            release=row["release"],
+            previous=row.get("previous_release"),
+            commit=row["commit_sha"],
+            failed_step=step,
+            error=cause[-3000:],
+            outcome=note,
+            rolled_back=rolled_back,
+            backup=state.backup_path,
+            steps=list(self.steps),
+        )
+        try:
+            return f"incident report: {incident.write(self, report)}"
+        except SlipwayError as exc:  # the deploy's own error matters more
+            return f"the incident report could not be written: {exc}"
 
     def prune(self, keep: set[str | None]) -> list[str]:
         """Delete releases beyond ``keep_releases`` (never the current or previous one)."""
@@ -612,12 +690,17 @@ class Deployer:
 
 @dataclass
 class RunState:
-    swapped: bool = False
+    swapped: bool = False  # new processes were started (rollback has work to do)
     backup_path: str | None = None
     db_before: dict[str, Any] | None = None
     gate: GateReport | None = None
+    old_color: str | None = None  # blue-green: the colour live before this deploy
+    switched: bool = False  # blue-green: traffic was moved to the new colour
+    switch_seconds: float | None = None
 
 
+from slipway.deploy import bluegreen, incident  # noqa: E402 - import cycle
+from slipway.deploy.incident import Incident  # noqa: E402
 from slipway.deploy.rollback import roll_back_after_failure  # noqa: E402 - import cycle
 
 

@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from slipway.deploy import bluegreen, incident
 from slipway.errors import HealthCheckFailed, UsageError
 from slipway.health.gate import GateReport
 from slipway.state import records
@@ -28,6 +29,7 @@ def schema_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
     return bool(
         after.get("migrations") != before.get("migrations")
         or after.get("schema_version") != before.get("schema_version")
+        or after.get("schema_hash") != before.get("schema_hash")
         or set(after.get("tables", {})) != set(before.get("tables", {}))
     )
 
@@ -108,24 +110,14 @@ def manual_rollback(
         lock.acquire(actor=d.actor, ref=to or "previous", reason="rollback", wait=lock_wait)
     try:
         current = d.current_release()
-        target = pick_target(d, current, to)
         deployment_id = uuid.uuid4().hex[:12]
-        notes: list[str] = []
-        with d.step("start"):
-            d.pm.stop(d.app_names)
-            backup = f"{d.layout.backups}/{current}-pre-deploy.db" if current else None
-            if restore_db and backup:
-                notes.append(restore_database(d, backup, deployment_id))
-            report = start_release(d, target)
-        if not report.ok:
-            if current:
-                start_release(d, current)
-            raise HealthCheckFailed(
-                f"release {target} is not healthy: {report.summary()}",
-                hint=f"{current} was started again" if current else None,
-            )
-        with d.step("promote"):
-            d.promote(target)
+        d.deployment_id = deployment_id
+        if d.blue_green:
+            with d.step("switch"):
+                target, notes = bluegreen.rollback_locked(d, to, restore_db)
+            summary = "; ".join(notes)
+        else:
+            target, notes, summary = _restart_rollback(d, current, to, restore_db, deployment_id)
         meta = d.release_meta(target)
         commit = str(meta.get("commit", "unknown"))
         row: dict[str, Any] = {
@@ -144,6 +136,22 @@ def manual_rollback(
             "kind": "rollback",
         }
         d.record_event(row, "rollback.succeeded", release=target, previous=current, notes=notes)
+        report = incident.Incident(
+            env=d.env_name,
+            kind="rollback",
+            deployment_id=deployment_id,
+            actor=d.actor,
+            release=current or "-",
+            previous=target,
+            commit=commit,
+            failed_step=None,
+            error="rolled back by hand (slipway rollback)",
+            outcome=f"{target} live again: " + "; ".join(notes or [summary]),
+            rolled_back=True,
+            backup=None,
+            steps=list(d.steps),
+        )
+        incident.write(d, report)
         return Outcome(
             deployment_id,
             target,
@@ -151,7 +159,30 @@ def manual_rollback(
             "succeeded",
             time.monotonic() - started,
             d.steps,
-            report.summary(),
+            summary,
         )
     finally:
         lock.release()
+
+
+def _restart_rollback(
+    d: Deployer, current: str | None, to: str | None, restore_db: bool, deployment_id: str
+) -> tuple[str, list[str], str]:
+    target = pick_target(d, current, to)
+    notes: list[str] = []
+    with d.step("start"):
+        d.pm.stop(d.app_names)
+        backup = f"{d.layout.backups}/{current}-pre-deploy.db" if current else None
+        if restore_db and backup:
+            notes.append(restore_database(d, backup, deployment_id))
+        report = start_release(d, target)
+    if not report.ok:
+        if current:
+            start_release(d, current)
+        raise HealthCheckFailed(
+            f"release {target} is not healthy: {report.summary()}",
+            hint=f"{current} was started again" if current else None,
+        )
+    with d.step("promote"):
+        d.promote(target)
+    return target, notes, report.summary()

@@ -17,6 +17,7 @@ class AppSpec:
     env: dict[str, str] = field(default_factory=dict)
     kill_timeout_ms: int = 8000
     log_dir: str = ""
+    max_restarts: int = 3  # PM2 gives up after this many quick crashes (a crash loop)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ def ecosystem(apps: Sequence[AppSpec]) -> dict[str, Any]:
                 "env": dict(app.env),
                 "kill_timeout": app.kill_timeout_ms,
                 "autorestart": True,
-                "max_restarts": 3,
+                "max_restarts": app.max_restarts,
                 "min_uptime": 3000,
                 "restart_delay": 500,
                 "out_file": f"{app.log_dir}/{app.name}.out.log",

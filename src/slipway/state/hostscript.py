@@ -95,7 +95,19 @@ def _describe(conn: sqlite3.Connection) -> dict[str, Any]:
     if "schema_migrations" in tables:
         version = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
     integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-    return {"tables": counts, "schema_version": version, "integrity": integrity}
+    # A fingerprint of every table's and index's definition: a migration that adds a
+    # column without recording itself still changes the schema.
+    ddl = "\n".join(
+        row[0]
+        for row in conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+    )
+    schema_hash = hashlib.sha256(ddl.encode()).hexdigest()[:16]
+    return {
+        "tables": counts,
+        "schema_version": version,
+        "schema_hash": schema_hash,
+        "integrity": integrity,
+    }
 
 
 def op_backup(req: dict[str, Any]) -> dict[str, Any]:
@@ -244,6 +256,46 @@ def op_query(req: dict[str, Any]) -> dict[str, Any]:
     return {"rows": [dict(r) for r in rows]}
 
 
+def op_retire(req: dict[str, Any]) -> dict[str, Any]:
+    """Stop a blue-green standby when its warm period ends (run detached on the host).
+
+    Does nothing if a deploy or rollback holds the lock (it decides about the standby
+    itself) or if ``colors.json`` no longer names this standby (its token changed).
+    """
+    import fcntl
+    import subprocess
+
+    time.sleep(float(req["delay"]))
+    with open(req["lock"], "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return {"retired": False, "why": "a deploy holds the lock"}
+        with open(req["colors"]) as f:
+            colors = json.load(f)
+        standby = colors.get("standby") or {}
+        if standby.get("token") != req["token"]:
+            return {"retired": False, "why": "the standby changed"}
+        env = {**os.environ, **req["env"]}
+        for name in req["names"]:
+            subprocess.run(["pm2", "delete", name], env=env, capture_output=True, check=False)
+        subprocess.run(["pm2", "save", "--force"], env=env, capture_output=True, check=False)
+        colors["standby"] = None
+        tmp = req["colors"] + ".tmp-retire"
+        with open(tmp, "w") as f:
+            json.dump(colors, f, indent=2)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, req["colors"])
+        event = {
+            "at": time.time(),
+            "actor": req["actor"],
+            "event": "standby.retired",
+            "detail": {"color": standby.get("color"), "release": standby.get("release")},
+        }
+        op_record({"records": req["records"], "audit": [event]})
+    return {"retired": True}
+
+
 OPS = {
     "backup": op_backup,
     "describe": op_describe,
@@ -251,11 +303,14 @@ OPS = {
     "port_free": op_port_free,
     "record": op_record,
     "query": op_query,
+    "retire": op_retire,
 }
 
 
 def main() -> None:
-    request = json.loads(sys.stdin.read())
+    # The request comes on stdin, or as the one argument of a detached job.
+    detached = sys.argv[0] == "-c" and len(sys.argv) > 1  # python3 -c SCRIPT REQUEST
+    request = json.loads(sys.argv[1] if detached else sys.stdin.read())
     try:
         answer = OPS[request["op"]](request)
     except Exception as exc:  # reported as JSON; the caller raises a SlipwayError

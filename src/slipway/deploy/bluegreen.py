@@ -1,0 +1,370 @@
+"""Blue-green: the new release starts beside the live one and takes traffic only when proven.
+
+The deploy's last steps, after build and backup (see :mod:`slipway.deploy.engine`):
+
+- **start**: the new release starts on the colour that is not live, on its private ports
+  (a busy port is refused, never shared);
+- **health**: the environment's checks run straight against the new colour;
+- **switch**: the router sends the public ports to the new colour and the switch is
+  confirmed (router API, and a request through each public port answered by the colour);
+- **watch**: the checks keep running through the public ports for ``watch_seconds``;
+- **promote**: ``current`` points at the release; the old colour stays warm for
+  ``standby_seconds`` (an instant rollback) and is then drained and stopped by a job on
+  the host.
+
+Any failure before the switch leaves traffic where it was; a failure after it switches
+straight back to the old colour, which is still running. Which colour is live and which
+is on standby is kept in ``<env>/.slipway/colors.json`` (written atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from slipway.commands import host as cmd
+from slipway.config.model import COLORS
+from slipway.errors import HealthCheckFailed, SlipwayError
+from slipway.health.gate import GateReport, run_round
+from slipway.routers import Router, RouterSetup, Target, make_router
+from slipway.state.host import call, host_script
+
+if TYPE_CHECKING:
+    from slipway.deploy.engine import Deployer, RunState
+    from slipway.deploy.source import Source
+
+FAILED_ROUNDS_TO_FAIL = 2  # post-switch: one slow round is noise, two in a row is a finding
+
+
+def other(color: str) -> str:
+    return COLORS[1] if color == COLORS[0] else COLORS[0]
+
+
+# --- which colour is live ------------------------------------------------------------------
+
+
+def colors_path(d: Deployer) -> str:
+    return f"{d.layout.state_dir}/colors.json"
+
+
+def read_colors(d: Deployer) -> dict[str, Any]:
+    """``{"live": {color, release, since}|None, "standby": {color, release, until, token}|None}``"""
+    result = d.transport.run(["cat", "--", colors_path(d)], check=False)
+    try:
+        data: dict[str, Any] = json.loads(result.stdout) if result.ok else {}
+    except json.JSONDecodeError:
+        data = {}
+    return {"live": data.get("live"), "standby": data.get("standby")}
+
+
+def write_colors(d: Deployer, data: dict[str, Any]) -> None:
+    d.transport.run(cmd.mkdir_p(d.layout.state_dir))
+    d.transport.put_text(json.dumps(data, indent=2), colors_path(d), mode=0o600)
+
+
+def live_color(d: Deployer) -> str | None:
+    live = read_colors(d)["live"]
+    return str(live["color"]) if live else None
+
+
+def next_color(d: Deployer) -> str:
+    """The colour a new release goes to: the one that is not live (blue at first)."""
+    live = live_color(d)
+    return other(live) if live else COLORS[0]
+
+
+def target(d: Deployer, color: str) -> Target:
+    return Target(color, {process: d.port(process, color) for process in d.config.processes})
+
+
+def router_for(d: Deployer) -> Router:
+    bg = d.env.blue_green
+    setup = RouterSetup(
+        app_name=d.app_name("router"),
+        directory=f"{d.layout.base}/router",
+        public={process: d.port(process) for process in d.config.processes},
+        bind=bg.bind,
+        api_port=bg.api(d.env.ports),
+        binary=bg.router_binary or bg.router.value,
+        probe_paths={name: p.health_path for name, p in d.config.processes.items()},
+        env=d.host_env,
+        switch_timeout=bg.switch_timeout_seconds,
+    )
+    return make_router(bg.router, d.transport, d.pm, setup)
+
+
+def color_online(d: Deployer, color: str) -> bool:
+    states = d.pm.status(d.app_names_of(color)).values()
+    return all(state.online for state in states)
+
+
+# --- the deploy's steps ------------------------------------------------------------------
+
+
+def deploy_steps(
+    d: Deployer, release: str, previous: str | None, state: RunState, source: Source
+) -> list[tuple[str, Callable[[], None]]]:
+    color = d.build_color or next_color(d)
+    return [
+        ("start", lambda: start_new_color(d, release, source.commit, color, state)),
+        ("health", lambda: gate_color(d, color, state)),
+        ("switch", lambda: switch_to(d, color, state)),
+        ("watch", lambda: watch(d, color)),
+        ("promote", lambda: finish(d, release, color, previous, state)),
+    ]
+
+
+def start_new_color(d: Deployer, release: str, commit: str, color: str, state: RunState) -> None:
+    colors = read_colors(d)
+    state.old_color = colors["live"]["color"] if colors["live"] else None
+    if colors["standby"]:
+        # The new release takes the standby's colour: cancel its retirement job.
+        write_colors(d, {**colors, "standby": None})
+    state.swapped = True
+    d.pm.stop(d.app_names_of(color))
+    d.ensure_ports_free(color)
+    d.pm.start(
+        d.app_specs(release, commit, color),
+        f"{d.layout.release(release)}/.slipway-ecosystem-{color}.json",
+    )
+
+
+def gate_color(d: Deployer, color: str, state: RunState) -> None:
+    state.gate = d.gate_report(color)
+    if not state.gate.ok:
+        raise HealthCheckFailed(
+            f"{color} is not healthy, traffic was not switched: {state.gate.summary()}"
+        )
+    d.emit("health", "info", detail=f"{color}: {state.gate.summary()}")
+
+
+def switch_to(d: Deployer, color: str, state: RunState) -> None:
+    router = router_for(d)
+    if not router.running():
+        _hand_ports_to_router(d, router, color)
+    report = router.switch(target(d, color))
+    state.switched = True
+    state.switch_seconds = report.seconds
+    d.audit("traffic.switched", to=color, previous=report.previous, seconds=report.seconds)
+    d.emit("switch", "info", detail=f"traffic on {color}, confirmed in {report.seconds:.2f}s")
+
+
+def _hand_ports_to_router(d: Deployer, router: Router, color: str) -> None:
+    """First blue-green deploy (or the router was stopped): start the router. Processes
+    of the restart strategy hold the public ports, so they stop first (a gap, once)."""
+    legacy = [n for n, s in d.pm.status(d.app_names).items() if s.status != "missing"]
+    if legacy:
+        d.emit("switch", "info", detail="handing the public ports from PM2 apps to the router")
+        d.pm.stop(d.app_names)
+        d.ensure_ports_free()
+    router.ensure_running(target(d, color))
+
+
+def watch(d: Deployer, color: str) -> None:
+    """Post-switch checks through the public ports for ``watch_seconds``."""
+    seconds = d.env.blue_green.watch_seconds
+    if seconds <= 0:
+        return
+    checks = d.checks()
+    deadline = time.monotonic() + seconds
+    failed_rounds = 0
+    while True:
+        aborted = d.processes_abort(color)
+        if aborted:
+            raise HealthCheckFailed(f"after the switch: {aborted}")
+        results = run_round(checks)
+        failures = [r for r in results if not r.ok]
+        failed_rounds = failed_rounds + 1 if failures else 0
+        if failed_rounds >= FAILED_ROUNDS_TO_FAIL:
+            problems = "; ".join(f"{r.name}: {r.error}" for r in failures)
+            raise HealthCheckFailed(f"after the switch, through the router: {problems}")
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(d.config.health.interval_seconds)
+
+
+def finish(d: Deployer, release: str, color: str, previous: str | None, state: RunState) -> None:
+    d.promote(release)
+    live = {"color": color, "release": release, "since": time.time()}
+    old = state.old_color
+    seconds = d.env.blue_green.standby_seconds
+    if old is None or previous is None or not color_online(d, old):
+        write_colors(d, {"live": live, "standby": None})
+        return
+    if seconds <= 0:
+        write_colors(d, {"live": live, "standby": None})
+        drain(d, old)
+        return
+    token = uuid.uuid4().hex
+    standby = {"color": old, "release": previous, "until": time.time() + seconds, "token": token}
+    write_colors(d, {"live": live, "standby": standby})
+    schedule_retire(d, old, token, seconds)
+    d.emit("promote", "info", detail=f"{old} ({previous}) kept warm for {seconds:g}s")
+
+
+# --- the old colour's end ----------------------------------------------------------------
+
+
+def drain(d: Deployer, color: str) -> None:
+    """Stop a colour that no longer takes traffic. PM2 sends SIGINT: the app finishes its
+    requests in flight and closes WebSockets with 1001 (clients reconnect to the live
+    colour) within ``drain_seconds``; PM2's kill_timeout is set above that."""
+    d.pm.stop(d.app_names_of(color))
+    d.pm.save()
+    d.audit("color.drained", color=color)
+
+
+def retire_request(d: Deployer, color: str, token: str, delay: float) -> dict[str, Any]:
+    return {
+        "op": "retire",
+        "delay": delay,
+        "token": token,
+        "colors": colors_path(d),
+        "lock": d.layout.lock_file,
+        "records": d.layout.records,
+        "names": d.app_names_of(color),
+        "env": {k: v for k, v in d.host_env.items() if k in ("PATH", "PM2_HOME", "HOME")},
+        "actor": d.actor,
+    }
+
+
+def schedule_retire(d: Deployer, color: str, token: str, delay: float) -> None:
+    """A detached job on the host stops the standby when its time is up, unless a later
+    deploy or rollback changed the colours (its token then no longer matches)."""
+    request = json.dumps(retire_request(d, color, token, delay))
+    log = f"{d.layout.logs}/slipway-retire.log"
+    d.transport.run(cmd.detached(log, ["setsid", "-f", "python3", "-c", host_script(), request]))
+
+
+def stop_standby(d: Deployer) -> str | None:
+    """Drain and stop the warm standby now (``slipway standby --stop``)."""
+    colors = read_colors(d)
+    standby = colors["standby"]
+    if not standby:
+        return None
+    write_colors(d, {**colors, "standby": None})
+    drain(d, standby["color"])
+    return str(standby["color"])
+
+
+# --- going back --------------------------------------------------------------------------
+
+
+def ensure_built_for(d: Deployer, release: str, color: str) -> None:
+    """A Next.js build is tied to the backend address it was built for: a release started
+    on the other colour is rebuilt for it first."""
+    frontend = d.config.processes.get("frontend")
+    meta = d.release_meta(release)
+    if frontend is None or not frontend.build or meta.get("built_for") in (color, None):
+        return
+    workdir = f"{d.layout.release(release)}/{frontend.workdir}".removesuffix("/.")
+    d.emit("rollback", "info", detail=f"rebuilding {release}'s frontend for {color}")
+    # Hard links may share .next with another release: unlink, never overwrite in place.
+    d.run(cmd.remove_tree(f"{workdir}/.next"))
+    d.run(frontend.build, cwd=workdir, env_extra=d._build_env(frontend, color))
+    d._save_meta(release, built_for=color, build=None)
+
+
+def start_on(d: Deployer, release: str, color: str) -> GateReport:
+    ensure_built_for(d, release, color)
+    d.pm.stop(d.app_names_of(color))
+    d.ensure_ports_free(color)
+    commit = str(d.release_meta(release).get("commit", "unknown"))
+    d.pm.start(
+        d.app_specs(release, commit, color),
+        f"{d.layout.release(release)}/.slipway-ecosystem-{color}.json",
+    )
+    return d.gate_report(color)
+
+
+def roll_back(
+    d: Deployer, previous: str | None, state: RunState, deployment_id: str
+) -> tuple[bool, str]:
+    """Undo a blue-green deploy that failed after its new colour started. Returns
+    (previous release serving, note)."""
+    from slipway.deploy.rollback import restore_database, schema_changed, start_release
+
+    new = d.build_color or ""
+    old = state.old_color
+    notes: list[str] = []
+    with d.step("rollback"):
+        old_running = old is not None and color_online(d, old)
+        if state.switched and old is not None and old_running:
+            report = router_for(d).switch(target(d, old))
+            notes.append(f"traffic switched back to {old} in {report.seconds:.2f}s")
+            d.audit("traffic.switched", to=old, previous=new, seconds=report.seconds)
+        d.pm.stop(d.app_names_of(new))
+        db = d.layout.database(d.env.database)
+        restore = bool(state.backup_path) and schema_changed(
+            state.db_before or {}, call(d.transport, "describe", db=db)
+        )
+        untouched = old_running or not state.switched  # the old processes still serve
+        if untouched and not restore:
+            notes.append(f"{previous or 'the previous release'} kept serving")
+            return True, "; ".join(notes)
+        if restore and state.backup_path:
+            # No writer may hold the database while it is replaced (a short gap).
+            d.pm.stop(d.app_names_of(old) if old else d.app_names)
+            notes.append(restore_database(d, state.backup_path, deployment_id))
+        if previous is None:
+            return False, "; ".join([*notes, "no previous release to start"])
+        if old is None and not state.switched:  # the restart strategy's processes
+            gate = start_release(d, previous)
+            color = None
+        else:
+            color = old or other(new)
+            gate = start_on(d, previous, color)
+        if not gate.ok:
+            return False, "; ".join([*notes, f"{previous} unhealthy: {gate.summary()}"])
+        if color is not None:  # confirm (or move) the traffic on the colour now serving
+            router_for(d).switch(target(d, color))
+        notes.append(f"{previous} serving" + (f" on {color}" if color else ""))
+        return True, "; ".join(notes)
+
+
+def rollback_locked(d: Deployer, to: str | None, restore_db: bool) -> tuple[str, list[str]]:
+    """``slipway rollback`` for blue-green: an instant switch back while the old colour is
+    warm; otherwise the release starts on the free colour, is gated, and takes traffic."""
+    from slipway.deploy.rollback import pick_target, restore_database
+
+    colors = read_colors(d)
+    live, standby = colors["live"], colors["standby"]
+    current = d.current_release()
+    release = to or (standby["release"] if standby else pick_target(d, current, None))
+    if release == current:
+        raise SlipwayError(f"{release} is already live in {d.env_name}")
+    notes: list[str] = []
+    warm = bool(standby) and standby["release"] == release and color_online(d, standby["color"])
+    if warm and not restore_db:
+        color = str(standby["color"])
+        report = router_for(d).switch(target(d, color))
+        notes.append(f"switched to the warm {color} in {report.seconds:.2f}s")
+        d.audit("traffic.switched", to=color, previous=report.previous, seconds=report.seconds)
+    else:
+        color = other(live["color"]) if live else COLORS[0]
+        if restore_db and current:
+            d.pm.stop(d.app_names_of(live["color"]) if live else d.app_names)
+            backup = f"{d.layout.backups}/{current}-pre-deploy.db"
+            notes.append(restore_database(d, backup, f"rollback-{current}"))
+        report_gate = start_on(d, release, color)
+        if not report_gate.ok:
+            d.pm.stop(d.app_names_of(color))
+            raise HealthCheckFailed(
+                f"release {release} is not healthy on {color}: {report_gate.summary()}",
+                hint="traffic was not switched",
+            )
+        router = router_for(d)
+        router.ensure_running(target(d, color))
+        switched = router.switch(target(d, color))
+        notes.append(f"started {release} on {color}; switched in {switched.seconds:.2f}s")
+        d.audit("traffic.switched", to=color, previous=switched.previous, seconds=switched.seconds)
+    if live and live["color"] != color:
+        drain(d, live["color"])
+    d.promote(release)
+    write_colors(
+        d, {"live": {"color": color, "release": release, "since": time.time()}, "standby": None}
+    )
+    return release, notes

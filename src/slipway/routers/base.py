@@ -1,0 +1,233 @@
+"""The router interface: who owns an environment's public ports, and how traffic moves.
+
+A router listens on the public ports (production 8200 / 8100) and forwards each to one
+colour's private ports. A switch is three moves, the same for every backend:
+
+1. validate the candidate configuration (and that the target answers) BEFORE applying;
+2. apply it atomically (temp file + rename);
+3. confirm it took effect: the backend's own view where it has one (Traefik's API), and
+   a request through each public port answered under the new colour's marker header.
+
+If confirmation fails before the deadline, the previous configuration is put back and
+confirmed, and :class:`~slipway.errors.RouterError` is raised: a bad configuration never
+keeps traffic. The router runs under the process manager (PM2 restarts it if it dies).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from slipway.errors import RouterError
+from slipway.processes.base import AppSpec, ProcessManager
+from slipway.transports.base import Transport
+
+COLOR_HEADER = "X-Slipway-Color"
+ROUTER_RESTARTS = 1000  # a router is supervised without a restart budget
+CONFIRMATIONS = 3  # consecutive confirmations a switch needs
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the public ports should send traffic: one colour's private ports."""
+
+    color: str
+    ports: Mapping[str, int]  # process name -> private port on 127.0.0.1
+
+
+@dataclass(frozen=True)
+class RouterSetup:
+    """Everything a router needs to know about one environment on one host."""
+
+    app_name: str  # process-manager name, e.g. codeframe-mini-production-router
+    directory: str  # the router's own directory on the host (configs, logs)
+    public: Mapping[str, int]  # process name -> public port
+    bind: str
+    api_port: int
+    binary: str
+    probe_paths: Mapping[str, str]  # process name -> path to confirm a switch with
+    env: Mapping[str, str]  # environment for the router process (PATH ...)
+    switch_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class SwitchReport:
+    color: str
+    previous: str | None
+    seconds: float  # from apply to confirmed
+
+
+class Router(ABC):
+    """One backend (Traefik, nginx). Subclasses render configs and apply them."""
+
+    kind: str
+
+    def __init__(self, transport: Transport, pm: ProcessManager, setup: RouterSetup) -> None:
+        self.transport = transport
+        self.pm = pm
+        self.setup = setup
+
+    # --- what a backend provides -----------------------------------------------------
+
+    @abstractmethod
+    def start_argv(self) -> list[str]:
+        """How the process manager runs the router in the foreground."""
+
+    @abstractmethod
+    def write_static(self) -> None:
+        """Write the static configuration (listeners), idempotently."""
+
+    @abstractmethod
+    def render_routes(self, target: Target) -> str:
+        """The dynamic configuration sending the public ports to ``target``."""
+
+    @abstractmethod
+    def validate(self, text: str) -> None:
+        """Raise RouterError if ``text`` would not be accepted by the router."""
+
+    @abstractmethod
+    def apply(self, text: str) -> None:
+        """Make ``text`` the live dynamic configuration (atomically)."""
+
+    def backend_confirms(self, target: Target) -> bool:
+        """The router's own view agrees with ``target`` (where it has an API)."""
+        return True
+
+    # --- shared behaviour ------------------------------------------------------------
+
+    @property
+    def routes_path(self) -> str:
+        return f"{self.setup.directory}/{self.routes_name}"
+
+    routes_name = "routes"
+
+    def current_routes(self) -> str | None:
+        result = self.transport.run(["cat", "--", self.routes_path], check=False)
+        return result.stdout if result.ok and result.stdout.strip() else None
+
+    def active_color(self) -> str | None:
+        """The colour the applied routes point at (None before the first switch)."""
+        text = self.current_routes()
+        if text is None:
+            return None
+        first = text.splitlines()[0] if text else ""
+        marker = "# slipway color="
+        return first.removeprefix(marker).strip() if first.startswith(marker) else None
+
+    def app_spec(self) -> AppSpec:
+        return AppSpec(
+            self.setup.app_name,
+            self.start_argv(),
+            self.setup.directory,
+            dict(self.setup.env),
+            kill_timeout_ms=15000,
+            log_dir=f"{self.setup.directory}/logs",
+            max_restarts=ROUTER_RESTARTS,
+        )
+
+    def running(self) -> bool:
+        state = self.pm.status([self.setup.app_name])[self.setup.app_name]
+        return state.online
+
+    def ensure_running(self, target: Target) -> bool:
+        """Start the router if it is not running, routing to ``target``. True if started."""
+        if self.running():
+            return False
+        self.transport.run(["mkdir", "-p", "--", f"{self.setup.directory}/logs"])
+        self.write_static()
+        if self.current_routes() is None:
+            text = self.render_routes(target)
+            self.validate(text)
+            self.apply(text)
+        self.pm.start([self.app_spec()], f"{self.setup.directory}/ecosystem.json")
+        self._wait_ready()
+        return True
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + max(20.0, self.setup.switch_timeout)
+        while time.monotonic() < deadline:
+            if self.ready():
+                return
+            time.sleep(0.1)
+        raise RouterError(
+            f"{self.kind} router {self.setup.app_name} did not come up",
+            hint=f"see its logs in {self.setup.directory}/logs",
+        )
+
+    def ready(self) -> bool:
+        """The router answers on every public port (any HTTP answer counts)."""
+        return all(self.probe(process) is not None for process in self.setup.public)
+
+    def probe(self, process: str) -> str | None:
+        """The colour header of one request through ``process``'s public port, or None
+        when nothing answered. ``""`` means answered without a colour (e.g. 502)."""
+        port = self.transport.tunnel(self.setup.public[process])
+        url = f"http://127.0.0.1:{port}{self.setup.probe_paths.get(process, '/')}"
+        try:
+            response = httpx.get(url, timeout=2.0, headers={"Connection": "close"})
+        except httpx.HTTPError:
+            return None
+        if response.status_code >= 500:
+            return ""
+        color: str = response.headers.get(COLOR_HEADER, "")
+        return color
+
+    def target_answers(self, target: Target) -> str | None:
+        """Why ``target`` cannot take traffic (None when every port answers)."""
+        for process, private in target.ports.items():
+            port = self.transport.tunnel(private)
+            url = f"http://127.0.0.1:{port}{self.setup.probe_paths.get(process, '/')}"
+            try:
+                response = httpx.get(url, timeout=2.0)
+            except httpx.HTTPError as exc:
+                return f"{target.color} {process} (port {private}) does not answer: {exc}"
+            if response.status_code >= 500:
+                return f"{target.color} {process} (port {private}) answers {response.status_code}"
+        return None
+
+    def confirmed(self, target: Target) -> bool:
+        if not self.backend_confirms(target):
+            return False
+        return all(self.probe(process) == target.color for process in self.setup.public)
+
+    def switch(self, target: Target) -> SwitchReport:
+        """Validate, apply, confirm; on failure put the previous routes back and raise."""
+        problem = self.target_answers(target)
+        if problem:
+            raise RouterError(f"not switching to {target.color}: {problem}")
+        text = self.render_routes(target)
+        self.validate(text)
+        previous_text = self.current_routes()
+        previous = self.active_color()
+        started = time.monotonic()
+        self.apply(text)
+        if self._wait_confirmed(target):
+            return SwitchReport(target.color, previous, round(time.monotonic() - started, 3))
+        if previous_text is not None:
+            self.apply(previous_text)
+        raise RouterError(
+            f"switch to {target.color} was not confirmed within"
+            f" {self.setup.switch_timeout:g}s through the public ports; the previous"
+            f" routes ({previous or 'none'}) were put back",
+            hint=f"see the router's logs in {self.setup.directory}/logs",
+        )
+
+    def _wait_confirmed(self, target: Target) -> bool:
+        """Confirmed several times in a row: during an nginx reload an old worker may
+        still accept a connection or two after a new one answered."""
+        deadline = time.monotonic() + self.setup.switch_timeout
+        streak = 0
+        while True:
+            streak = streak + 1 if self.confirmed(target) else 0
+            if streak >= CONFIRMATIONS:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.pm.stop([self.setup.app_name])

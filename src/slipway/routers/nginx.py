@@ -1,0 +1,132 @@
+"""nginx: the router many of our users already run, switched by an include and a reload.
+
+slipway runs its own nginx master per environment (under PM2, with its own prefix, so
+the system's nginx is never touched). The upstreams and the colour marker live in one
+include file: a switch writes a candidate, checks it with ``nginx -t`` against a copy of
+the main configuration, renames it into place and reloads.
+
+The cost (DESIGN.md section 3): a reload makes the old workers close their idle
+keep-alive connections, so a keep-alive client that sends on such a connection at that
+moment sees it closed, about one request per busy connection per reload; clients using
+``Connection: close`` lose nothing. ``worker_shutdown_timeout`` bounds how long old
+workers keep WebSockets. For zero loss, put this nginx (or Caddy) in front for TLS and
+point it at slipway's Traefik router, so the outer proxy never reloads on a deploy.
+"""
+
+from __future__ import annotations
+
+import re
+
+from slipway.errors import RouterError
+from slipway.routers.base import COLOR_HEADER, Router, Target
+
+_COLOR_RE = re.compile(r"^[a-z]+$")
+
+
+def main_config(
+    directory: str, bind: str, public: dict[str, int], routes_file: str, api_port: int
+) -> str:
+    """nginx.conf for this environment's router (pure: tests compare it)."""
+    servers = "\n".join(f"""    server {{
+        listen {bind}:{port};
+        location / {{
+            proxy_pass http://slipway_{process};
+            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 3600s;
+            proxy_next_upstream error timeout;
+            add_header {COLOR_HEADER} $slipway_color always;
+        }}
+    }}""" for process, port in sorted(public.items()))
+    return f"""# written by slipway: the router of one environment (do not edit)
+worker_processes 1;
+worker_shutdown_timeout 30s;
+pid {directory}/nginx.pid;
+error_log {directory}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log {directory}/logs/access.log;
+    client_body_temp_path {directory}/spool/body;
+    proxy_temp_path {directory}/spool/proxy;
+    fastcgi_temp_path {directory}/spool/fastcgi;
+    uwsgi_temp_path {directory}/spool/uwsgi;
+    scgi_temp_path {directory}/spool/scgi;
+    keepalive_timeout 65s;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    include {routes_file};
+    server {{
+        listen 127.0.0.1:{api_port};
+        location = /ping {{ return 200 "OK"; }}
+    }}
+{servers}
+}}
+"""
+
+
+def routes_config(target: Target) -> str:
+    if not _COLOR_RE.fullmatch(target.color):
+        raise RouterError(f"invalid colour name {target.color!r}")
+    upstreams = "\n".join(
+        f"upstream slipway_{process} {{ server 127.0.0.1:{int(port)}; }}"
+        for process, port in sorted(target.ports.items())
+    )
+    return (
+        f"# slipway color={target.color}\n{upstreams}\n"
+        f'map "" $slipway_color {{ default "{target.color}"; }}\n'
+    )
+
+
+class Nginx(Router):
+    kind = "nginx"
+    routes_name = "routes.conf"
+
+    def _flags(self, conf: str) -> list[str]:
+        d = self.setup.directory
+        return ["-p", d, "-c", conf, "-e", f"{d}/logs/error.log"]
+
+    def _main(self, routes_file: str) -> str:
+        return main_config(
+            self.setup.directory,
+            self.setup.bind,
+            dict(self.setup.public),
+            routes_file,
+            self.setup.api_port,
+        )
+
+    def start_argv(self) -> list[str]:
+        conf = f"{self.setup.directory}/nginx.conf"
+        return [self.setup.binary, *self._flags(conf), "-g", "daemon off;"]
+
+    def write_static(self) -> None:
+        d = self.setup.directory
+        self.transport.run(["mkdir", "-p", "--", f"{d}/spool", f"{d}/logs"])
+        self.transport.put_text(self._main(self.routes_path), f"{d}/nginx.conf", mode=0o600)
+
+    def render_routes(self, target: Target) -> str:
+        return routes_config(target)
+
+    def validate(self, text: str) -> None:
+        """``nginx -t`` on the main configuration with the candidate routes included."""
+        d = self.setup.directory
+        candidate = f"{d}/routes.candidate"
+        check_conf = f"{d}/nginx.check"
+        self.transport.put_text(text, candidate, mode=0o600)
+        self.transport.put_text(self._main(candidate), check_conf, mode=0o600)
+        result = self.transport.run(
+            [self.setup.binary, "-t", "-q", *self._flags(check_conf)],
+            env=self.setup.env,
+            check=False,
+        )
+        if not result.ok:
+            raise RouterError(f"nginx rejected the new routes: {result.tail(5)}")
+
+    def apply(self, text: str) -> None:
+        self.transport.put_text(text, self.routes_path, mode=0o600)
+        if self.running():
+            conf = f"{self.setup.directory}/nginx.conf"
+            self.transport.run(
+                [self.setup.binary, *self._flags(conf), "-s", "reload"], env=self.setup.env
+            )

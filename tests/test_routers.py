@@ -1,0 +1,219 @@
+"""Router contract: every backend (Traefik, nginx) passes the same tests, for real.
+
+Each test starts the real router binary under a real PM2 daemon, with two small
+backends ("blue" and "green": HTTP plus WebSocket echo) on loopback ports.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import connect as ws_connect
+from websockets.sync.server import Server, ServerConnection, serve
+
+from slipway.config.model import RouterKind
+from slipway.errors import RouterError
+from slipway.processes.pm2 import Pm2
+from slipway.routers import Router, RouterSetup, Target, make_router
+from slipway.routers import nginx as nginx_mod
+from slipway.routers import traefik as traefik_mod
+from slipway.routers.base import COLOR_HEADER
+from slipway.transports.local import LocalTransport
+from tests.support import TOOLS_BIN, free_port, require_binary, stop_pm2
+
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+class Backend:
+    """A named HTTP + WebSocket server on a free port, in a thread."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.server: Server = serve(self._ws, "127.0.0.1", self.port, process_request=self._http)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _http(self, connection: ServerConnection, request: Any) -> Any:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        return connection.respond(200, f"{self.name}\n")
+
+    def _ws(self, connection: ServerConnection) -> None:
+        for message in connection:
+            connection.send(f"{self.name}:{message}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture(params=[RouterKind.TRAEFIK, RouterKind.NGINX], ids=["traefik", "nginx"])
+def router(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Router]:
+    kind: RouterKind = request.param
+    binary = require_binary(kind.value, path=f"{VENV_BIN}:/usr/sbin:/usr/bin")
+    require_binary("pm2", path=str(TOOLS_BIN))
+    pm2_home = tmp_path / "pm2"
+    env = {"PATH": f"{TOOLS_BIN}:{VENV_BIN}:{os.environ['PATH']}", "PM2_HOME": str(pm2_home)}
+    transport = LocalTransport()
+    setup = RouterSetup(
+        app_name=f"contract-{kind.value}-router",
+        directory=str(tmp_path / "router"),
+        public={"backend": free_port()},
+        bind="127.0.0.1",
+        api_port=free_port(),
+        binary=binary,
+        probe_paths={"backend": "/"},
+        env=env,
+        switch_timeout=3.0,
+    )
+    made = make_router(kind, transport, Pm2(transport, env), setup)
+    try:
+        yield made
+    finally:
+        stop_pm2(pm2_home)
+
+
+@pytest.fixture
+def colors() -> Iterator[dict[str, Backend]]:
+    backends = {"blue": Backend("blue"), "green": Backend("green")}
+    yield backends
+    for backend in backends.values():
+        backend.close()
+
+
+def target(backend: Backend) -> Target:
+    return Target(backend.name, {"backend": backend.port})
+
+
+def public_get(router: Router) -> httpx.Response:
+    return httpx.get(f"http://127.0.0.1:{router.setup.public['backend']}/", timeout=5)
+
+
+def test_start_switch_and_switch_back(router: Router, colors: dict[str, Backend]) -> None:
+    assert router.ensure_running(target(colors["blue"])) is True
+    assert router.ensure_running(target(colors["blue"])) is False  # already up: untouched
+    response = public_get(router)
+    assert response.text == "blue\n"
+    assert response.headers[COLOR_HEADER] == "blue"
+    assert router.active_color() == "blue"
+
+    report = router.switch(target(colors["green"]))
+    assert (report.color, report.previous) == ("green", "blue")
+    assert report.seconds < router.setup.switch_timeout
+    assert public_get(router).text == "green\n"
+    assert router.active_color() == "green"
+
+    router.switch(target(colors["blue"]))
+    assert public_get(router).text == "blue\n"
+
+
+def test_websocket_passes_through(router: Router, colors: dict[str, Backend]) -> None:
+    router.ensure_running(target(colors["green"]))
+    with ws_connect(f"ws://127.0.0.1:{router.setup.public['backend']}/ws") as ws:
+        ws.send("ping")
+        assert ws.recv(timeout=5) == "green:ping"
+
+
+def test_dead_target_is_refused_before_anything_changes(
+    router: Router, colors: dict[str, Backend]
+) -> None:
+    router.ensure_running(target(colors["blue"]))
+    before = router.current_routes()
+    with pytest.raises(RouterError, match=r"not switching to green: .*does not answer"):
+        router.switch(Target("green", {"backend": free_port()}))
+    assert router.current_routes() == before
+    assert public_get(router).text == "blue\n"
+
+
+def test_unconfirmed_switch_is_put_back(
+    router: Router, colors: dict[str, Backend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The target answered when checked, but the applied routes point somewhere dead:
+    the public port does not confirm the new colour, so the old routes come back."""
+    router.ensure_running(target(colors["blue"]))
+    render = router.render_routes
+    dead = free_port()
+    monkeypatch.setattr(
+        router, "render_routes", lambda t: render(Target(t.color, {"backend": dead}))
+    )
+    with pytest.raises(RouterError, match=r"was not confirmed .* put back"):
+        router.switch(target(colors["green"]))
+    deadline = time.monotonic() + 5
+    while public_get(router).text != "blue\n" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert public_get(router).text == "blue\n"
+    assert router.active_color() == "blue"
+
+
+def test_invalid_routes_are_rejected_before_applying(
+    router: Router, colors: dict[str, Backend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router.ensure_running(target(colors["blue"]))
+    before = router.current_routes()
+    garbage = "# slipway color=green\nthis is { not a valid configuration\n"
+    monkeypatch.setattr(router, "render_routes", lambda t: garbage)
+    with pytest.raises(RouterError):
+        router.switch(target(colors["green"]))
+    assert router.current_routes() == before
+    assert public_get(router).text == "blue\n"
+
+
+def test_killed_router_is_restarted_with_its_routes(
+    router: Router, colors: dict[str, Backend]
+) -> None:
+    router.ensure_running(target(colors["blue"]))
+    router.switch(target(colors["green"]))
+    pid = router.pm.status([router.setup.app_name])[router.setup.app_name].pid
+    assert pid
+    # nginx's workers outlive a killed master (they keep serving and keep the port), so
+    # "the router dies" means the master and its workers, as an OOM kill of the group.
+    subprocess.run(["pkill", "-KILL", "-P", str(pid)], check=False)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    answer = None
+    while time.monotonic() < deadline:
+        try:
+            new_pid = router.pm.status([router.setup.app_name])[router.setup.app_name].pid
+            answer = public_get(router).text
+            if answer == "green\n" and new_pid not in (None, pid):
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    assert answer == "green\n"
+    new_pid = router.pm.status([router.setup.app_name])[router.setup.app_name].pid
+    assert new_pid and new_pid != pid
+
+
+def test_traefik_configs_are_exact() -> None:
+    static = traefik_mod.static_config("127.0.0.1", {"backend": 8200}, 8209, "/r")
+    assert static["providers"]["providersThrottleDuration"] == "0s"
+    assert static["entryPoints"]["backend"]["address"] == "127.0.0.1:8200"
+    assert static["entryPoints"]["traefik"] == {"address": "127.0.0.1:8209"}
+    dynamic = traefik_mod.dynamic_config(Target("green", {"backend": 8202}))
+    assert dynamic["http"]["services"]["backend"]["loadBalancer"]["servers"] == [
+        {"url": "http://127.0.0.1:8202"}
+    ]
+    headers = dynamic["http"]["middlewares"]["color"]["headers"]["customResponseHeaders"]
+    assert headers == {COLOR_HEADER: "green"}
+
+
+def test_nginx_routes_are_exact_and_colour_names_checked() -> None:
+    text = nginx_mod.routes_config(Target("blue", {"backend": 8201, "frontend": 8101}))
+    assert text.splitlines() == [
+        "# slipway color=blue",
+        "upstream slipway_backend { server 127.0.0.1:8201; }",
+        "upstream slipway_frontend { server 127.0.0.1:8101; }",
+        'map "" $slipway_color { default "blue"; }',
+    ]
+    with pytest.raises(RouterError, match="invalid colour"):
+        nginx_mod.routes_config(Target('blue"; evil', {"backend": 1}))
