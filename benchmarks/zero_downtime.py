@@ -8,10 +8,11 @@ WebSockets pinging every second. No client retries. Phases:
 
 - ``idle``: the baseline latency, nothing deploying;
 - ``deploy``: v1 -> v2, whose migration adds a column;
-- ``rollback``: ``slipway rollback`` while the old colour is warm (an instant switch);
 - ``broken``: a release whose /health answers 500 (``--quick``: one that crashes at
   start), which must be refused before the switch (Traefik only: the refusal does not
-  depend on the router).
+  depend on the router); it takes the warm standby's colour, and the standby is
+  started again when it fails;
+- ``rollback``: ``slipway rollback`` while the old colour is warm (an instant switch).
 
 The restart strategy runs the same deploy phase for comparison (a PM2 restart of the
 backend, with the port closed meanwhile). Usage::
@@ -82,14 +83,6 @@ def run_phases(d: Deployer, strategy: str, router: str, quick: bool) -> dict[str
             with load.phase("deploy"):
                 fresh(d).deploy("v2")
             time.sleep(pause)
-            if strategy == "blue-green":
-                with load.phase("rollback"):
-                    rolled = manual_rollback(fresh(d))
-                extra["rollback_detail"] = rolled.health
-                extra["rollback_switch_seconds"] = float(
-                    rolled.health.split(" in ")[-1].rstrip("s")
-                )
-                time.sleep(pause)
             if router == "traefik":
                 with load.phase("broken"):
                     try:
@@ -100,6 +93,15 @@ def run_phases(d: Deployer, strategy: str, router: str, quick: bool) -> dict[str
                         pass
                     else:
                         raise RuntimeError("the broken release was accepted")
+                time.sleep(pause)
+            if strategy == "blue-green":
+                with load.phase("rollback"):
+                    rolled = manual_rollback(fresh(d))
+                extra["rollback_detail"] = rolled.health
+                extra["rollback_instant"] = "switched to the warm" in rolled.health
+                extra["rollback_switch_seconds"] = float(
+                    rolled.health.split(" in ")[-1].rstrip("s")
+                )
                 time.sleep(pause)
         phases: dict[str, Any] = load.phase_summaries()
         phases["total"] = {**load.summary(), "ws": load.ws_counts()}
@@ -166,6 +168,10 @@ def main() -> None:
         "traefik_failed": {p: traefik[p]["failed"] for p in ("deploy", "rollback", "broken")},
         "nginx_failed": {
             p: results["blue-green nginx"][p]["failed"] for p in ("deploy", "rollback")
+        },
+        "rollback_instant": {
+            label.split()[-1]: results[label]["rollback_instant"]
+            for label in ("blue-green traefik", "blue-green nginx")
         },
         "rollback_switch_seconds": {
             "traefik": traefik["rollback_switch_seconds"],

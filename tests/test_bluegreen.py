@@ -149,6 +149,7 @@ def test_deploy_with_migration_under_load_loses_nothing(env: Env) -> None:
 @pytest.mark.parametrize("variant", ["crash", "health500", "dbfail", "ws-refused", "slow"])
 def test_broken_release_never_gets_public_traffic(env: Env, variant: str) -> None:
     before = env.colors()["live"]
+    standby_before = env.colors()["standby"]
     variant_before = env.public().json()["variant"]
     with (
         Load(env.port, websockets=5) as load,
@@ -162,8 +163,13 @@ def test_broken_release_never_gets_public_traffic(env: Env, variant: str) -> Non
     response = env.public()
     assert response.headers[COLOR_HEADER] == before["color"]
     assert response.json()["variant"] == variant_before
-    other = bluegreen.other(before["color"])
-    assert f"codeframe-mini-testing-backend-{other}" not in env.online()
+    # The broken release took the warm standby's colour; the standby is warm again.
+    assert standby_before is not None
+    standby = env.colors()["standby"]
+    assert standby["release"] == standby_before["release"]
+    assert standby["color"] == bluegreen.other(before["color"])
+    assert f"codeframe-mini-testing-backend-{standby['color']}" in env.online()
+    assert f"warm again on {standby['color']}" in (failed.value.hint or "")
 
 
 def test_failure_after_the_switch_switches_straight_back(env: Env) -> None:

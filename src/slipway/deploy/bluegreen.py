@@ -121,7 +121,9 @@ def start_new_color(d: Deployer, release: str, commit: str, color: str, state: R
     colors = read_colors(d)
     state.old_color = colors["live"]["color"] if colors["live"] else None
     if colors["standby"]:
-        # The new release takes the standby's colour: cancel its retirement job.
+        # The new release takes the standby's colour: cancel its retirement job (a
+        # failed deploy brings the standby back, see restore_standby).
+        state.standby_before = colors["standby"]
         write_colors(d, {**colors, "standby": None})
     state.swapped = True
     d.pm.stop(d.app_names_of(color))
@@ -148,7 +150,8 @@ def switch_to(d: Deployer, color: str, state: RunState) -> None:
     report = router.switch(target(d, color))
     state.switched = True
     state.switch_seconds = report.seconds
-    d.audit("traffic.switched", to=color, previous=report.previous, seconds=report.seconds)
+    previous = report.previous if report.previous != color else None  # first switch
+    d.audit("traffic.switched", to=color, previous=previous, seconds=report.seconds)
     d.emit("switch", "info", detail=f"traffic on {color}, confirmed in {report.seconds:.2f}s")
 
 
@@ -280,6 +283,24 @@ def start_on(d: Deployer, release: str, color: str) -> GateReport:
     return d.gate_report(color)
 
 
+def restore_standby(d: Deployer, standby: dict[str, Any]) -> str:
+    """A failed deploy took the warm standby's colour: start that release there again
+    for the rest of its warm period, so an instant rollback stays possible."""
+    remaining = float(standby["until"]) - time.time()
+    if remaining <= 0:
+        return "the warm standby's period had ended"
+    color, release = str(standby["color"]), str(standby["release"])
+    gate = start_on(d, release, color)
+    if not gate.ok:
+        d.pm.stop(d.app_names_of(color))
+        return f"the warm standby {release} could not be restarted: {gate.summary()}"
+    token = uuid.uuid4().hex
+    colors = read_colors(d)
+    write_colors(d, {**colors, "standby": {**standby, "token": token}})
+    schedule_retire(d, color, token, remaining)
+    return f"{release} warm again on {color}"
+
+
 def roll_back(
     d: Deployer, previous: str | None, state: RunState, deployment_id: str
 ) -> tuple[bool, str]:
@@ -304,6 +325,8 @@ def roll_back(
         untouched = old_running or not state.switched  # the old processes still serve
         if untouched and not restore:
             notes.append(f"{previous or 'the previous release'} kept serving")
+            if state.standby_before and not state.switched:
+                notes.append(restore_standby(d, state.standby_before))
             return True, "; ".join(notes)
         if restore and state.backup_path:
             # No writer may hold the database while it is replaced (a short gap).

@@ -648,9 +648,13 @@ class Deployer:
             return f"the incident report could not be written: {exc}"
 
     def prune(self, keep: set[str | None]) -> list[str]:
-        """Delete releases beyond ``keep_releases`` (never the current or previous one)."""
+        """Delete releases beyond ``keep_releases`` (never the current or previous one, nor
+        a blue-green colour's)."""
         releases = self.list_releases()
         current = self.current_release()
+        if self.blue_green:  # the warm standby's release is running: never delete it
+            colors = bluegreen.read_colors(self)
+            keep = keep | {c["release"] for c in colors.values() if c}
         protected = {r for r in keep | {current} if r}
         extra = [r for r in releases if r not in protected]
         excess = len(releases) - self.env.keep_releases
@@ -695,6 +699,7 @@ class RunState:
     db_before: dict[str, Any] | None = None
     gate: GateReport | None = None
     old_color: str | None = None  # blue-green: the colour live before this deploy
+    standby_before: dict[str, Any] | None = None  # blue-green: the warm standby it replaced
     switched: bool = False  # blue-green: traffic was moved to the new colour
     switch_seconds: float | None = None
 
