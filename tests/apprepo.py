@@ -77,6 +77,7 @@ def write_config(
     name: str = "testing",
     strategy: str = "restart",
     blue_green: str = "",
+    backups: str = "{ enabled = true, keep_last = 3 }",
 ) -> Path:
     """A slipway.toml for the fixture repo (backend only unless ``frontend``)."""
     text = (EXAMPLE_APP / "slipway.toml").read_text()
@@ -103,6 +104,7 @@ required_env = ["API_TOKEN"]
 health = "{health}"
 strategy = "{strategy}"
 keep_releases = 3
+backups = {backups}
 host_path = {host_path}
 pm2_home = "{root / "pm2"}"
 host_env = {host_env}

@@ -350,7 +350,7 @@ def test_failed_migration_restores_the_database_and_the_old_colour_serves(env: E
         env.deployer().deploy("broken/destructive-crash")
     assert failed.value.rolled_back
     hint = failed.value.hint or ""
-    assert "database restored from" in hint and "-pre-restore.db" in hint
+    assert "database restored from" in hint and "-pre-restore-" in hint
     assert env.colors()["live"] == live
     assert env.public().headers[COLOR_HEADER] == live["color"]
     assert len(env.public("/api/projects").json()) == rows_before
@@ -506,3 +506,27 @@ def test_incident_report_renders_a_timeline() -> None:
     assert "- **When:** 1970-01-01 00:00:00 UTC" in text
     assert "| 00:00:00 | upload | 0.5 | ok |" in text
     assert "health gate failed: api: status 500" in text
+
+
+def test_backup_restore_in_blue_green(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """A restore stops both colours (no writer may hold the database), then brings the
+    live colour back and confirms the router on it; a damaged backup is refused first."""
+    cli = ["--config", str(env.config_path), "backup", "testing"]
+    code, out, err = run_cli([*cli, "create", "--json"], capsys)
+    assert code == 0, err
+    good = json.loads(out)
+    _, out, _ = run_cli([*cli, "create", "--json"], capsys)
+    damaged = json.loads(out)
+    path = Path(env.deployer().backups.path_of(damaged))
+    path.write_bytes(path.read_bytes()[:4096])
+    live = env.colors()["live"]
+
+    code, _, err = run_cli([*cli, "restore", damaged["id"]], capsys)
+    assert code == 1 and "failed verification" in err and "nothing was stopped" in err
+    code, out, err = run_cli([*cli, "restore", good["id"]], capsys)
+    assert code == 0, err
+    assert "database restored from" in out
+    assert env.colors()["live"] == live
+    assert env.public().headers[COLOR_HEADER] == live["color"]
+    events = [a["event"] for a in records.audit_log(LocalTransport(), env.deployer().layout, 5)]
+    assert "backup.restored" in events

@@ -56,6 +56,15 @@ def seed(root: Path) -> None:
     backups = root / "testing" / "backups"
     backups.mkdir(parents=True)
     (backups / "d-pre-deploy.db").write_bytes(b"x" * 1234)
+    manifest = {
+        "id": "d-pre-deploy",
+        "file": "d-pre-deploy.db",
+        "size": 1234,
+        "created_at": time.time() - 60,
+        "reason": "pre-deploy",
+        "encrypted": False,
+    }
+    (backups / "d-pre-deploy.json").write_text(json.dumps(manifest))
 
 
 @pytest.fixture

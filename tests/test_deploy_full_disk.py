@@ -26,6 +26,17 @@ from slipway.transports.local import LocalTransport
 pytestmark = pytest.mark.integration
 
 
+def fill(filler: Path) -> None:
+    """Write to ``filler`` until its filesystem is full."""
+    with open(filler, "ab") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        except OSError:
+            pass
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount_point = tmp_path / "disk"
@@ -62,13 +73,7 @@ def test_full_disk_fails_the_deploy_and_the_site_keeps_serving(tmp_path: Path, s
     filler = small_disk / "filler"
     # Fill the disk, leaving a few KB: enough for the lock and records, not a release.
     subprocess.run(["fallocate", "-l", "1T", str(filler)], capture_output=True, check=False)
-    with open(filler, "ab") as f:
-        try:
-            while True:
-                f.write(b"\0" * (1 << 20))
-                f.flush()
-        except OSError:
-            pass
+    fill(filler)
     # Completely full: not even the lock's label fits. A clear error, and no lock kept.
     from slipway.errors import TransportError
 
@@ -95,3 +100,34 @@ def test_full_disk_fails_the_deploy_and_the_site_keeps_serving(tmp_path: Path, s
     assert row["status"] == "rolled_back" and row["failed_step"] == info.value.step
     # And with space back, the next deploy simply works.
     assert Deployer(loaded, "testing", LocalTransport()).deploy("v2").status == "succeeded"
+
+
+def test_full_backup_disk_aborts_the_deploy_before_any_change(tmp_path: Path, small_disk: Path):
+    """The backups live on their own (full) filesystem: the backup step fails, nothing
+    live has changed, and the message names the full disk."""
+    require_binary("pm2", path=str(TOOLS_BIN))
+    repo = make_repo(tmp_path / "repo")
+    root = tmp_path / "srv"
+    config = write_config(
+        repo, root, backups=f'{{ enabled = true, path = "{small_disk / "backups"}" }}'
+    )
+    write_env_file(root, "API_TOKEN=disk-token-2\n")
+    loaded = load_config(config)
+    try:
+        first = Deployer(loaded, "testing", LocalTransport()).deploy("v1")
+        port = loaded.config.environment("testing").ports.backend
+        httpx.post(f"http://127.0.0.1:{port}/api/projects", json={"name": "k"}).raise_for_status()
+        db = root / "testing" / ".codeframe" / "state.db"
+        db_bytes = db.read_bytes()
+        filler = small_disk / "filler"
+        fill(filler)
+        with pytest.raises(DeployFailed) as info:
+            Deployer(loaded, "testing", LocalTransport()).deploy("v2")
+        assert info.value.step == "backup" and info.value.rolled_back
+        assert "database or disk is full" in str(info.value) or "No space" in str(info.value)
+        health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+        assert health["release"] == first.release
+        assert db.read_bytes() == db_bytes
+        assert not list((small_disk / "backups").glob("*.partial"))
+    finally:
+        stop_pm2(root / "pm2")

@@ -122,7 +122,7 @@ def test_v2_migration_keeps_data(env: Env):
     assert env.health()["version"] == "2.0.0"
     names = [p["name"] for p in httpx.get(env.url("/api/projects")).json()]
     assert "precious" in names
-    backups = list((env.root / "testing" / "backups").glob("*-pre-deploy.db"))
+    backups = list((env.root / "testing" / "backups").glob("*-pre-deploy-*.db"))
     assert backups, "a backup is taken before the swap"
 
 
@@ -182,7 +182,7 @@ def test_destructive_migration_that_fails_health_restores_database(env: Env):
     conn = sqlite3.connect(env.db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == 2
-    kept = list((env.root / "testing" / "backups").glob("*-pre-restore.db"))
+    kept = list((env.root / "testing" / "backups").glob("*-pre-restore-*.db"))
     assert kept, "the failed release's database is set aside, not destroyed"
 
 
@@ -348,7 +348,7 @@ def test_rollback_with_restore_db_sets_live_data_aside(
     report = Path(incident["path"]).read_text()
     assert report.startswith("# Incident: rollback in testing (previous release serving)")
     assert "database restored from" in report
-    assert list((env.root / "testing" / "backups").glob("*-pre-restore.db"))
+    assert list((env.root / "testing" / "backups").glob("*-pre-restore-*.db"))
     assert cli(env, capsys, "rollback", "testing", "--to", live)[0] == 0
 
 

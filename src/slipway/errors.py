@@ -100,3 +100,7 @@ class HealthCheckFailed(SlipwayError):
 
 class RouterError(SlipwayError):
     """A router could not be started, or a switch was refused or not confirmed in time."""
+
+
+class BackupError(SlipwayError):
+    """A backup could not be taken, decrypted, verified or restored."""

@@ -25,6 +25,7 @@ from slipway.errors import SlipwayError
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, short help shown in `slipway --help`)
     "audit": ("slipway.cli.audit", "Show an environment's append-only audit log."),
+    "backup": ("slipway.cli.backup", "Back up, list, verify, restore and prune the database."),
     "check": ("slipway.cli.check", "Validate the configuration and summarise each environment."),
     "dashboard": ("slipway.cli.dashboard", "Serve the read-only deployment dashboard."),
     "deploy": ("slipway.cli.deploy", "Deploy a git ref to an environment (rolls back on failure)."),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from slipway.cli.context import echo_json_line, loaded_config
@@ -18,6 +20,12 @@ from slipway.deploy.rollback import manual_rollback
     is_flag=True,
     help="Also restore the database backup taken before the current release.",
 )
+@click.option(
+    "--identity",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="age identity (private key) file, to restore an encrypted backup.",
+)
 @click.option("--lock-wait", type=float, default=0, help="Seconds to wait for the lock.")
 @click.option("--json", "as_json", is_flag=True, help="Emit JSON events and a JSON result.")
 @click.pass_context
@@ -26,6 +34,7 @@ def command(
     environment: str,
     to: str | None,
     restore_db: bool,
+    identity: Path | None,
     lock_wait: float,
     as_json: bool,
 ) -> None:
@@ -42,6 +51,7 @@ def command(
     loaded = loaded_config(ctx)
     progress = Progress(as_json=as_json, color=not ctx.obj["no_color"])
     for deployer in host_session(loaded, environment, emit=progress):
+        deployer.identity = identity
         outcome = manual_rollback(deployer, to, restore_db=restore_db, lock_wait=lock_wait)
         if as_json:
             echo_json_line(

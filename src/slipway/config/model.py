@@ -229,12 +229,28 @@ class SshConfig(Strict):
     connect_timeout_seconds: Number = Field(default=10.0, gt=0, le=300)
 
 
+_AGE_RE = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
+
+
+def _check_age_recipient(value: str) -> str:
+    if not _AGE_RE.fullmatch(value):
+        raise ValueError("must be an age public key (age1 followed by 58 characters)")
+    return value
+
+
+AgeRecipient = Annotated[str, AfterValidator(_check_age_recipient)]
+
+
 class BackupConfig(Strict):
     enabled: StrictBool = True
     retention_days: StrictInt = Field(default=30, ge=1, le=3650)
     keep_last: StrictInt = Field(default=5, ge=1, le=1000)
-    path: str | None = Field(
+    path: AbsolutePath | None = Field(
         default=None, description="Backup directory on the host (default <root>/<env>/backups)."
+    )
+    age_recipients: list[AgeRecipient] = Field(
+        default_factory=list,
+        description="age public keys; backups are encrypted for them (restores need a key).",
     )
 
 

@@ -40,16 +40,17 @@ def weekly_trend(rows: list[dict[str, Any]], env: str, now: float) -> list[dict[
 
 
 def _backups(d: Deployer) -> list[dict[str, Any]]:
-    result = d.transport.run(
-        ["find", d.layout.backups, "-maxdepth", "1", "-name", "*.db", "-printf", "%f %s %T@\\n"],
-        check=False,
-    )
-    found: list[dict[str, Any]] = []
-    for line in result.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 3:
-            found.append({"name": parts[0], "size": int(parts[1]), "time": float(parts[2])})
-    return sorted(found, key=lambda b: float(b["time"]), reverse=True)[:10]
+    """The newest backups, from their manifests."""
+    return [
+        {
+            "name": m["file"],
+            "size": m["size"],
+            "time": m["created_at"],
+            "reason": m["reason"],
+            "encrypted": m["encrypted"],
+        }
+        for m in d.backups.list()[:10]
+    ]
 
 
 def _health(d: Deployer) -> dict[str, Any]:

@@ -351,7 +351,7 @@ def roll_back(
 def rollback_locked(d: Deployer, to: str | None, restore_db: bool) -> tuple[str, list[str]]:
     """``slipway rollback`` for blue-green: an instant switch back while the old colour is
     warm; otherwise the release starts on the free colour, is gated, and takes traffic."""
-    from slipway.deploy.rollback import pick_target, restore_database
+    from slipway.deploy.rollback import pick_target, restore_from_latest
 
     colors = read_colors(d)
     live, standby = colors["live"], colors["standby"]
@@ -370,8 +370,7 @@ def rollback_locked(d: Deployer, to: str | None, restore_db: bool) -> tuple[str,
         color = other(live["color"]) if live else COLORS[0]
         if restore_db and current:
             d.pm.stop(d.app_names_of(live["color"]) if live else d.app_names)
-            backup = f"{d.layout.backups}/{current}-pre-deploy.db"
-            notes.append(restore_database(d, backup, f"rollback-{current}"))
+            notes.append(restore_from_latest(d, current))
         report_gate = start_on(d, release, color)
         if not report_gate.ok:
             d.pm.stop(d.app_names_of(color))

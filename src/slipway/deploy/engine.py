@@ -22,8 +22,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from slipway.backups.store import BackupStore
 from slipway.commands import build as build_cmd
 from slipway.commands import host as cmd
 from slipway.config.load import LoadedConfig
@@ -126,11 +128,15 @@ class Deployer:
         if self.env.pm2_home:
             self.host_env["PM2_HOME"] = self.env.pm2_home
         self.pm = Pm2(transport, self.host_env)
+        self.backups = BackupStore(
+            transport, self.layout, env_name, self.env.backups, self.host_env
+        )
         self.steps: list[dict[str, Any]] = []
         self._env_values: dict[str, str] | None = None
         # Blue-green: the colour a release is built for (its build-time backend address).
         self.build_color: str | None = None
         self.deployment_id: str | None = None  # of the deploy or rollback under way
+        self.identity: Path | None = None  # age identity file, to restore encrypted backups
 
     # --- small helpers ------------------------------------------------------------
 
@@ -248,7 +254,7 @@ class Deployer:
                 ("link", lambda: self._link_shared(release)),
                 ("install", lambda: self._install(source, release, previous)),
                 ("build", lambda: self._build(source, release, previous)),
-                ("backup", lambda: self._backup(release, state)),
+                ("backup", lambda: self._backup(release, source.commit, state)),
             ]
             if self.blue_green:
                 steps += bluegreen.deploy_steps(self, release, previous, state, source)
@@ -433,16 +439,38 @@ class Deployer:
         if key:
             self._save_meta(release, build=key, built_for=self.build_color or "public")
 
-    def _backup(self, release: str, state: RunState) -> None:
+    def _backup(self, release: str, commit: str, state: RunState) -> None:
+        """Always taken (the automatic rollback restores from it); sealed (encrypted) and
+        subject to retention when the deploy ends."""
         db = self.layout.database(self.env.database)
-        dest = f"{self.layout.backups}/{release}-pre-deploy.db"
         state.db_before = call(self.transport, "describe", db=db)
         if not state.db_before.get("exists"):
             self.emit("backup", "info", detail="no database yet: nothing to back up")
             return
-        info = call(self.transport, "backup", db=db, dest=dest)
-        state.backup_path = dest
-        self.emit("backup", "info", detail=f"{dest} ({info['size']} bytes, {info['seconds']}s)")
+        manifest = self.backups.create(db, reason="pre-deploy", release=release, commit=commit)
+        if manifest is None:  # the database vanished in between: nothing to back up
+            return
+        state.backup = manifest
+        state.backup_path = self.backups.path_of(manifest)
+        self.emit(
+            "backup",
+            "info",
+            detail=f"{state.backup_path} ({manifest['size']} bytes, {manifest['seconds']}s)",
+        )
+
+    def finish_backup(self, state: RunState, *, keep: bool) -> str:
+        """After the deploy: seal the pre-deploy backup (or drop it when backups are off
+        and it was not needed), then apply retention. Never fails the deploy."""
+        try:
+            if state.backup is not None:
+                if keep or self.env.backups.enabled:
+                    self.backups.seal(state.backup)
+                else:
+                    self.backups.remove(state.backup)
+            plan = self.backups.prune()
+        except SlipwayError as exc:
+            return f"backup housekeeping failed: {exc}"
+        return f"{len(plan.delete)} old backups pruned" if plan.delete else ""
 
     def app_specs(
         self, release: str, source_commit: str, color: str | None = None
@@ -573,6 +601,9 @@ class Deployer:
             row, "deploy.succeeded", release=release, previous=previous, seconds=round(seconds, 3)
         )
         self.prune(keep={release, previous})
+        note = self.finish_backup(state, keep=False)
+        if note:
+            self.emit("promote", "info", detail=note)
 
     def _fail(
         self,
@@ -608,6 +639,9 @@ class Deployer:
             rolled_back_to=previous,
             steps=json.dumps(self.steps),
         )
+        housekeeping = self.finish_backup(state, keep=True)
+        if housekeeping:
+            rollback_note += f"; {housekeeping}"
         try:
             self.record_event(
                 row, "deploy.failed", step=step, error=cause[-500:], rollback=rollback_note
@@ -696,6 +730,7 @@ class Deployer:
 class RunState:
     swapped: bool = False  # new processes were started (rollback has work to do)
     backup_path: str | None = None
+    backup: dict[str, Any] | None = None  # the pre-deploy backup's manifest
     db_before: dict[str, Any] | None = None
     gate: GateReport | None = None
     old_color: str | None = None  # blue-green: the colour live before this deploy

@@ -35,17 +35,29 @@ def schema_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
 
 
 def restore_database(d: Deployer, backup: str, label: str) -> str:
-    """Set the live database aside, restore ``backup``; say how many rows differ."""
+    """Set the live database aside (a ``pre-restore`` backup), restore ``backup``, and
+    say how many rows the replaced database had beyond the backup. The caller has
+    stopped every writer."""
     db = d.layout.database(d.env.database)
-    kept = f"{d.layout.backups}/{label}-pre-restore.db"
-    aside = call(d.transport, "backup", db=db, dest=kept)
+    aside = d.backups.create(db, reason="pre-restore", release=d.current_release(), commit=None)
     restored = call(d.transport, "describe", db=backup)
     call(d.transport, "restore", db=db, src=backup)
-    newer = sum(aside.get("tables", {}).values()) - sum(restored.get("tables", {}).values())
+    if aside is None:
+        return f"database restored from {backup} (there was no live database to set aside)"
+    d.backups.seal(aside)
+    newer = sum(aside["tables"].values()) - sum(restored.get("tables", {}).values())
     return (
         f"database restored from {backup}; the replaced database ({newer:+d} rows against"
-        f" the backup) is kept in {kept}"
+        f" the backup) is kept as backup {aside['id']}"
     )
+
+
+def restore_from_latest(d: Deployer, release: str) -> str:
+    """Restore the pre-deploy backup taken when ``release`` was deployed (writers
+    stopped by the caller; an encrypted backup needs ``d.identity``)."""
+    manifest = d.backups.latest(release=release, reason="pre-deploy")
+    with d.backups.plaintext(manifest, d.identity) as path:
+        return restore_database(d, path, manifest["id"])
 
 
 def start_release(d: Deployer, release: str) -> GateReport:
@@ -172,9 +184,8 @@ def _restart_rollback(
     notes: list[str] = []
     with d.step("start"):
         d.pm.stop(d.app_names)
-        backup = f"{d.layout.backups}/{current}-pre-deploy.db" if current else None
-        if restore_db and backup:
-            notes.append(restore_database(d, backup, deployment_id))
+        if restore_db and current:
+            notes.append(restore_from_latest(d, current))
         report = start_release(d, target)
     if not report.ok:
         if current:

@@ -1,0 +1,187 @@
+"""Backups of one environment's SQLite database on one host.
+
+A backup is a one-step online copy (``Connection.backup``: consistent, the app's
+writers are not blocked; never a file copy, DESIGN.md section 3), checked with
+``integrity_check``, described by a manifest (:mod:`slipway.backups.manifest`), mode
+0600, and encrypted with age when the environment lists recipients. A deploy's own
+pre-deploy backup stays plaintext until the deploy ends (an automatic rollback needs
+it at once) and is then sealed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from slipway.backups import manifest as mf
+from slipway.commands import age
+from slipway.commands import host as cmd
+from slipway.config.model import BackupConfig
+from slipway.errors import BackupError, UsageError
+from slipway.state.host import Layout, call
+from slipway.transports.base import Transport
+
+
+class BackupStore:
+    def __init__(
+        self,
+        transport: Transport,
+        layout: Layout,
+        env_name: str,
+        config: BackupConfig,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.layout = layout
+        self.env_name = env_name
+        self.config = config
+        self.env = env or {}
+        self.directory = config.path or layout.backups
+
+    def _path(self, name: str) -> str:
+        return f"{self.directory}/{name}"
+
+    def path_of(self, manifest: dict[str, Any]) -> str:
+        return self._path(manifest["file"])
+
+    def remove(self, manifest: dict[str, Any]) -> None:
+        self.transport.run(
+            ["rm", "-f", "--", self.path_of(manifest), self._path(f"{manifest['id']}.json")]
+        )
+
+    # --- taking backups -----------------------------------------------------------------
+
+    def create(
+        self, db: str, *, reason: str, release: str | None, commit: str | None
+    ) -> dict[str, Any] | None:
+        """Back up ``db`` now; None when there is no database yet. Not yet sealed."""
+        at = time.time()
+        name = mf.backup_id(reason, release, at)
+        info = call(self.transport, "backup", db=db, dest=self._path(f"{name}.db"))
+        if not info.get("exists"):
+            return None
+        manifest = mf.build(
+            info,
+            env=self.env_name,
+            reason=reason,
+            release=release,
+            commit=commit,
+            at=at,
+            file=f"{name}.db",
+        )
+        self._write_manifest(manifest)
+        return manifest
+
+    def seal(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Encrypt a plaintext backup for the configured recipients (if any)."""
+        if manifest["encrypted"] or not self.config.age_recipients:
+            return manifest
+        plain = self._path(manifest["file"])
+        sealed = f"{manifest['file']}.age"
+        self.transport.run(
+            age.encrypt(list(self.config.age_recipients), plain, self._path(sealed)),
+            env=self.env,
+        )
+        self.transport.run(cmd.chmod("600", self._path(sealed)))
+        digest = self.transport.run(["sha256sum", "--", self._path(sealed)]).stdout.split()[0]
+        updated = {**manifest, "file": sealed, "encrypted": True, "file_sha256": digest}
+        self._write_manifest(updated)
+        self.transport.run(["rm", "-f", "--", plain])
+        return updated
+
+    def _write_manifest(self, manifest: dict[str, Any]) -> None:
+        text = json.dumps(manifest, indent=2, sort_keys=True)
+        self.transport.put_text(text, self._path(f"{manifest['id']}.json"), mode=0o600)
+
+    # --- reading them back -------------------------------------------------------------
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every backup, newest first."""
+        answer = call(self.transport, "manifests", dir=self.directory)
+        manifests: list[dict[str, Any]] = answer["manifests"]
+        return sorted(manifests, key=lambda m: m["created_at"], reverse=True)
+
+    def get(self, backup_id: str) -> dict[str, Any]:
+        manifests = self.list()
+        for m in manifests:
+            if m["id"] == backup_id:
+                return m
+        known = ", ".join(m["id"] for m in manifests[:5]) or "none"
+        raise UsageError(
+            f"no backup {backup_id!r} in {self.env_name}", hint=f"newest backups: {known}"
+        )
+
+    def latest(self, *, release: str | None = None, reason: str | None = None) -> dict[str, Any]:
+        for m in self.list():
+            if (release is None or m["release"] == release) and (
+                reason is None or m["reason"] == reason
+            ):
+                return m
+        what = " ".join(filter(None, [reason, f"of {release}" if release else None]))
+        raise UsageError(f"no {what or ''} backup in {self.env_name}".replace("  ", " "))
+
+    @contextlib.contextmanager
+    def plaintext(self, manifest: dict[str, Any], identity: Path | None) -> Iterator[str]:
+        """The host path of the backup's plaintext database (decrypted into a temporary
+        file when encrypted; the identity is on the host only for that one command)."""
+        if not manifest["encrypted"]:
+            yield self._path(manifest["file"])
+            return
+        if identity is None:
+            raise BackupError(
+                f"backup {manifest['id']} is encrypted",
+                hint="pass the age identity (private key) file with --identity",
+            )
+        token = uuid.uuid4().hex[:8]
+        key = self._path(f".identity-{token}")
+        plain = self._path(f".decrypted-{token}.db")
+        self.transport.put_text(identity.read_text(), key, mode=0o600)
+        try:
+            result = self.transport.run(
+                age.decrypt(key, self._path(manifest["file"]), plain), env=self.env, check=False
+            )
+            if not result.ok:
+                raise BackupError(
+                    f"cannot decrypt backup {manifest['id']}: {result.tail(3)}",
+                    hint="is this the identity matching the environment's age_recipients?",
+                )
+            yield plain
+        finally:
+            self.transport.run(["rm", "-f", "--", key, plain], check=False)
+
+    def verify(self, manifest: dict[str, Any], identity: Path | None) -> dict[str, Any]:
+        """Restore into a scratch copy and check integrity, checksum and row counts."""
+        if manifest["encrypted"]:
+            found = self.transport.run(
+                ["sha256sum", "--", self._path(manifest["file"])], check=False
+            )
+            digest = found.stdout.split()[0] if found.ok else None
+            if digest != manifest.get("file_sha256"):
+                return {
+                    "ok": False,
+                    "problems": ["the encrypted file's checksum differs from the manifest's"],
+                }
+        with self.plaintext(manifest, identity) as path:
+            scratch = self._path(f".verify-{uuid.uuid4().hex[:8]}.db")
+            return call(self.transport, "verify", path=path, manifest=manifest, scratch=scratch)
+
+    # --- retention ----------------------------------------------------------------------
+
+    def prune(self, *, dry_run: bool = False, now: float | None = None) -> mf.RetentionPlan:
+        manifests = self.list()
+        plan = mf.retention(
+            manifests,
+            now=time.time() if now is None else now,
+            days=self.config.retention_days,
+            keep_last=self.config.keep_last,
+        )
+        if not dry_run:
+            by_id = {m["id"]: m for m in manifests}
+            for backup_id in plan.delete:
+                self.remove(by_id[backup_id])
+        return plan
