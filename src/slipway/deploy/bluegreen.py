@@ -267,8 +267,8 @@ def ensure_built_for(d: Deployer, release: str, color: str) -> None:
     d.emit("rollback", "info", detail=f"rebuilding {release}'s frontend for {color}")
     # Hard links may share .next with another release: unlink, never overwrite in place.
     d.run(cmd.remove_tree(f"{workdir}/.next"))
-    d.run(frontend.build, cwd=workdir, env_extra=d._build_env(frontend, color))
-    d._save_meta(release, built_for=color, build=None)
+    d.run(frontend.build, cwd=workdir, env_extra=d.build_env(frontend, color))
+    d.save_meta(release, built_for=color, build=None)
 
 
 def start_on(d: Deployer, release: str, color: str) -> GateReport:

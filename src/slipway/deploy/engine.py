@@ -384,10 +384,10 @@ class Deployer:
         tree = source.tree(frontend.workdir)
         if tree is None:
             return None
-        env = json.dumps(self._build_env(frontend), sort_keys=True)
+        env = json.dumps(self.build_env(frontend), sort_keys=True)
         return hashlib.sha256(f"{tree}\n{env}".encode()).hexdigest()
 
-    def _save_meta(self, release: str, **values: Any) -> None:
+    def save_meta(self, release: str, **values: Any) -> None:
         meta = self.release_meta(release)
         meta.update(values)
         self.transport.put_text(json.dumps(meta), f"{self.layout.release(release)}/{RELEASE_META}")
@@ -409,9 +409,9 @@ class Deployer:
                     self.run(process.install, cwd=workdir, timeout=900)
         key = self._content_key(source, "node_modules")
         if key:
-            self._save_meta(release, node_modules=key)
+            self.save_meta(release, node_modules=key)
 
-    def _build_env(self, process: ProcessConfig, color: str | None = None) -> dict[str, str]:
+    def build_env(self, process: ProcessConfig, color: str | None = None) -> dict[str, str]:
         """Build-time variables. In blue-green a build points at its own colour's backend
         (so the new frontend talks to the new backend in smoke tests and after the switch);
         ``{public_backend_port}`` is the router's port, for addresses browsers use."""
@@ -434,10 +434,10 @@ class Deployer:
             if name == "frontend" and self._reuse(source, release, previous, ".next", "build"):
                 self.emit("build", "info", detail=f"{name}: sources unchanged, build reused")
                 continue
-            self.run(process.build, cwd=workdir, env_extra=self._build_env(process))
+            self.run(process.build, cwd=workdir, env_extra=self.build_env(process))
         key = self._content_key(source, "build")
         if key:
-            self._save_meta(release, build=key, built_for=self.build_color or "public")
+            self.save_meta(release, build=key, built_for=self.build_color or "public")
 
     def _backup(self, release: str, commit: str, state: RunState) -> None:
         """Always taken (the automatic rollback restores from it); sealed (encrypted) and
