@@ -484,13 +484,15 @@ def test_cli_health_report_and_exit_codes(env: Env, capsys: pytest.CaptureFixtur
     assert report["checks"][0]["latency_ms"] > 0
     code, out, _ = cli(env, capsys, "health", "testing", "--level", "comprehensive")
     # The backend-only test app has no frontend: the comprehensive level runs api,
-    # database, agents and websocket, and all pass on a healthy v2.
+    # database, agents, websocket, the process manager and disk space; all pass on v2.
     assert code == 0, out
     assert [line.split()[1] for line in out.splitlines()] == [
         "api",
         "database",
         "agents",
         "websocket",
+        "processes",
+        "disk",
     ]
     code, out, _ = cli(env, capsys, "health", "staging")  # nothing runs there
     assert code == 1 and out.startswith("FAIL api")

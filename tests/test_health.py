@@ -131,3 +131,51 @@ def test_gate_abort_stops_early():
         sleep=lambda _: None,
     )
     assert not report.ok and report.rounds == 0 and report.reason == "process x is errored"
+
+
+def test_processes_problem_spots_offline_apps_and_restart_loops():
+    from slipway.health.host import processes_check, processes_problem
+    from slipway.processes.base import ProcessState
+
+    now = 1_000_000.0
+    healthy = {
+        "app-backend": ProcessState("app-backend", "online", 10, 0, now - 5),
+        # Restarted twice last week: cumulative restarts alone are not a loop.
+        "app-frontend": ProcessState("app-frontend", "online", 11, 2, now - 7 * 86400),
+    }
+    assert processes_problem(healthy, now) is None
+    looping = {**healthy, "app-backend": ProcessState("app-backend", "online", 12, 3, now - 4)}
+    assert processes_problem(looping, now) == (
+        "app-backend is in a restart loop (3 restarts, last 4s ago)"
+    )
+    stopped = {**healthy, "app-frontend": ProcessState("app-frontend", "errored", None, 0)}
+    assert processes_problem(stopped, now) == "app-frontend is errored"
+
+    def broken() -> dict:
+        raise RuntimeError("pm2 not found")
+
+    result = processes_check(broken)()
+    assert not result.ok and result.error == "RuntimeError: pm2 not found"
+
+
+def test_disk_problem_names_the_path_and_figures():
+    from slipway.health.host import disk_problem
+
+    disks = {
+        "/srv/app": {"free_ratio": 0.5, "free": 512 << 20, "total": 1024 << 20},
+        "/backups": {"free_ratio": 0.04, "free": 40 << 20, "total": 1000 << 20},
+    }
+    assert disk_problem(disks, 10) == "/backups: 4.0% free, below 10% (40 MiB of 1000 MiB)"
+    assert disk_problem(disks, 3) is None
+
+
+def test_sqlite_check_passes_or_reports():
+    from slipway.health.host import sqlite_check
+
+    assert sqlite_check("sqlite", lambda: [1])().ok
+
+    def unreadable() -> None:
+        raise OSError("unable to open database file")
+
+    failed = sqlite_check("sqlite", unreadable)()
+    assert failed.name == "sqlite" and failed.error == "OSError: unable to open database file"

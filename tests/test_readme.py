@@ -26,6 +26,9 @@ NESTED: dict[str, type[BaseModel]] = {
     "environments.*.hooks": model.HooksConfig,
     "environments.*.blue_green": model.BlueGreenConfig,
     "environments.*.ports": model.Ports,
+    "environments.*.monitor": model.MonitorConfig,
+    "health.sqlite": model.SqliteCheck,
+    "notify[]": model.NotifyChannel,
 }
 
 

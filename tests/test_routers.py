@@ -145,7 +145,7 @@ def test_unconfirmed_switch_is_put_back(
     monkeypatch.setattr(
         router, "render_routes", lambda t: render(Target(t.color, {"backend": dead}))
     )
-    with pytest.raises(RouterError, match=r"was not confirmed .* put back"):
+    with pytest.raises(RouterError, match=r"was not confirmed .* put back \(confirmed\)"):
         router.switch(target(colors["green"]))
     deadline = time.monotonic() + 5
     while public_get(router).text != "blue\n" and time.monotonic() < deadline:

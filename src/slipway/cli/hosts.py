@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from slipway.config import LoadedConfig
 from slipway.deploy.engine import Deployer, Emit
@@ -12,7 +12,7 @@ from slipway.transports import connect
 
 def host_session(
     loaded: LoadedConfig, environment: str, *, emit: Emit | None = None, actor: str | None = None
-) -> Iterator[Deployer]:
+) -> Generator[Deployer, None, None]:
     """A Deployer per host of ``environment``, each transport closed after its turn."""
     env = loaded.config.environment(environment)
     masker = Masker()

@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("slipway.cli.status", "Show the live release and recent deployments."),
     "lock": ("slipway.cli.lock", "Show who holds an environment's deploy lock."),
     "metrics": ("slipway.cli.metrics", "DORA deployment metrics from the records."),
+    "monitor": ("slipway.cli.monitor", "Watch an environment's figures and alert on thresholds."),
+    "notify": ("slipway.cli.notify", "Send a test notification to an environment's channels."),
     "plan": ("slipway.cli.plan", "Print the steps a deploy would run, without running them."),
     "releases": ("slipway.cli.releases", "List the releases kept on each host."),
     "rollback": ("slipway.cli.rollback", "Roll an environment back to an earlier release."),

@@ -14,8 +14,8 @@ import click
 
 from slipway.deploy.engine import StepEvent
 
-SYMBOLS = {"ok": "✓", "failed": "✗", "info": "·"}
-COLOURS = {"ok": "green", "failed": "red", "info": None}
+SYMBOLS = {"ok": "✓", "failed": "✗", "info": "·", "warning": "!"}
+COLOURS = {"ok": "green", "failed": "red", "info": None, "warning": "yellow"}
 
 
 class Progress:
@@ -33,8 +33,8 @@ class Progress:
                 click.echo("\r", nl=False)
             return
         symbol = SYMBOLS.get(event.status, "·")
-        if event.status == "info":
-            line = f"      {event.detail}"
+        if event.status in ("info", "warning"):
+            line = f"      {symbol if event.status == 'warning' else ''}{event.detail}"
         else:
             line = f"  {symbol} {event.step:<10} {event.seconds:6.2f}s"
             if event.status == "failed" and event.detail:

@@ -185,6 +185,18 @@ class HttpCheck(Strict):
     expect_text: str | None = None
 
 
+class SqliteCheck(Strict):
+    """A direct read-only query of the environment's SQLite file on the host, for apps
+    without a database endpoint: proves the file opens and answers."""
+
+    name: Name = "sqlite"
+    query: str = Field(
+        default="SELECT count(*) FROM sqlite_master",
+        pattern=r"^(?i:select|pragma)\s[^;]*$",
+        description="One SELECT or PRAGMA (read-only; no ';').",
+    )
+
+
 class WebSocketCheck(Strict):
     name: Name = "websocket"
     path: str = Field(default="/ws", pattern=r"^/[A-Za-z0-9._~/-]*$")
@@ -198,6 +210,15 @@ class HealthConfig(Strict):
     basic: list[HttpCheck] = Field(default_factory=list)
     comprehensive: list[HttpCheck] = Field(default_factory=list)
     websocket: WebSocketCheck | None = None
+    sqlite: SqliteCheck | None = None
+    processes: StrictBool = Field(
+        default=True,
+        description="Comprehensive checks include the process manager (online, no restart loop).",
+    )
+    disk: StrictBool = Field(
+        default=True,
+        description="Comprehensive checks include free disk space (monitor.disk_free_percent).",
+    )
     passes: StrictInt = Field(default=3, ge=1, le=100)
     interval_seconds: Number = Field(default=1.0, gt=0, le=60)
     deadline_seconds: Number = Field(default=60.0, gt=0, le=3600)
@@ -268,6 +289,76 @@ def _check_binary(value: str) -> str:
     if not _BINARY_RE.fullmatch(value) or ".." in value.split("/"):
         raise ValueError("must be a command name or an absolute path (letters, digits, ./_+-)")
     return value
+
+
+class MonitorConfig(Strict):
+    """Alert thresholds for ``slipway monitor`` (the design's defaults)."""
+
+    error_rate_percent: Number = Field(default=5, ge=0, le=100, description="5xx share.")
+    p95_seconds: Number = Field(default=2, gt=0, le=600, description="p95 response time.")
+    websocket_drop_percent: Number = Field(default=10, ge=0, le=100)
+    database_failures: StrictInt = Field(
+        default=0, ge=0, description="Alert when a sample has more failed database probes."
+    )
+    disk_free_percent: Number = Field(default=10, ge=0, le=100)
+    min_requests: StrictInt = Field(
+        default=5, ge=1, description="Requests a sample needs before its error rate or p95 count."
+    )
+    interval_seconds: Number = Field(default=60, ge=1, le=86400)
+    websocket_probes: StrictInt = Field(default=2, ge=0, le=50)
+    database_checks: list[Name] = Field(
+        default_factory=lambda: ["database"],
+        description="Health checks that probe the database (besides a direct read-only query).",
+    )
+
+
+class NotifyKind(StrEnum):
+    SLACK = "slack"
+    DISCORD = "discord"
+    APPRISE = "apprise"
+
+
+class NotifyEvent(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ROLLBACK = "rollback"
+    ALERT = "alert"
+
+
+class NotifyChannel(Strict):
+    """One place notifications go. Its URL is a secret: read when sending from an
+    environment variable (``url_env``) or a file (``url_file``), never written here."""
+
+    kind: NotifyKind
+    url_env: EnvKey | None = None
+    url_file: str | None = Field(default=None, pattern=r"^[^\x00\n]+$")
+    environments: list[Name] = Field(
+        default_factory=list, description="Environments this channel hears about (default all)."
+    )
+    events: list[NotifyEvent] = Field(default_factory=lambda: list(NotifyEvent))
+    timeout_seconds: Number = Field(
+        default=5, gt=0, le=60, description="Deadline for all attempts together."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_url_in_clear(cls, data: object) -> object:
+        if isinstance(data, dict) and "url" in data:
+            raise ValueError(
+                "a webhook URL is a secret and must not be in the config: name an environment"
+                " variable with url_env (e.g. SLACK_WEBHOOK_URL) or a 0600 file with url_file"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NotifyChannel:
+        if (self.url_env is None) == (self.url_file is None):
+            raise ValueError("give exactly one of url_env or url_file")
+        return self
+
+    @property
+    def source(self) -> str:
+        return f"${self.url_env}" if self.url_env else f"file {self.url_file}"
 
 
 class RouterKind(StrEnum):
@@ -391,6 +482,12 @@ class EnvironmentConfig(Strict):
     pm2_home: AbsolutePath | None = Field(
         default=None, description="PM2_HOME on the host (default: PM2's own, ~/.pm2)."
     )
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="Public address shown in notifications (default http://<host>:<port>).",
+    )
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     backups: BackupConfig = Field(default_factory=lambda: BackupConfig(enabled=False))
     blue_green: BlueGreenConfig = Field(default_factory=BlueGreenConfig)
     hooks: HooksConfig = Field(default_factory=lambda: HooksConfig())
@@ -442,6 +539,7 @@ class SlipwayConfig(Strict):
     processes: dict[Literal["backend", "frontend"], ProcessConfig]
     environments: dict[Name, EnvironmentConfig]
     health: HealthConfig = Field(default_factory=HealthConfig)
+    notify: list[NotifyChannel] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _processes_cover_ports(self) -> SlipwayConfig:
@@ -450,6 +548,13 @@ class SlipwayConfig(Strict):
         for name, process in self.processes.items():
             if process.port != name:
                 raise ValueError(f"processes.{name}.port must be {name!r}")
+        for index, channel in enumerate(self.notify):
+            unknown = set(channel.environments) - set(self.environments)
+            if unknown:
+                raise ValueError(
+                    f"notify[{index}].environments names unknown environments: "
+                    + ", ".join(sorted(unknown))
+                )
         return self
 
     def environment(self, name: str) -> EnvironmentConfig:

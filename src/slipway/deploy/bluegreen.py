@@ -171,7 +171,7 @@ def watch(d: Deployer, color: str) -> None:
     seconds = d.env.blue_green.watch_seconds
     if seconds <= 0:
         return
-    checks = d.checks()
+    checks = d.checks(serving=color, disk=False)
     deadline = time.monotonic() + seconds
     failed_rounds = 0
     while True:

@@ -34,13 +34,16 @@ from slipway.config.model import (
     HealthLevel,
     ProcessConfig,
     ProcessKind,
+    ProcessManagerName,
     Strategy,
 )
 from slipway.deploy.source import Source, release_id, resolve
 from slipway.errors import DeployFailed, HealthCheckFailed, SlipwayError, UsageError
 from slipway.health import build_checks, wait_healthy
+from slipway.health import host as host_health
 from slipway.health.checks import Check
 from slipway.health.gate import GateReport
+from slipway.notify import Delivery, Notification, Notifier, message
 from slipway.processes.base import AppSpec
 from slipway.processes.pm2 import Pm2
 from slipway.secrets import Masker
@@ -61,7 +64,7 @@ class StepEvent:
     """Progress for the CLI: a step started, finished, failed, or a note inside one."""
 
     step: str
-    status: str  # start | ok | failed | info
+    status: str  # start | ok | failed | info | warning
     seconds: float = 0.0
     detail: str = ""
 
@@ -107,6 +110,7 @@ class Deployer:
         emit: Emit | None = None,
         actor: str | None = None,
         masker: Masker | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.loaded = loaded
         self.config = loaded.config
@@ -137,6 +141,7 @@ class Deployer:
         self.build_color: str | None = None
         self.deployment_id: str | None = None  # of the deploy or rollback under way
         self.identity: Path | None = None  # age identity file, to restore encrypted backups
+        self.notifier = notifier or Notifier.for_env(self.config, env_name, self.masker)
 
     # --- small helpers ------------------------------------------------------------
 
@@ -539,20 +544,71 @@ class Deployer:
                 return f"process {name} is crash-looping ({proc.restarts} restarts)"
         return None
 
-    def checks(self, level: HealthLevel | None = None, color: str | None = None) -> list[Check]:
+    def checks(
+        self,
+        level: HealthLevel | None = None,
+        color: str | None = None,
+        *,
+        serving: str | None = None,
+        disk: bool = True,
+    ) -> list[Check]:
         """The checks of ``level`` (default: this environment's), reaching the host:
-        through the public ports, or straight at one blue-green colour."""
-        return build_checks(
+        through the public ports, or straight at one blue-green colour. ``serving`` names
+        the colour behind the public ports when the records do not say it yet (the
+        post-switch watch). Deploy gates pass ``disk=False``: low disk space is an alert,
+        and rolling a release back would not free any."""
+        chosen = level or self.env.health
+        checks = build_checks(
             self.config.health,
-            level or self.env.health,
+            chosen,
             lambda process: self.local_port(process, color),
             set(self.config.processes),
         )
+        if chosen is HealthLevel.COMPREHENSIVE:
+            checks += self.host_checks(color or serving, via_router=color is None, disk=disk)
+        return checks
+
+    def host_checks(
+        self, color: str | None, *, via_router: bool = True, disk: bool = True
+    ) -> list[Check]:
+        """Process manager, disk space and direct database checks (comprehensive)."""
+        health = self.config.health
+        found: list[Check] = []
+        if health.processes and self.env.process_manager is ProcessManagerName.PM2:
+            names = self.serving(color, via_router)
+            found.append(host_health.processes_check(lambda: self.pm.status(names)))
+        if health.disk and disk:
+            found.append(host_health.disk_check(self.disk_free, self.env.monitor.disk_free_percent))
+        if health.sqlite is not None:
+            query = health.sqlite.query
+            found.append(host_health.sqlite_check(health.sqlite.name, lambda: self.probe_db(query)))
+        return found
+
+    def serving(self, color: str | None = None, via_router: bool = True) -> list[str]:
+        """The process-manager apps that serve traffic: a colour's (the live one unless
+        named), plus the router when traffic comes through the public ports."""
+        if not self.blue_green:
+            return self.app_names
+        color = color or bluegreen.live_color(self)
+        names = self.app_names_of(color) if color else self.app_names
+        return [*names, self.app_name("router")] if via_router else names
+
+    def disk_free(self) -> dict[str, dict[str, Any]]:
+        """Free space where this environment writes: its directory and its backups."""
+        paths = sorted({self.layout.base, self.backups.directory})
+        disks: dict[str, dict[str, Any]] = call(self.transport, "disk", paths=paths)["disks"]
+        return disks
+
+    def probe_db(self, query: str) -> list[Any] | None:
+        """One read-only query of the environment's database file on the host."""
+        db = self.layout.database(self.env.database)
+        row: list[Any] | None = call(self.transport, "sqlite_probe", db=db, query=query)["row"]
+        return row
 
     def gate_report(self, color: str | None = None) -> GateReport:
         health = self.config.health
         return wait_healthy(
-            self.checks(color=color),
+            self.checks(color=color, disk=False),
             passes=health.passes,
             interval=health.interval_seconds,
             deadline=health.deadline_seconds,
@@ -569,6 +625,27 @@ class Deployer:
         self.run(cmd.symlink_temp(self.layout.release(release), self.layout.current))
         self.run(cmd.rename_over(f"{self.layout.current}.new", self.layout.current))
         self.pm.save()
+
+    def public_url(self) -> str:
+        """Where users reach this environment (for notifications)."""
+        if self.env.url:
+            return self.env.url
+        host = getattr(getattr(self.transport, "host", None), "address", None) or "127.0.0.1"
+        process = "frontend" if "frontend" in self.config.processes else "backend"
+        return f"http://{host}:{self.port(process)}"
+
+    def notify(self, note: Notification) -> list[Delivery]:
+        """Send ``note`` (never raises, bounded by each channel's deadline) and audit
+        each delivery, so a lost notification is visible in the records."""
+        deliveries = self.notifier.send(note)
+        for delivery in deliveries:
+            event = "notify.sent" if delivery.ok else "notify.failed"
+            detail = f"{delivery.channel}: {delivery.error or 'sent'}"
+            self.emit("notify", "info" if delivery.ok else "warning", delivery.seconds, detail)
+            # The records being unreachable is reported by the deploy itself.
+            with contextlib.suppress(SlipwayError):
+                self.audit(event, notification=note.event.value, **delivery.as_dict())
+        return deliveries
 
     def audit(self, event: str, **detail: Any) -> None:
         """Append one audit event for the deploy or rollback under way."""
@@ -604,6 +681,20 @@ class Deployer:
         note = self.finish_backup(state, keep=False)
         if note:
             self.emit("promote", "info", detail=note)
+        self.notify(
+            message.deployed(
+                project=self.config.project.name,
+                env=self.env_name,
+                release=release,
+                commit=row["commit_sha"],
+                message=row["message"],
+                actor=self.actor,
+                seconds=seconds,
+                checks=state.gate.last if state.gate else [],
+                url=self.public_url(),
+                extra=[("Previous", previous or "-")],
+            )
+        )
 
     def _fail(
         self,
@@ -649,6 +740,20 @@ class Deployer:
             self.prune(keep={row["release"], previous})
         except SlipwayError as record_error:  # the deploy's own error matters more
             rollback_note += f"; the failure could not be recorded: {record_error}"
+        self.notify(
+            message.deploy_failed(
+                project=self.config.project.name,
+                env=self.env_name,
+                release=row["release"],
+                commit=row["commit_sha"],
+                actor=self.actor,
+                step=step,
+                error=cause,
+                rolled_back=rolled_back,
+                rollback=rollback_note,
+                url=self.public_url(),
+            )
+        )
         raise DeployFailed(step, cause, rolled_back=rolled_back, hint=rollback_note) from exc
 
     def _incident(

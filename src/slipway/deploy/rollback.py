@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from slipway.deploy import bluegreen, incident
 from slipway.errors import HealthCheckFailed, UsageError
 from slipway.health.gate import GateReport
+from slipway.notify import message
 from slipway.state import records
 from slipway.state.host import call
 from slipway.state.lock import DeployLock
@@ -164,6 +165,18 @@ def manual_rollback(
             steps=list(d.steps),
         )
         incident.write(d, report)
+        d.notify(
+            message.rolled_back(
+                project=d.config.project.name,
+                env=d.env_name,
+                release=target,
+                previous=current,
+                actor=d.actor,
+                seconds=time.monotonic() - started,
+                notes="; ".join(notes or [summary]),
+                url=d.public_url(),
+            )
+        )
         return Outcome(
             deployment_id,
             target,

@@ -26,6 +26,7 @@ class ProcessState:
     status: str  # online, stopped, errored, launching, missing
     pid: int | None
     restarts: int
+    started_at: float | None = None  # when the process last (re)started, epoch seconds
 
     @property
     def online(self) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 from slipway.commands import pm2 as cmd
 from slipway.errors import SlipwayError
 from slipway.processes.base import AppSpec, ProcessManager, ProcessState
+from slipway.state.host import call
 from slipway.transports.base import Transport
 
 NAMESPACE = "slipway"
@@ -68,6 +69,7 @@ def parse_jlist(text: str, names: Sequence[str]) -> dict[str, ProcessState]:
                 status=str(env.get("status", "unknown")),
                 pid=proc.get("pid") or None,
                 restarts=int(env.get("restart_time", 0)),
+                started_at=float(env["pm_uptime"]) / 1000 if env.get("pm_uptime") else None,
             )
     for name in names:
         found.setdefault(name, ProcessState(name, "missing", None, 0))
@@ -90,8 +92,22 @@ class Pm2(ProcessManager):
                 self.transport.run(cmd.delete(name), env=self.env, timeout=120)
 
     def status(self, names: Sequence[str]) -> dict[str, ProcessState]:
-        result = self.transport.run(cmd.jlist(), env=self.env, timeout=60)
-        return parse_jlist(result.stdout, names)
+        """Asked of the daemon over its RPC socket (a few ms); ``pm2 jlist`` (a Node CLI,
+        ~200 ms, and it starts a daemon when none runs) when that is not possible."""
+        try:
+            answer = call(
+                self.transport, "pm2_status", names=list(names), pm2_home=self.env.get("PM2_HOME")
+            )
+        except SlipwayError:
+            result = self.transport.run(cmd.jlist(), env=self.env, timeout=60)
+            return parse_jlist(result.stdout, names)
+        found = {
+            name: ProcessState(name, p["status"], p["pid"], int(p["restarts"]), p.get("started_at"))
+            for name, p in answer["processes"].items()
+        }
+        for name in names:
+            found.setdefault(name, ProcessState(name, "missing", None, 0))
+        return found
 
     def save(self) -> None:
         self.transport.run(cmd.save(), env=self.env, timeout=60)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -207,22 +207,32 @@ class Router(ABC):
         self.apply(text)
         if self._wait_confirmed(target):
             return SwitchReport(target.color, previous, round(time.monotonic() - started, 3))
+        back = "none to put back"
         if previous_text is not None:
             self.apply(previous_text)
+            back = "confirmed" if previous and self._wait_color(previous) else "NOT confirmed"
         raise RouterError(
             f"switch to {target.color} was not confirmed within"
             f" {self.setup.switch_timeout:g}s through the public ports; the previous"
-            f" routes ({previous or 'none'}) were put back",
+            f" routes ({previous or 'none'}) were put back ({back})",
             hint=f"see the router's logs in {self.setup.directory}/logs",
         )
 
     def _wait_confirmed(self, target: Target) -> bool:
-        """Confirmed several times in a row: during an nginx reload an old worker may
-        still accept a connection or two after a new one answered."""
+        return self._in_a_row(lambda: self.confirmed(target))
+
+    def _wait_color(self, color: str) -> bool:
+        """Every public port answers as ``color`` (a put-back's confirmation)."""
+        return self._in_a_row(lambda: all(self.probe(p) == color for p in self.setup.public))
+
+    def _in_a_row(self, check: Callable[[], bool]) -> bool:
+        """``check`` held several times in a row before the switch timeout: during an
+        nginx reload an old worker may still accept a connection or two after a new
+        one answered."""
         deadline = time.monotonic() + self.setup.switch_timeout
         streak = 0
         while True:
-            streak = streak + 1 if self.confirmed(target) else 0
+            streak = streak + 1 if check() else 0
             if streak >= CONFIRMATIONS:
                 return True
             if time.monotonic() > deadline:

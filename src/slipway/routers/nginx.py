@@ -48,7 +48,10 @@ pid {directory}/nginx.pid;
 error_log {directory}/logs/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log {directory}/logs/access.log;
+    # JSON lines, the fields slipway monitor reads (Traefik's names where they exist).
+    log_format slipway escape=json '{{"DownstreamStatus":$status,"request_time":$request_time,'
+        '"entryPointName":"$server_port","RequestPath":"$uri"}}';
+    access_log {directory}/logs/access.log slipway;
     client_body_temp_path {directory}/spool/body;
     proxy_temp_path {directory}/spool/proxy;
     fastcgi_temp_path {directory}/spool/fastcgi;

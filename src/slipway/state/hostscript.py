@@ -393,7 +393,162 @@ def op_retire(req: dict[str, Any]) -> dict[str, Any]:
     return {"retired": True}
 
 
+def op_disk(req: dict[str, Any]) -> dict[str, Any]:
+    """Free space of the filesystem holding each path (the nearest existing parent)."""
+    found = {}
+    for path in req["paths"]:
+        probe = path
+        while not os.path.exists(probe) and probe not in ("", "/"):
+            probe = os.path.dirname(probe)
+        st = os.statvfs(probe or "/")
+        total = st.f_blocks * st.f_frsize
+        free = st.f_bavail * st.f_frsize
+        found[path] = {"total": total, "free": free, "free_ratio": free / total if total else 0}
+    return {"disks": found}
+
+
+def op_sqlite_probe(req: dict[str, Any]) -> dict[str, Any]:
+    """Open the database read-only (never creating it) and run one query."""
+    started = time.perf_counter()
+    conn = sqlite3.connect(f"file:{req['db']}?mode=ro", uri=True, timeout=2)
+    try:
+        row = conn.execute(req["query"]).fetchone()
+    finally:
+        conn.close()
+    return {"row": list(row) if row else None, "seconds": time.perf_counter() - started}
+
+
+def _amp_frame(*args: bytes) -> bytes:
+    """One amp frame (PM2's RPC framing): version/argc byte, then length-prefixed args."""
+    out = bytes([1 << 4 | len(args)])
+    for arg in args:
+        out += len(arg).to_bytes(4, "big") + arg
+    return out
+
+
+def _amp_read(sock: socket.socket) -> list[bytes]:
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("PM2 closed the connection")
+            data += chunk
+        return data
+
+    argc = exactly(1)[0] & 0x0F
+    return [exactly(int.from_bytes(exactly(4), "big")) for _ in range(argc)]
+
+
+def op_pm2_status(req: dict[str, Any]) -> dict[str, Any]:
+    """The state of the named PM2 apps, asked of the PM2 daemon over its RPC socket.
+
+    ``pm2 jlist`` starts a whole Node CLI (about 200 ms here); the daemon answers the
+    same question in a few ms. Only name, status, restarts, pid and start time leave
+    this function: the daemon's answer also holds each app's environment (secrets).
+    """
+    home = req.get("pm2_home") or os.path.join(os.path.expanduser("~"), ".pm2")
+    call = {"type": "call", "method": "getMonitorData", "args": [{}]}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(os.path.join(home, "rpc.sock"))
+        sock.sendall(_amp_frame(b"j:" + json.dumps(call).encode(), b"s:slipway:0"))
+        reply = json.loads(_amp_read(sock)[0][2:])
+    if reply.get("error"):
+        raise RuntimeError(f"PM2: {reply['error']}")
+    wanted = set(req["names"])
+    found = {}
+    for proc in reply["args"][0]:  # the daemon drops the null error argument
+        env = proc.get("pm2_env") or {}
+        if proc.get("name") in wanted:
+            found[proc["name"]] = {
+                "status": str(env.get("status", "unknown")),
+                "restarts": int(env.get("restart_time", 0)),
+                "pid": proc.get("pid") or None,
+                "started_at": float(env["pm_uptime"]) / 1000 if env.get("pm_uptime") else None,
+            }
+    return {"processes": found}
+
+
+TRAFFIC_MAX_READ = 64 << 20  # never parse more than this per sample
+
+
+def _access_line(obj: dict[str, Any]) -> tuple[str, int, float]:
+    """(entry point, status, seconds) of one access-log line, Traefik's or nginx's."""
+    entry = str(obj.get("entryPointName", ""))
+    status = int(obj.get("DownstreamStatus") or 0)
+    if "Duration" in obj:  # Traefik: nanoseconds
+        seconds = float(obj["Duration"]) / 1e9
+    else:  # nginx: $request_time, seconds
+        seconds = float(obj.get("request_time") or 0)
+    return entry, status, seconds
+
+
+def op_traffic(req: dict[str, Any]) -> dict[str, Any]:
+    """Summarise the router's JSON access log since ``offset`` (or its recent tail).
+
+    WebSocket sessions (status 101, or 0 for Traefik, which logs the hijacked connection
+    when it ends) are counted apart: their duration is the session's.
+    A log shorter than the offset was rotated and is read from its start.
+    """
+    path, offset = req["log"], req.get("offset")
+    entries = set(req.get("entries") or [])
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        return {"offset": 0, "requests": 0, "errors": 0, "ws_sessions": 0, "missing": True}
+    if offset is None:
+        start = max(0, size - int(req.get("tail", 1 << 20)))
+    else:
+        start = 0 if offset > size else int(offset)
+    start = max(start, size - TRAFFIC_MAX_READ)
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(size - start)
+    if offset is None and start > 0:  # began mid-line
+        data = data[data.find(b"\n") + 1 :]
+        start = size - len(data)
+    complete = data[: data.rfind(b"\n") + 1]
+    requests = errors = ws_sessions = 0
+    durations: list[float] = []
+    for line in complete.splitlines():
+        try:
+            entry, status, seconds = _access_line(json.loads(line))
+        except (ValueError, TypeError, AttributeError):
+            continue
+        if entries and entry not in entries:
+            continue
+        if status in (0, 101):  # Traefik logs a hijacked (WebSocket) connection as 0
+            ws_sessions += 1
+            continue
+        requests += 1
+        errors += status >= 500
+        durations.append(round(seconds, 6))
+    durations.sort()
+    return {
+        "offset": start + len(complete),
+        "requests": requests,
+        "errors": errors,
+        "p50": _percentile(durations, 0.50),
+        "p95": _percentile(durations, 0.95),
+        "max": durations[-1] if durations else None,
+        "ws_sessions": ws_sessions,
+    }
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of a sorted list (None when empty)."""
+    if not ordered:
+        return None
+    rank = max(1, -(-len(ordered) * q // 1))  # ceil(n * q), at least 1
+    return ordered[int(rank) - 1]
+
+
 OPS = {
+    "pm2_status": op_pm2_status,
+    "disk": op_disk,
+    "sqlite_probe": op_sqlite_probe,
+    "traffic": op_traffic,
     "backup": op_backup,
     "describe": op_describe,
     "restore": op_restore,

@@ -71,7 +71,7 @@ class DeployLock:
             code = handle.exit_code(timeout=5)
             handle.close()
             if code == cmd.LOCK_BUSY_EXIT:
-                owner = read_owner(self.transport, self.layout)
+                owner = self._owner_soon()
                 who = owner.describe() if owner else "an unknown deploy"
                 raise LockHeld(
                     f"environment {self.layout.env} is locked by {who}",
@@ -84,6 +84,16 @@ class DeployLock:
         except BaseException:
             self.release()  # never keep a lock we could not label
             raise
+
+    def _owner_soon(self, patience: float = 2.0) -> LockOwner | None:
+        """The holder's label; a holder that has just taken the lock writes it a moment
+        later, so a missing label is re-read for a short while before "unknown"."""
+        deadline = time.monotonic() + patience
+        while True:
+            owner = read_owner(self.transport, self.layout)
+            if owner is not None or time.monotonic() >= deadline:
+                return owner
+            time.sleep(0.1)
 
     def _write_owner(self, line: str, actor: str, ref: str, reason: str) -> LockOwner:
         holder_pid = int(line.split()[1])
