@@ -65,3 +65,26 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     code = main(args)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def workflow_problems(path: Path) -> list[str]:
+    """What actionlint and the GitHub workflow JSON schema say is wrong with a workflow."""
+    import subprocess
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    commands = [
+        [str(bin_dir / "actionlint"), "-no-color", str(path)],
+        [
+            str(bin_dir / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(path),
+        ],
+    ]
+    problems = []
+    for argv in commands:
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            problems.append(f"{Path(argv[0]).name}: {result.stdout}{result.stderr}")
+    return problems

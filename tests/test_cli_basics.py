@@ -105,7 +105,14 @@ def test_schema_is_json_schema_with_every_section(capsys):
     assert code == 0
     schema = json.loads(out)
     assert schema["$schema"].endswith("2020-12/schema")
-    assert set(schema["properties"]) == {"project", "processes", "environments", "health", "notify"}
+    assert set(schema["properties"]) == {
+        "project",
+        "processes",
+        "environments",
+        "health",
+        "notify",
+        "gates",
+    }
     assert schema["additionalProperties"] is False
 
 

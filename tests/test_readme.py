@@ -29,6 +29,7 @@ NESTED: dict[str, type[BaseModel]] = {
     "environments.*.monitor": model.MonitorConfig,
     "health.sqlite": model.SqliteCheck,
     "notify[]": model.NotifyChannel,
+    "gates": model.GatesConfig,
 }
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
 from slipway.cli.context import echo_json_line, loaded_config
-from slipway.cli.hosts import host_session
+from slipway.cli.hosts import host_options, host_session, with_overrides
 from slipway.cli.output import Progress
+from slipway.deploy.engine import Deployer, Outcome
+from slipway.errors import DeployFailed
+from slipway.github.api import GitHub
 
 
 @click.command(name="deploy")
@@ -14,6 +20,18 @@ from slipway.cli.output import Progress
 @click.option("--ref", default="HEAD", show_default=True, help="Git ref to deploy.")
 @click.option("--lock-wait", type=float, default=0, help="Seconds to wait for the lock.")
 @click.option("--actor", default=None, help="Who deploys (default: your user name).")
+@host_options
+@click.option(
+    "--github-deployment",
+    is_flag=True,
+    help="Report a GitHub deployment and its status (needs GITHUB_REPOSITORY, GITHUB_TOKEN).",
+)
+@click.option(
+    "--incident-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="On failure, copy the incident report here (CI attaches it to the run).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Emit JSON events and a JSON result.")
 @click.pass_context
 def command(
@@ -22,6 +40,11 @@ def command(
     ref: str,
     lock_wait: float,
     actor: str | None,
+    host: tuple[str, ...],
+    root: str | None,
+    ssh_key: str | None,
+    github_deployment: bool,
+    incident_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Deploy REF to ENVIRONMENT on each of its hosts.
@@ -29,10 +52,11 @@ def command(
     Steps: lock, upload, link, install, build, backup, start, health, promote. A failure
     at any step rolls back automatically and exits 1; a held lock exits 3.
     """
-    loaded = loaded_config(ctx)
+    loaded = with_overrides(loaded_config(ctx), environment, host, root, ssh_key)
     progress = Progress(as_json=as_json, color=not ctx.obj["no_color"])
+    gh = GitHub.from_env() if github_deployment else None
     for deployer in host_session(loaded, environment, emit=progress, actor=actor):
-        outcome = deployer.deploy(ref, lock_wait=lock_wait)
+        outcome = _deploy(deployer, ref, lock_wait, gh, incident_dir)
         if as_json:
             echo_json_line(
                 {
@@ -50,3 +74,40 @@ def command(
                 f"deployed {outcome.commit[:10]} as {outcome.release} to {environment}"
                 f" in {outcome.seconds:.1f}s ({outcome.health})"
             )
+
+
+def _run_url() -> str | None:
+    keys = ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    if not all(os.environ.get(k) for k in keys):
+        return None
+    server, repo, run = (os.environ[k] for k in keys)
+    return f"{server}/{repo}/actions/runs/{run}"
+
+
+def _deploy(
+    d: Deployer, ref: str, lock_wait: float, gh: GitHub | None, incident_dir: Path | None
+) -> Outcome:
+    """One host's deploy, reported to GitHub and with its incident kept, if asked."""
+    deployment_id = None
+    if gh is not None:
+        created = gh.create_deployment(ref, d.env_name, f"slipway deploy {ref} by {d.actor}")
+        deployment_id = int(created["id"])
+        gh.create_deployment_status(deployment_id, "in_progress", "deploying", _run_url())
+    try:
+        outcome = d.deploy(ref, lock_wait=lock_wait)
+    except DeployFailed as exc:
+        if gh is not None and deployment_id is not None:
+            summary = (
+                f"failed at {exc.step}; {'rolled back' if exc.rolled_back else 'NOT rolled back'}"
+            )
+            gh.create_deployment_status(deployment_id, "failure", summary, _run_url())
+        if incident_dir is not None and d.last_incident is not None:
+            incident_dir.mkdir(parents=True, exist_ok=True)
+            name = d.last_incident[0].rsplit("/", 1)[-1]
+            target = incident_dir / name
+            target.write_text(d.last_incident[1], encoding="utf-8")
+            target.chmod(0o600)
+        raise
+    if gh is not None and deployment_id is not None:
+        gh.create_deployment_status(deployment_id, "success", f"{outcome.release} live", _run_url())
+    return outcome

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import dataclasses
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
 
 from slipway.config import LoadedConfig
+from slipway.config.model import EnvironmentConfig
 from slipway.deploy.engine import Deployer, Emit
+from slipway.errors import UsageError
 from slipway.secrets import Masker
 from slipway.transports import connect
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def host_session(
@@ -19,3 +28,46 @@ def host_session(
     for host in env.parsed_hosts():
         with connect(host, env.ssh, masker) as transport:
             yield Deployer(loaded, environment, transport, emit=emit, actor=actor, masker=masker)
+
+
+def host_options(command: F) -> F:
+    """--host / --root / --ssh-key: where to deploy, given at run time (CI passes them
+    from secrets such as STAGING_HOST, so the config in the repository names no server)."""
+    command = click.option(
+        "--ssh-key", default=None, help="Private key file for SSH (overrides ssh.key)."
+    )(command)
+    command = click.option("--root", default=None, help="Deploy root (overrides root).")(command)
+    command = click.option(
+        "--host", multiple=True, help="user@host[:port] or local (repeatable; overrides hosts)."
+    )(command)
+    return command
+
+
+def with_overrides(
+    loaded: LoadedConfig,
+    environment: str,
+    hosts: tuple[str, ...],
+    root: str | None,
+    ssh_key: str | None,
+) -> LoadedConfig:
+    """``loaded`` with the environment's hosts, root or SSH key replaced (validated)."""
+    if not (hosts or root or ssh_key):
+        return loaded
+    raw = loaded.config.environment(environment).model_dump(mode="json")
+    if hosts:
+        raw["hosts"] = [h.strip() for h in hosts]
+    if root:
+        raw["root"] = root
+    if ssh_key:
+        raw["ssh"]["key"] = ssh_key
+    try:
+        env = EnvironmentConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise UsageError(f"--host/--root/--ssh-key: {problems}") from None
+    environments = {**loaded.config.environments, environment: env}
+    config = loaded.config.model_copy(update={"environments": environments})
+    return dataclasses.replace(loaded, config=config)

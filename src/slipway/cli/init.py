@@ -1,4 +1,4 @@
-"""``slipway init``: write a starter configuration for the repository in the current dir."""
+"""``slipway init``: write a starter configuration (and, with --github, the workflows)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,18 @@ from pathlib import Path
 
 import click
 
+from slipway.config import load_config
 from slipway.config.starter import detect_project, write_starter
+from slipway.github import workflows
 
 
 @click.command(name="init")
-@click.option("--force", is_flag=True, help="Overwrite an existing slipway.toml.")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@click.option(
+    "--github",
+    is_flag=True,
+    help="Write the GitHub Actions workflows (CI, staging, production) instead.",
+)
 @click.option(
     "--dir",
     "directory",
@@ -18,13 +25,25 @@ from slipway.config.starter import detect_project, write_starter
     default=".",
     help="Repository root (default: current directory).",
 )
-def command(force: bool, directory: str) -> None:
+def command(force: bool, github: bool, directory: str) -> None:
     """Write a commented slipway.toml for a CodeFRAME-shaped repository.
 
     Detects the project name and backend module from pyproject.toml and the Next.js
     frontend from web-ui/package.json. Edit hosts and root, then run `slipway check`.
+
+    With --github, write .github/workflows/ci-tests.yml, deploy-staging.yml and
+    deploy-production.yml from the repository's slipway.toml (written first if
+    missing). Each workflow step is a slipway command; see the README for the secrets,
+    the `production` environment's reviewers and branch protection to set on GitHub.
     """
     root = Path(directory)
+    if github:
+        config_path = root / "slipway.toml"
+        if not config_path.exists():
+            click.echo(f"wrote {write_starter(root, force=False)}")
+        for path in workflows.write(load_config(config_path).config, root, force=force):
+            click.echo(f"wrote {path}")
+        return
     target = write_starter(root, force=force)
     click.echo(f"wrote {target}")
     if not detect_project(root).has_frontend:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -10,6 +11,8 @@ from slipway.cli.context import echo_json_line, loaded_config
 from slipway.cli.hosts import host_session
 from slipway.cli.output import Progress
 from slipway.deploy.rollback import manual_rollback
+from slipway.errors import SlipwayError
+from slipway.github.api import GitHub, report_deployment
 
 
 @click.command(name="rollback")
@@ -27,6 +30,11 @@ from slipway.deploy.rollback import manual_rollback
     help="age identity (private key) file, to restore an encrypted backup.",
 )
 @click.option("--lock-wait", type=float, default=0, help="Seconds to wait for the lock.")
+@click.option(
+    "--github-deployment",
+    is_flag=True,
+    help="Report the rollback as a GitHub deployment with its status.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Emit JSON events and a JSON result.")
 @click.pass_context
 def command(
@@ -36,6 +44,7 @@ def command(
     restore_db: bool,
     identity: Path | None,
     lock_wait: float,
+    github_deployment: bool,
     as_json: bool,
 ) -> None:
     """Roll ENVIRONMENT back to an earlier release, gated on health like a deploy.
@@ -52,7 +61,23 @@ def command(
     progress = Progress(as_json=as_json, color=not ctx.obj["no_color"])
     for deployer in host_session(loaded, environment, emit=progress):
         deployer.identity = identity
-        outcome = manual_rollback(deployer, to, restore_db=restore_db, lock_wait=lock_wait)
+        gh = GitHub.from_env() if github_deployment else None
+        try:
+            outcome = manual_rollback(deployer, to, restore_db=restore_db, lock_wait=lock_wait)
+        except SlipwayError as exc:
+            if gh is not None:
+                report_deployment(
+                    gh,
+                    os.environ.get("GITHUB_SHA") or "main",
+                    environment,
+                    "failure",
+                    f"rollback failed: {exc}"[:140],
+                )
+            raise
+        if gh is not None:
+            report_deployment(
+                gh, outcome.commit, environment, "success", f"rolled back to {outcome.release}"
+            )
         if as_json:
             echo_json_line(
                 {

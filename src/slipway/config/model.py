@@ -361,6 +361,30 @@ class NotifyChannel(Strict):
         return f"${self.url_env}" if self.url_env else f"file {self.url_file}"
 
 
+_DEFAULT_GATES: dict[str, list[str]] = {
+    "format": ["black", "--check", "."],
+    "lint": ["ruff", "check", "."],
+    "types": ["mypy", "."],
+    "tests": ["pytest", "--cov", "--cov-report=xml"],
+}
+
+
+class GatesConfig(Strict):
+    """The app's quality gates (``slipway gates``), the same locally and in CI."""
+
+    commands: dict[Name, Argv] = Field(
+        default_factory=lambda: {k: list(v) for k, v in _DEFAULT_GATES.items()},
+        description="Gate name -> argv, run in order from the repository root.",
+    )
+    frontend_build: StrictBool = Field(default=True, description="Build each node process.")
+    coverage_xml: RelativePath = "coverage.xml"
+    coverage_min: Number = Field(default=80, ge=0, le=100)
+    new_code_min: Number = Field(default=90, ge=0, le=100, description="Diff coverage vs --base.")
+    critical: dict[str, Number] = Field(
+        default_factory=dict, description="Path glob -> minimum coverage (critical paths, 95)."
+    )
+
+
 class RouterKind(StrEnum):
     TRAEFIK = "traefik"
     NGINX = "nginx"
@@ -488,6 +512,13 @@ class EnvironmentConfig(Strict):
         description="Public address shown in notifications (default http://<host>:<port>).",
     )
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    deployers: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}(\[bot\])?$")]] = (
+        Field(
+            default_factory=list,
+            description="GitHub logins allowed to deploy (checked by preflight, besides"
+            " the GitHub environment's reviewers).",
+        )
+    )
     backups: BackupConfig = Field(default_factory=lambda: BackupConfig(enabled=False))
     blue_green: BlueGreenConfig = Field(default_factory=BlueGreenConfig)
     hooks: HooksConfig = Field(default_factory=lambda: HooksConfig())
@@ -540,6 +571,7 @@ class SlipwayConfig(Strict):
     environments: dict[Name, EnvironmentConfig]
     health: HealthConfig = Field(default_factory=HealthConfig)
     notify: list[NotifyChannel] = Field(default_factory=list)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
 
     @model_validator(mode="after")
     def _processes_cover_ports(self) -> SlipwayConfig:

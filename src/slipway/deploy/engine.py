@@ -142,6 +142,7 @@ class Deployer:
         self.deployment_id: str | None = None  # of the deploy or rollback under way
         self.identity: Path | None = None  # age identity file, to restore encrypted backups
         self.notifier = notifier or Notifier.for_env(self.config, env_name, self.masker)
+        self.last_incident: tuple[str, str] | None = None  # (path on the host, masked text)
 
     # --- small helpers ------------------------------------------------------------
 
@@ -322,6 +323,11 @@ class Deployer:
         self.masker.add(*values.values())
         self._env_values = values
         return values
+
+    def missing_env_keys(self) -> list[str]:
+        """Required keys the host's env file lacks (an error if the file is missing)."""
+        values = self._read_env_file()
+        return [key for key in self.env.required_env if not values.get(key)]
 
     def _mask_env_file_early(self) -> None:
         """Know the secrets before hooks run; a missing file is reported by the link step."""

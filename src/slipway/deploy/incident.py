@@ -72,6 +72,8 @@ def write(d: Deployer, incident: Incident) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(incident.at))
     path = f"{directory}/{stamp}-{incident.deployment_id}.md"
     d.transport.run(cmd.mkdir_p(directory))
-    d.transport.put_text(d.masker(render(incident)), path, mode=0o600)
+    text = d.masker(render(incident))
+    d.transport.put_text(text, path, mode=0o600)
+    d.last_incident = (path, text)
     d.audit("incident.written", path=path, kind=incident.kind)
     return path
