@@ -271,6 +271,25 @@ def test_cli_create_list_verify(app: App, capsys: pytest.CaptureFixture[str]):
     assert code == 1 and "is encrypted" in err and "--identity" in err
 
 
+def test_verify_start_app_runs_the_backend_on_a_copy(app: App, capsys: pytest.CaptureFixture[str]):
+    live_db = app.root / "testing" / ".codeframe" / "state.db"
+    before = live_db.stat().st_mtime_ns
+    code, out, err = app.cli(capsys, "verify", "--identity", str(app.key), "--start-app", "--json")
+    assert code == 0, out + err
+    trial = json.loads(out)[0]["app"] if out.lstrip().startswith("[") else json.loads(out)["app"]
+    assert trial["ok"] is True
+    checks = {c["name"]: c for c in trial["checks"]}
+    assert set(checks) == {"api", "database"} and all(c["ok"] for c in checks.values())
+    assert trial["port"] != app.port
+    # The backend is gone, its copy removed, and the live database untouched.
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{trial['port']}/health", timeout=2)
+    assert not list((app.root / "testing" / "backups").glob(".trial-*"))
+    assert live_db.stat().st_mtime_ns == before
+    code, out, _ = app.cli(capsys, "verify", "--identity", str(app.key), "--start-app")
+    assert code == 0 and "on the copy: healthy" in out
+
+
 def test_restore_sets_the_live_data_aside_and_brings_the_backup_back(
     app: App, capsys: pytest.CaptureFixture[str]
 ):

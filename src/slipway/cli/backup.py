@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from slipway.backups.trial import start_app_on_copy
 from slipway.cli.context import echo_json, loaded_config
 from slipway.cli.hosts import host_session
 from slipway.cli.output import Progress
@@ -89,23 +90,43 @@ def list_backups(ctx: click.Context, as_json: bool) -> None:
 @command.command(name="verify")
 @click.argument("backup_id", required=False)
 @IDENTITY
+@click.option("--start-app", is_flag=True, help="Also run the backend on a copy and check it.")
 @JSON
 @click.pass_context
-def verify(ctx: click.Context, backup_id: str | None, identity: Path | None, as_json: bool) -> None:
+def verify(
+    ctx: click.Context,
+    backup_id: str | None,
+    identity: Path | None,
+    start_app: bool,
+    as_json: bool,
+) -> None:
     """Restore a backup (default: the newest) into a scratch file and check it.
 
-    Exit 1 when the checksum, integrity_check or a table's row count is wrong.
-    Schedulable (cron, CI) as the design's monthly restore test.
+    With --start-app, also start the live release's backend against a copy of it (on a
+    free port, outside PM2, never touching the live database) and run its API and
+    database checks: the design's monthly restore test, end to end.
+
+    Exit 1 when the checksum, integrity_check, a table's row count or (with
+    --start-app) a check is wrong. Schedulable (cron, CI).
     """
     failed = False
     for d in _sessions(ctx):
         manifest = d.backups.get(backup_id) if backup_id else d.backups.latest()
         result = d.backups.verify(manifest, identity)
+        if start_app and result["ok"]:
+            trial = start_app_on_copy(d, manifest, identity)
+            result["app"] = trial
+            if not trial["ok"]:
+                result["ok"] = False
+                result["problems"] = [f"the backend on the copy: {trial['summary']}"]
         failed = failed or not result["ok"]
         if as_json:
             echo_json({"id": manifest["id"], **result})
         elif result["ok"]:
             click.echo(f"{manifest['id']}: ok ({sum(result['tables'].values())} rows)")
+            if "app" in result:
+                app = result["app"]
+                click.echo(f"  backend {app['release']} on the copy: {app['summary']}")
         else:
             click.echo(f"{manifest['id']}: FAILED: {'; '.join(result['problems'])}")
     if failed:

@@ -484,12 +484,18 @@ class Deployer:
         return f"{len(plan.delete)} old backups pruned" if plan.delete else ""
 
     def app_specs(
-        self, release: str, source_commit: str, color: str | None = None
+        self,
+        release: str,
+        source_commit: str,
+        color: str | None = None,
+        ports: dict[str, int] | None = None,
     ) -> list[AppSpec]:
+        """Each process's PM2 app; ``ports`` overrides where a process listens (the
+        restore test runs a backend on a free port)."""
         env_values = self._read_env_file()
         specs = []
         for name, process in self.config.processes.items():
-            port = self.port(name, color)
+            port = (ports or {}).get(name) or self.port(name, color)
             workdir = self._workdir(release, process)
             values = {
                 "port": str(port),

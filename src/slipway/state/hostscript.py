@@ -225,6 +225,13 @@ def op_restore(req: dict[str, Any]) -> dict[str, Any]:
     return {"restored": True, "sha256": _sha256(db)}
 
 
+def op_free_port(req: dict[str, Any]) -> dict[str, Any]:
+    """A port nothing listens on now (the kernel's pick), for a short-lived process."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return {"port": sock.getsockname()[1]}
+
+
 def op_port_free(req: dict[str, Any]) -> dict[str, Any]:
     with socket.socket() as sock:
         sock.settimeout(1.0)
@@ -545,6 +552,7 @@ def _percentile(ordered: list[float], q: float) -> float | None:
 
 
 OPS = {
+    "free_port": op_free_port,
     "pm2_status": op_pm2_status,
     "disk": op_disk,
     "sqlite_probe": op_sqlite_probe,
