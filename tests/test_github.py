@@ -42,10 +42,13 @@ def test_init_github_writes_the_three_workflows_once(generated: Path, capsys):
     assert sorted(p.name for p in generated.glob("*.yml")) == sorted(workflows.WORKFLOWS)
     code, _, err = run_cli(["init", "--github", "--dir", str(generated.parents[1])], capsys)
     assert code == 2 and "already has ci-tests.yml" in err and "--force" in err
+    spec = "slipway @ git+https://github.com/acme/slipway@v0.1.0"
     code, out, _ = run_cli(
-        ["init", "--github", "--force", "--dir", str(generated.parents[1])], capsys
+        ["init", "--github", "--force", "--slipway-spec", spec, "--dir", str(generated.parents[1])],
+        capsys,
     )
     assert code == 0 and "deploy-production.yml" in out
+    assert f'python -m pip install "{spec}"' in (generated / "deploy-staging.yml").read_text()
 
 
 @pytest.mark.parametrize("name", workflows.WORKFLOWS)

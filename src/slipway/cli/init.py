@@ -19,13 +19,19 @@ from slipway.github import workflows
     help="Write the GitHub Actions workflows (CI, staging, production) instead.",
 )
 @click.option(
+    "--slipway-spec",
+    default=None,
+    help="What the workflows pip-install (default: slipway==<this version>; e.g. a"
+    " git+https URL of your fork).",
+)
+@click.option(
     "--dir",
     "directory",
     type=click.Path(file_okay=False, exists=True),
     default=".",
     help="Repository root (default: current directory).",
 )
-def command(force: bool, github: bool, directory: str) -> None:
+def command(force: bool, github: bool, slipway_spec: str | None, directory: str) -> None:
     """Write a commented slipway.toml for a CodeFRAME-shaped repository.
 
     Detects the project name and backend module from pyproject.toml and the Next.js
@@ -41,7 +47,8 @@ def command(force: bool, github: bool, directory: str) -> None:
         config_path = root / "slipway.toml"
         if not config_path.exists():
             click.echo(f"wrote {write_starter(root, force=False)}")
-        for path in workflows.write(load_config(config_path).config, root, force=force):
+        config = load_config(config_path).config
+        for path in workflows.write(config, root, force=force, slipway_spec=slipway_spec):
             click.echo(f"wrote {path}")
         return
     target = write_starter(root, force=force)

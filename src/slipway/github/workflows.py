@@ -40,10 +40,12 @@ def render(config: SlipwayConfig, slipway_spec: str | None = None) -> dict[str, 
     return rendered
 
 
-def write(config: SlipwayConfig, repo: Path, *, force: bool = False) -> list[Path]:
+def write(
+    config: SlipwayConfig, repo: Path, *, force: bool = False, slipway_spec: str | None = None
+) -> list[Path]:
     """Write the workflows under ``repo/.github/workflows``; existing files need ``force``."""
     directory = repo / ".github" / "workflows"
-    rendered = render(config)
+    rendered = render(config, slipway_spec)
     existing = [name for name in rendered if (directory / name).exists()]
     if existing and not force:
         raise UsageError(
