@@ -27,6 +27,7 @@ from slipway.config.model import HealthLevel, RouterKind
 from slipway.errors import SlipwayError
 from slipway.health.checks import CheckResult
 from slipway.health.gate import run_round
+from slipway.health.host import disk_problem
 from slipway.monitor.alerts import Reading, Transition, evaluate, transitions
 from slipway.monitor.probes import WebSocketProbes
 from slipway.monitor.prometheus import Totals, render
@@ -110,18 +111,27 @@ class Monitor:
     def sample(self) -> Sample:
         now = time.time()
         level = HealthLevel.COMPREHENSIVE if self.d.env.health is not HealthLevel.NONE else None
-        checks = run_round(self.d.checks(level)) if level else []
+        # The disk check is judged from the sample's own disk reading (one host call).
+        checks = run_round(self.d.checks(level, disk=False)) if level else []
         window = now - float(self.state["at"]) if self.state.get("at") else None
         sample = Sample(at=now, source="probes", window_seconds=window, checks=checks)
         self._database(sample, checks)
         self._traffic(sample, checks)
-        try:
-            sample.disks = self.d.disk_free()
-        except SlipwayError:
-            sample.disks = {}
+        self._disks(sample, as_check=level is not None and self.d.config.health.disk)
         if self.ws is not None:
             sample.ws_probes, sample.ws_drops = self.ws.sample()
         return sample
+
+    def _disks(self, sample: Sample, *, as_check: bool) -> None:
+        started = time.perf_counter()
+        try:
+            sample.disks = self.d.disk_free()
+            problem = disk_problem(sample.disks, self.cfg.disk_free_percent)
+        except SlipwayError as exc:
+            sample.disks, problem = {}, str(exc)
+        if as_check:
+            latency = round((time.perf_counter() - started) * 1000, 1)
+            sample.checks.append(CheckResult("disk", problem is None, latency, problem))
 
     def _database(self, sample: Sample, checks: list[CheckResult]) -> None:
         db_checks = [c for c in checks if c.name in self.cfg.database_checks]
