@@ -363,6 +363,9 @@ def test_deploys_and_rollbacks_notify_and_a_dead_channel_costs_only_its_deadline
             second = deployer().deploy("v2")
             with pytest.raises(DeployFailed):
                 deployer().deploy("broken/health500")
+            failed_release = records.deployments(LocalTransport(), deployer().layout)[0]["release"]
+            with pytest.raises(SlipwayError, match="is not healthy"):
+                manual_rollback(deployer(), failed_release)  # kept for inspection, unhealthy
             manual_rollback(deployer())
             slack = hooks.bodies("/slack/deploys")
             discord = hooks.bodies("/discord/deploys")
@@ -371,9 +374,11 @@ def test_deploys_and_rollbacks_notify_and_a_dead_channel_costs_only_its_deadline
             f"codeframe-mini: {first.release} deployed to testing",
             f"codeframe-mini: {second.release} deployed to testing",
             titles[2],
+            f"codeframe-mini: rollback of testing to {failed_release} FAILED",
             f"codeframe-mini: testing rolled back to {first.release}",
         ]
         assert "FAILED at health" in titles[2]
+        assert "is not healthy" in json.dumps(slack[3])  # the failed rollback's error
         failure = json.dumps(slack[2])
         assert "rolled back, the previous release serves" in failure
         assert "Next:* fix the cause and deploy again" in failure
@@ -385,12 +390,13 @@ def test_deploys_and_rollbacks_notify_and_a_dead_channel_costs_only_its_deadline
             formats.GREEN,
             formats.GREEN,
             formats.RED,
+            formats.RED,
             formats.GREEN,
         ]
         events = records.audit_log(LocalTransport(), deployer().layout, limit=200)
         failed = [e for e in events if e["event"] == "notify.failed"]
         sent = [e for e in events if e["event"] == "notify.sent"]
-        assert len(sent) == 8 and len(failed) == 4
+        assert len(sent) == 10 and len(failed) == 5
         assert all(
             json.loads(e["detail"])["channel"] == "slack via $SLIPWAY_T_SLOW" for e in failed
         )

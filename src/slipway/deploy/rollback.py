@@ -15,7 +15,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from slipway.deploy import bluegreen, incident
-from slipway.errors import HealthCheckFailed, UsageError
+from slipway.errors import HealthCheckFailed, SlipwayError, UsageError
 from slipway.health.gate import GateReport
 from slipway.notify import message
 from slipway.state import records
@@ -186,6 +186,19 @@ def manual_rollback(
             d.steps,
             summary,
         )
+    except SlipwayError as exc:
+        if not isinstance(exc, UsageError):  # bad input touched nothing: no alarm
+            d.notify(
+                message.rollback_failed(
+                    project=d.config.project.name,
+                    env=d.env_name,
+                    target=to or "the previous release",
+                    actor=d.actor,
+                    error=d.masker(str(exc)),
+                    url=d.public_url(),
+                )
+            )
+        raise
     finally:
         lock.release()
 

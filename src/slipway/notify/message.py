@@ -150,6 +150,21 @@ def rolled_back(
     )
 
 
+def rollback_failed(
+    *, project: str, env: str, target: str, actor: str, error: str, url: str | None
+) -> Notification:
+    return Notification(
+        event=NotifyEvent.ROLLBACK,
+        env=env,
+        title=f"{project}: rollback of {env} to {target} FAILED",
+        ok=False,
+        fields=[("Environment", env), ("Target", target), ("By", actor)],
+        details=last_lines(error),
+        next_steps=f"slipway status {env}; the release that was live was started again",
+        url=url,
+    )
+
+
 def alert(
     *,
     project: str,
