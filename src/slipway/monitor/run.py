@@ -34,6 +34,7 @@ from slipway.monitor.prometheus import Totals, render
 from slipway.monitor.sample import Sample
 from slipway.notify import message
 from slipway.state.host import call
+from slipway.state.hostscript import percentile
 
 if TYPE_CHECKING:
     from slipway.deploy.engine import Deployer
@@ -168,7 +169,7 @@ class Monitor:
         sample.requests = len(http)
         sample.errors = sum(not c.ok for c in http)
         latencies = sorted(c.latency_ms / 1000 for c in http)
-        sample.p95_seconds = latencies[max(0, -(-len(latencies) * 95 // 100) - 1)] if http else None
+        sample.p95_seconds = percentile(latencies, 0.95)
 
     # --- judging, alerting ----------------------------------------------------------
 

@@ -536,14 +536,14 @@ def op_traffic(req: dict[str, Any]) -> dict[str, Any]:
         "offset": start + len(complete),
         "requests": requests,
         "errors": errors,
-        "p50": _percentile(durations, 0.50),
-        "p95": _percentile(durations, 0.95),
+        "p50": percentile(durations, 0.50),
+        "p95": percentile(durations, 0.95),
         "max": durations[-1] if durations else None,
         "ws_sessions": ws_sessions,
     }
 
 
-def _percentile(ordered: list[float], q: float) -> float | None:
+def percentile(ordered: list[float], q: float) -> float | None:
     """Nearest-rank percentile of a sorted list (None when empty)."""
     if not ordered:
         return None
