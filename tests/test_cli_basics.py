@@ -112,6 +112,7 @@ def test_schema_is_json_schema_with_every_section(capsys):
         "health",
         "notify",
         "gates",
+        "migrations",
     }
     assert schema["additionalProperties"] is False
 
@@ -146,6 +147,26 @@ def test_plan_of_blue_green_production(capsys):
     assert "blue 8201/8101, green 8202/8102" in out
     assert "traefik on ports 8200/8100" in out
     assert "traffic switches back to the old colour" in out
+
+
+def test_plan_of_a_breaking_release_adds_the_hold_before_the_backup(capsys, tmp_path):
+    code, out, _ = run_cli(
+        ["--config", str(EXAMPLE_CONFIG), "plan", "production", "--breaking"], capsys
+    )
+    assert code == 0
+    steps = [line.split()[1] for line in out.splitlines()[:12]]
+    assert steps[4:8] == ["build", "hold", "backup", "start"]
+    assert "traefik -> a holding proxy" in out and "deadline 60s" in out
+    # Listed in the configuration by glob: the restart strategy stops the writers instead.
+    config = tmp_path / "slipway.toml"
+    config.write_text(
+        EXAMPLE_CONFIG.read_text() + '\n[migrations]\nbreaking = ["v3*"]\nhold_seconds = 30\n'
+    )
+    code, out, _ = run_cli(["--config", str(config), "plan", "staging", "--ref", "v3.1"], capsys)
+    assert code == 0
+    assert "hold     breaking migrations: stop codeframe-mini-staging-backend" in out
+    code, out, _ = run_cli(["--config", str(config), "plan", "staging", "--ref", "v2"], capsys)
+    assert "breaking migrations" not in out and code == 0
 
 
 def test_plan_prints_steps_without_running(capsys):

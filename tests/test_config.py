@@ -412,3 +412,36 @@ def test_repository_path_local_and_url(tmp_path: Path):
 )
 def test_trailing_newline_is_not_smuggled_past_patterns(path, value):
     assert errors_of(mutate(path, value))
+
+
+def test_breaking_releases_match_refs_globs_and_commit_prefixes():
+    raw = base()
+    raw["migrations"] = {"breaking": ["v3.0.0", "v4.*", "abc1234"], "hold_seconds": 45}
+    migrations = validate_config(raw).migrations
+    assert migrations.hold_seconds == 45
+    commit = "abc1234def" + "0" * 30
+    assert migrations.is_breaking("v3.0.0", "f" * 40)
+    assert migrations.is_breaking("v4.1.2", "f" * 40)
+    assert migrations.is_breaking("main", commit)  # by commit prefix, whatever the ref
+    assert not migrations.is_breaking("v3.0.1", "f" * 40)
+    assert not migrations.is_breaking("v5", "f" * 40)
+    # A short hex entry is a ref name, not a commit prefix (too many commits share it).
+    raw["migrations"] = {"breaking": ["abc"]}
+    assert not validate_config(raw).migrations.is_breaking("main", commit)
+    assert not validate_config(base()).migrations.is_breaking("v1", commit)  # default: none
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"breaking": ["v3 .0"]}, "migrations.breaking[0]: must be a tag, ref, glob"),
+        ({"breaking": "v3"}, "migrations.breaking: must be a list"),
+        ({"hold_seconds": 0}, "migrations.hold_seconds: must be greater than 0"),
+        ({"hold_seconds": 900}, "migrations.hold_seconds: must be less than or equal to 600"),
+        ({"holdseconds": 5}, "migrations.holdseconds: unknown key"),
+    ],
+)
+def test_broken_migrations_tables_are_named_exactly(value: dict[str, Any], expected: str) -> None:
+    raw = base()
+    raw["migrations"] = value
+    assert any(expected in e for e in errors_of(raw)), errors_of(raw)

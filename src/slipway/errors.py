@@ -104,3 +104,7 @@ class RouterError(SlipwayError):
 
 class BackupError(SlipwayError):
     """A backup could not be taken, decrypted, verified or restored."""
+
+
+class HoldExpired(SlipwayError):
+    """A breaking deploy held requests at the proxy past its deadline (it rolls back)."""

@@ -32,6 +32,12 @@ from slipway.github.api import GitHub
     default=None,
     help="On failure, copy the incident report here (CI attaches it to the run).",
 )
+@click.option(
+    "--breaking",
+    is_flag=True,
+    help="This release's migrations are breaking (as if listed in [migrations] breaking):"
+    " hold requests at the proxy from the backup until it is live.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Emit JSON events and a JSON result.")
 @click.pass_context
 def command(
@@ -45,18 +51,23 @@ def command(
     ssh_key: str | None,
     github_deployment: bool,
     incident_dir: Path | None,
+    breaking: bool,
     as_json: bool,
 ) -> None:
     """Deploy REF to ENVIRONMENT on each of its hosts.
 
-    Steps: lock, upload, link, install, build, backup, start, health, promote. A failure
-    at any step rolls back automatically and exits 1; a held lock exits 3.
+    Steps: lock, upload, link, install, build, backup, start, health, promote (blue-green:
+    start, health, switch, watch, promote). A release with breaking migrations adds a
+    hold step before the backup: requests wait at a holding proxy (blue-green) or the
+    old processes stop (restart) until the new release is live, so no write lands after
+    the backup. A failure at any step rolls back automatically and exits 1; a held lock
+    exits 3.
     """
     loaded = with_overrides(loaded_config(ctx), environment, host, root, ssh_key)
     progress = Progress(as_json=as_json, color=not ctx.obj["no_color"])
     gh = GitHub.from_env() if github_deployment else None
     for deployer in host_session(loaded, environment, emit=progress, actor=actor):
-        outcome = _deploy(deployer, ref, lock_wait, gh, incident_dir)
+        outcome = _deploy(deployer, ref, lock_wait, gh, incident_dir, breaking or None)
         if as_json:
             echo_json_line(
                 {
@@ -67,6 +78,7 @@ def command(
                     "seconds": round(outcome.seconds, 3),
                     "steps": outcome.steps,
                     "health": outcome.health,
+                    "hold": outcome.hold,
                 }
             )
         else:
@@ -74,6 +86,8 @@ def command(
                 f"deployed {outcome.commit[:10]} as {outcome.release} to {environment}"
                 f" in {outcome.seconds:.1f}s ({outcome.health})"
             )
+            if outcome.hold:
+                click.echo(f"hold: {outcome.hold}")
 
 
 def _run_url() -> str | None:
@@ -85,7 +99,12 @@ def _run_url() -> str | None:
 
 
 def _deploy(
-    d: Deployer, ref: str, lock_wait: float, gh: GitHub | None, incident_dir: Path | None
+    d: Deployer,
+    ref: str,
+    lock_wait: float,
+    gh: GitHub | None,
+    incident_dir: Path | None,
+    breaking: bool | None,
 ) -> Outcome:
     """One host's deploy, reported to GitHub and with its incident kept, if asked."""
     deployment_id = None
@@ -94,7 +113,7 @@ def _deploy(
         deployment_id = int(created["id"])
         gh.create_deployment_status(deployment_id, "in_progress", "deploying", _run_url())
     try:
-        outcome = d.deploy(ref, lock_wait=lock_wait)
+        outcome = d.deploy(ref, lock_wait=lock_wait, breaking=breaking)
     except DeployFailed as exc:
         if gh is not None and deployment_id is not None:
             summary = (

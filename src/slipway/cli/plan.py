@@ -31,13 +31,26 @@ BLUE_GREEN_STEPS = [
     ("promote", "point current at the release; old colour warm for {standby}s, then drained"),
 ]
 
+HOLD_STEP = {
+    True: (
+        "hold",
+        "breaking migrations: {router} -> a holding proxy; the live colour drains and stops;"
+        " requests wait (deadline {hold}s) and go to the new colour after the switch",
+    ),
+    False: ("hold", "breaking migrations: stop {apps} before the backup (nothing writes after it)"),
+}
+
 
 @click.command(name="plan")
 @click.argument("environment")
 @click.option("--ref", default="HEAD", show_default=True)
+@click.option("--breaking", is_flag=True, help="Plan REF as a release with breaking migrations.")
 @click.pass_context
-def command(ctx: click.Context, environment: str, ref: str) -> None:
-    """Print the steps `slipway deploy ENVIRONMENT` would take. Runs nothing."""
+def command(ctx: click.Context, environment: str, ref: str, breaking: bool) -> None:
+    """Print the steps `slipway deploy ENVIRONMENT` would take. Runs nothing.
+
+    A REF listed in [migrations] breaking (by name or glob) or --breaking adds the hold
+    step before the backup."""
     config = loaded_config(ctx).config
     env = config.environment(environment)
     values = {
@@ -67,9 +80,13 @@ def command(ctx: click.Context, environment: str, ref: str) -> None:
             "standby": f"{bg.standby_seconds:g}",
         }
         steps = BLUE_GREEN_STEPS
+    if breaking or config.migrations.is_breaking(ref, ""):
+        values["hold"] = f"{config.migrations.hold_seconds:g}"
+        at = [name for name, _ in steps].index("backup")
+        steps = [*steps[:at], HOLD_STEP[steps is BLUE_GREEN_STEPS], *steps[at:]]
     for number, (name, text) in enumerate(steps, 1):
         click.echo(f"{number}. {name:<8} {text.format(**values)}")
-    if steps is BLUE_GREEN_STEPS:
+    if env.strategy is Strategy.BLUE_GREEN:
         click.echo(
             "on failure: before the switch traffic never moved (the new colour is stopped);"
             " after it, traffic switches back to the old colour, still running; the"

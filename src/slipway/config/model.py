@@ -9,6 +9,7 @@ in :mod:`slipway.config.defaults` before validation, so a two-line environment i
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from enum import StrEnum
 from pathlib import PurePosixPath
@@ -28,6 +29,7 @@ from pydantic import (
 # --- constrained scalar types -------------------------------------------------------
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+_HEX = re.compile(r"[0-9a-f]+")
 _ENV_KEY_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _BRANCH_RE = re.compile(r"^(?!.*\.\.)(?!/)(?!.*//)[A-Za-z0-9._/*-]{1,100}(?<!/)(?<!\.lock)$")
 _HOST_RE = re.compile(
@@ -385,6 +387,41 @@ class GatesConfig(Strict):
     )
 
 
+def _check_release_pattern(value: str) -> str:
+    if not value.strip() or any(c.isspace() for c in value):
+        raise ValueError("must be a tag, ref, glob (e.g. 'v3.*') or commit prefix, no spaces")
+    return value
+
+
+class MigrationsConfig(Strict):
+    """Releases whose migrations the running release cannot live with (a dropped or
+    renamed column or table): traffic is held at the proxy from the backup until the new
+    release is live, so no write lands in between (blue-green); with the restart
+    strategy the old processes stop before the backup instead."""
+
+    breaking: list[Annotated[str, AfterValidator(_check_release_pattern)]] = Field(
+        default_factory=list,
+        description="Refs as deployed (tags, branches, globs like 'v3.*') or commit"
+        " prefixes (7+ hex digits) whose migrations are breaking.",
+    )
+    hold_seconds: Number = Field(
+        default=60,
+        gt=0,
+        le=600,
+        description="Deadline of a hold: past it the deploy fails and rolls back, and the"
+        " held requests go to the old release.",
+    )
+
+    def is_breaking(self, ref: str, commit: str) -> bool:
+        """Whether the release deployed as ``ref`` at ``commit`` is marked breaking."""
+        for pattern in self.breaking:
+            if fnmatch.fnmatchcase(ref, pattern):
+                return True
+            if len(pattern) >= 7 and _HEX.fullmatch(pattern) and commit.startswith(pattern):
+                return True
+        return False
+
+
 class RouterKind(StrEnum):
     TRAEFIK = "traefik"
     NGINX = "nginx"
@@ -572,6 +609,7 @@ class SlipwayConfig(Strict):
     health: HealthConfig = Field(default_factory=HealthConfig)
     notify: list[NotifyChannel] = Field(default_factory=list)
     gates: GatesConfig = Field(default_factory=GatesConfig)
+    migrations: MigrationsConfig = Field(default_factory=MigrationsConfig)
 
     @model_validator(mode="after")
     def _processes_cover_ports(self) -> SlipwayConfig:

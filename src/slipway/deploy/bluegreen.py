@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from slipway.commands import host as cmd
 from slipway.config.model import COLORS
+from slipway.deploy import hold
 from slipway.errors import HealthCheckFailed, SlipwayError
 from slipway.health.gate import GateReport, run_round
 from slipway.routers import Router, RouterSetup, Target, make_router
@@ -153,6 +154,7 @@ def switch_to(d: Deployer, color: str, state: RunState) -> None:
     previous = report.previous if report.previous != color else None  # first switch
     d.audit("traffic.switched", to=color, previous=previous, seconds=report.seconds)
     d.emit("switch", "info", detail=f"traffic on {color}, confirmed in {report.seconds:.2f}s")
+    hold.release_to(d, state, color)
 
 
 def _hand_ports_to_router(d: Deployer, router: Router, color: str) -> None:
@@ -304,8 +306,16 @@ def restore_standby(d: Deployer, standby: dict[str, Any]) -> str:
 def roll_back(
     d: Deployer, previous: str | None, state: RunState, deployment_id: str
 ) -> tuple[bool, str]:
-    """Undo a blue-green deploy that failed after its new colour started. Returns
-    (previous release serving, note)."""
+    """Undo a blue-green deploy that failed after its new colour started (or after its
+    requests were held). Returns (previous release serving, note)."""
+    serving, note = _roll_back(d, previous, state, deployment_id)
+    held = hold.settle(d, state)
+    return serving, f"{note}; {held}" if held else note
+
+
+def _roll_back(
+    d: Deployer, previous: str | None, state: RunState, deployment_id: str
+) -> tuple[bool, str]:
     from slipway.deploy.rollback import restore_database, schema_changed, start_release
 
     new = d.build_color or ""

@@ -46,6 +46,7 @@ from slipway.health.gate import GateReport
 from slipway.notify import Delivery, Notification, Notifier, message
 from slipway.processes.base import AppSpec
 from slipway.processes.pm2 import Pm2
+from slipway.routers.hold import HoldingProxy, HoldResult
 from slipway.secrets import Masker
 from slipway.state import records
 from slipway.state.host import Layout, call
@@ -81,6 +82,7 @@ class Outcome:
     seconds: float
     steps: list[dict[str, Any]] = field(default_factory=list)
     health: str = ""
+    hold: str = ""  # a breaking release's hold: how many requests waited, how long
 
 
 def parse_env_file(text: str) -> dict[str, str]:
@@ -208,11 +210,22 @@ class Deployer:
 
     # --- the deploy -----------------------------------------------------------------
 
-    def deploy(self, ref: str, *, lock_wait: float = 0, reason: str = "deploy") -> Outcome:
+    def deploy(
+        self,
+        ref: str,
+        *,
+        lock_wait: float = 0,
+        reason: str = "deploy",
+        breaking: bool | None = None,
+    ) -> Outcome:
+        """Deploy ``ref``. ``breaking`` overrides ``[migrations] breaking`` for this
+        release (see :mod:`slipway.deploy.hold`)."""
         repo = self.loaded.repository_path()
         if repo is None:
             raise UsageError("deploying from a remote repository URL is not supported yet")
         source = resolve(repo, ref)
+        if breaking is None:
+            breaking = self.config.migrations.is_breaking(source.ref, source.commit)
         self._mask_env_file_early()
         self._run_hooks("pre_deploy", source, "")
         started = time.monotonic()
@@ -220,14 +233,14 @@ class Deployer:
         with self.step("lock"):
             lock.acquire(actor=self.actor, ref=ref, reason=reason, wait=lock_wait)
         try:
-            outcome = self._deploy_locked(source, started)
+            outcome = self._deploy_locked(source, started, breaking)
         finally:
             lock.release()
         if outcome.status == "succeeded":
             self._run_hooks("post_deploy", source, outcome.release)
         return outcome
 
-    def _deploy_locked(self, source: Source, started: float) -> Outcome:
+    def _deploy_locked(self, source: Source, started: float, breaking: bool) -> Outcome:
         deployment_id = uuid.uuid4().hex[:12]
         self.deployment_id = deployment_id
         release = release_id(source)
@@ -250,9 +263,14 @@ class Deployer:
         }
         self.transport.run(cmd.mkdir_p(self.layout.state_dir))
         self.record_event(
-            row, "deploy.started", ref=source.ref, commit=source.commit, release=release
+            row,
+            "deploy.started",
+            ref=source.ref,
+            commit=source.commit,
+            release=release,
+            breaking=breaking,
         )
-        state = RunState()
+        state = RunState(breaking=breaking)
         current_step = "prepare"
         try:
             steps: list[tuple[str, Callable[[], None]]] = [
@@ -260,8 +278,10 @@ class Deployer:
                 ("link", lambda: self._link_shared(release)),
                 ("install", lambda: self._install(source, release, previous)),
                 ("build", lambda: self._build(source, release, previous)),
-                ("backup", lambda: self._backup(release, source.commit, state)),
             ]
+            if breaking:
+                steps.append(("hold", lambda: hold.hold_writers(self, state)))
+            steps.append(("backup", lambda: self._backup(release, source.commit, state)))
             if self.blue_green:
                 steps += bluegreen.deploy_steps(self, release, previous, state, source)
             else:
@@ -274,6 +294,7 @@ class Deployer:
                 current_step = name
                 with self.step(name):
                     action()
+                    hold.check_deadline(self, state)
         except Exception as exc:  # every failure ends in the same rollback path
             return self._fail(row, current_step, exc, previous, state, started)
         self._finish_success(row, release, previous, started, state)
@@ -285,6 +306,7 @@ class Deployer:
             time.monotonic() - started,
             self.steps,
             state.gate.summary() if state.gate else "",
+            state.hold_result.summary() if state.hold_result else "",
         )
 
     # --- steps ----------------------------------------------------------------------
@@ -704,7 +726,8 @@ class Deployer:
                 seconds=seconds,
                 checks=state.gate.last if state.gate else [],
                 url=self.public_url(),
-                extra=[("Previous", previous or "-")],
+                extra=[("Previous", previous or "-")]
+                + ([("Hold", state.hold_result.summary())] if state.hold_result else []),
             )
         )
 
@@ -854,9 +877,13 @@ class RunState:
     standby_before: dict[str, Any] | None = None  # blue-green: the warm standby it replaced
     switched: bool = False  # blue-green: traffic was moved to the new colour
     switch_seconds: float | None = None
+    breaking: bool = False  # the release's migrations are breaking (see deploy.hold)
+    hold: HoldingProxy | None = None  # the holding proxy while requests wait
+    hold_started: float = 0.0
+    hold_result: HoldResult | None = None
 
 
-from slipway.deploy import bluegreen, incident  # noqa: E402 - import cycle
+from slipway.deploy import bluegreen, hold, incident  # noqa: E402 - import cycle
 from slipway.deploy.incident import Incident  # noqa: E402
 from slipway.deploy.rollback import roll_back_after_failure  # noqa: E402 - import cycle
 

@@ -27,6 +27,8 @@ from slipway.processes.base import AppSpec, ProcessManager
 from slipway.transports.base import Transport
 
 COLOR_HEADER = "X-Slipway-Color"
+# Marks slipway's own probes: the holding proxy answers them at once instead of queueing.
+PROBE_HEADERS = {"X-Slipway-Probe": "1"}
 ROUTER_RESTARTS = 1000  # a router is supervised without a restart budget
 CONFIRMATIONS = 3  # consecutive confirmations a switch needs
 
@@ -168,7 +170,7 @@ class Router(ABC):
         port = self.transport.tunnel(self.setup.public[process])
         url = f"http://127.0.0.1:{port}{self.setup.probe_paths.get(process, '/')}"
         try:
-            response = httpx.get(url, timeout=2.0, headers={"Connection": "close"})
+            response = httpx.get(url, timeout=2.0, headers={"Connection": "close", **PROBE_HEADERS})
         except httpx.HTTPError:
             return None
         if response.status_code >= 500:
@@ -182,7 +184,7 @@ class Router(ABC):
             port = self.transport.tunnel(private)
             url = f"http://127.0.0.1:{port}{self.setup.probe_paths.get(process, '/')}"
             try:
-                response = httpx.get(url, timeout=2.0)
+                response = httpx.get(url, timeout=2.0, headers=PROBE_HEADERS)
             except httpx.HTTPError as exc:
                 return f"{target.color} {process} (port {private}) does not answer: {exc}"
             if response.status_code >= 500:
