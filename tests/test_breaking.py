@@ -21,7 +21,7 @@ from test_bluegreen import Env
 from writeload import Traffic, rows
 
 from slipway.config import load_config
-from slipway.deploy.engine import Deployer
+from slipway.deploy.engine import Deployer, StepEvent
 from slipway.errors import DeployFailed
 from slipway.routers.base import COLOR_HEADER
 from slipway.state import records
@@ -127,6 +127,30 @@ def test_the_hold_deadline_rolls_back_and_releases_to_the_old_release(
     events = [json.loads(line) for line in out.splitlines()]
     failed = [e for e in events if e.get("status") == "failed"]
     assert failed[0]["step"] == "hold"
+    assert env.colors()["live"]["color"] == live["color"]
+    assert env.public().json()["variant"] == "v2"
+    writes = traffic.writes
+    assert writes and all(w.status == 201 for w in writes), [w for w in writes if w.status != 201]
+    assert {w.name for w in writes} <= rows(database(env))
+
+
+def test_ctrl_c_during_a_hold_rolls_back_and_releases_the_queue(env: Env) -> None:
+    """A KeyboardInterrupt at the start of the health step (as Ctrl-C would raise it):
+    the deploy rolls back like any failure, so no request stays held."""
+    live = env.colors()["live"]
+
+    def interrupt(event: StepEvent) -> None:
+        if (event.step, event.status) == ("health", "start"):
+            raise KeyboardInterrupt
+
+    d = Deployer(env.loaded, "testing", LocalTransport(), emit=interrupt, actor="tester")
+    with Traffic(env.port, writers=2, websockets=0) as traffic:
+        time.sleep(0.5)
+        with pytest.raises(DeployFailed) as failed:
+            d.deploy("v1", breaking=True)
+        time.sleep(0.5)
+    assert failed.value.step == "health" and "interrupted" in str(failed.value)
+    assert failed.value.rolled_back and "held requests released" in (failed.value.hint or "")
     assert env.colors()["live"]["color"] == live["color"]
     assert env.public().json()["variant"] == "v2"
     writes = traffic.writes

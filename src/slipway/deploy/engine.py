@@ -295,7 +295,9 @@ class Deployer:
                 with self.step(name):
                     action()
                     hold.check_deadline(self, state)
-        except Exception as exc:  # every failure ends in the same rollback path
+        except (Exception, KeyboardInterrupt) as exc:
+            # Every failure ends in the same rollback path, Ctrl-C included: stopping
+            # half way could leave requests held and the old colour stopped.
             return self._fail(row, current_step, exc, previous, state, started)
         self._finish_success(row, release, previous, started, state)
         return Outcome(
@@ -735,12 +737,14 @@ class Deployer:
         self,
         row: dict[str, Any],
         step: str,
-        exc: Exception,
+        exc: Exception | KeyboardInterrupt,
         previous: str | None,
         state: RunState,
         started: float,
     ) -> Outcome:
         cause = self.masker(str(exc))
+        if isinstance(exc, KeyboardInterrupt):
+            cause = "interrupted (Ctrl-C or SIGINT) during this step"
         rolled_back, rollback_note = True, "nothing live had changed"
         if state.swapped and self.blue_green:
             rolled_back, rollback_note = bluegreen.roll_back(self, previous, state, row["id"])
