@@ -136,8 +136,9 @@ def start_new_color(d: Deployer, release: str, commit: str, color: str, state: R
 
 
 def gate_color(d: Deployer, color: str, state: RunState) -> None:
-    state.gate = d.gate_report(color)
+    state.gate = d.gate_report(color, **hold.gate_pacing(d, state))
     if not state.gate.ok:
+        hold.check_deadline(d, state)  # a gate cut short by the hold says so
         raise HealthCheckFailed(
             f"{color} is not healthy, traffic was not switched: {state.gate.summary()}"
         )

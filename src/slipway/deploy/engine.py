@@ -641,13 +641,21 @@ class Deployer:
         row: list[Any] | None = call(self.transport, "sqlite_probe", db=db, query=query)["row"]
         return row
 
-    def gate_report(self, color: str | None = None) -> GateReport:
+    def gate_report(
+        self,
+        color: str | None = None,
+        *,
+        interval: float | None = None,
+        deadline: float | None = None,
+    ) -> GateReport:
+        """The health gate; ``interval`` and ``deadline`` override the configured pacing
+        (a hold polls faster and never outlasts its own deadline)."""
         health = self.config.health
         return wait_healthy(
             self.checks(color=color, disk=False),
             passes=health.passes,
-            interval=health.interval_seconds,
-            deadline=health.deadline_seconds,
+            interval=health.interval_seconds if interval is None else interval,
+            deadline=health.deadline_seconds if deadline is None else deadline,
             abort=lambda: self.processes_abort(color),
         )
 

@@ -11,7 +11,9 @@ before the backup until the new colour is verified and live:
    is drained and stopped: its requests in flight finish, its WebSockets close and
    reconnect into the queue. New requests wait at the proxy: queued, not failed.
 2. the backup, start, and health steps run as usual; after each one the hold's deadline
-   (``hold_seconds``) is checked: past it the deploy fails and rolls back.
+   (``hold_seconds``) is checked: past it the deploy fails and rolls back. The gate
+   polls faster while requests wait (same number of passes in a row) and ends with the
+   hold's deadline.
 3. **switch**: the router moves to the new colour, then the proxy sends every held
    request there. On a rollback they go to the old release once it serves again on the
    restored database; with nothing healthy to send them to they are answered 503.
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from slipway.deploy.engine import Deployer, RunState
 
 HOLD_COLOR = "hold"  # what the router's marker header says while the proxy holds
+HOLD_GATE_INTERVAL = 0.25  # seconds between gate rounds while requests wait
 
 
 def proxy_for(d: Deployer) -> HoldingProxy:
@@ -100,6 +103,20 @@ def check_deadline(d: Deployer, state: RunState) -> None:
             f"requests have been held {held_for:.1f}s, past the hold deadline of {limit:g}s",
             hint="raise [migrations] hold_seconds, or make the release start faster",
         )
+
+
+def gate_pacing(d: Deployer, state: RunState) -> dict[str, float]:
+    """While requests wait, the new colour's gate polls every HOLD_GATE_INTERVAL (still
+    ``health.passes`` passes in a row; the post-switch watch keeps its full length) and
+    ends when the hold's deadline does."""
+    if state.hold is None or state.hold_result is not None:
+        return {}
+    health = d.config.health
+    left = d.config.migrations.hold_seconds - (time.monotonic() - state.hold_started)
+    return {
+        "interval": min(health.interval_seconds, HOLD_GATE_INTERVAL),
+        "deadline": max(0.0, min(health.deadline_seconds, left)),
+    }
 
 
 def release_to(d: Deployer, state: RunState, color: str) -> None:

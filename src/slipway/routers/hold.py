@@ -103,9 +103,8 @@ class HoldingProxy:
 
     def release(self, ports: Mapping[str, int]) -> HoldResult:
         """Send every held request to ``ports`` (the colour now live)."""
-        answer = self.command("release", ports=dict(ports))
-        self.command("stop")  # the router no longer sends new connections here
-        return _result(answer)
+        # One host call: the router already sends new connections to the live colour.
+        return _result(self.command("release", ports=dict(ports), stop=True))
 
     def abort(self, why: str) -> HoldResult:
         """Answer every held request 503 (nothing healthy to send them to)."""

@@ -178,10 +178,13 @@ class Holder:
         }
 
     def command(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One control command: status, release (with ``ports``), abort, stop."""
+        """One control command: status, release (with ``ports``, and ``stop`` to close
+        the listeners at once), abort, stop."""
         what = request.get("cmd")
         if what == "release":
             self.release(request.get("ports") or {})
+            if request.get("stop"):  # the router no longer sends new connections here
+                self.stop_listening()
         elif what == "abort":
             self.abort(str(request.get("why") or "aborted by slipway"))
         elif what == "stop":
