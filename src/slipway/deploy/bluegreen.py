@@ -161,12 +161,17 @@ def switch_to(d: Deployer, color: str, state: RunState) -> None:
 def _hand_ports_to_router(d: Deployer, router: Router, color: str) -> None:
     """First blue-green deploy (or the router was stopped): start the router. Processes
     of the restart strategy hold the public ports, so they stop first (a gap, once)."""
-    legacy = [n for n, s in d.pm.status(d.app_names).items() if s.status != "missing"]
+    legacy = uncoloured_apps(d)
     if legacy:
         d.emit("switch", "info", detail="handing the public ports from PM2 apps to the router")
         d.pm.stop(d.app_names)
         d.ensure_ports_free()
     router.ensure_running(target(d, color))
+
+
+def uncoloured_apps(d: Deployer) -> list[str]:
+    """The restart strategy's PM2 apps (no colour) that exist, running or stopped."""
+    return [n for n, s in d.pm.status(d.app_names).items() if s.status != "missing"]
 
 
 def watch(d: Deployer, color: str) -> None:

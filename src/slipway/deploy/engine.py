@@ -270,7 +270,7 @@ class Deployer:
             release=release,
             breaking=breaking,
         )
-        state = RunState(breaking=breaking)
+        state = RunState()
         current_step = "prepare"
         try:
             steps: list[tuple[str, Callable[[], None]]] = [
@@ -889,7 +889,6 @@ class RunState:
     standby_before: dict[str, Any] | None = None  # blue-green: the warm standby it replaced
     switched: bool = False  # blue-green: traffic was moved to the new colour
     switch_seconds: float | None = None
-    breaking: bool = False  # the release's migrations are breaking (see deploy.hold)
     hold: HoldingProxy | None = None  # the holding proxy while requests wait
     hold_started: float = 0.0
     hold_result: HoldResult | None = None

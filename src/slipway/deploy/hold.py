@@ -83,7 +83,7 @@ def hold_writers(d: Deployer, state: RunState) -> None:
 
 
 def _stop_before_backup(d: Deployer, state: RunState) -> None:
-    running = [name for name, s in d.pm.status(d.app_names).items() if s.status != "missing"]
+    running = bluegreen.uncoloured_apps(d)
     if not running:
         return
     state.swapped = True  # the rollback starts the previous release again
