@@ -45,6 +45,7 @@ from slipway.config import load_config  # noqa: E402
 from slipway.deploy import bluegreen  # noqa: E402
 from slipway.deploy.engine import Deployer  # noqa: E402
 from slipway.state import records  # noqa: E402
+from slipway.state.hostscript import percentile  # noqa: E402
 from slipway.transports.local import LocalTransport  # noqa: E402
 
 
@@ -73,10 +74,9 @@ def fresh(d: Deployer) -> Deployer:
 
 
 def _ms(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+    """Nearest-rank percentile in milliseconds, as slipway computes it everywhere."""
+    value = percentile(sorted(values), q)
+    return round(value * 1000, 1) if value is not None else 0.0
 
 
 def measure(d: Deployer, breaking: bool, quick: bool) -> dict[str, Any]:

@@ -134,9 +134,7 @@ def test_held_requests_wait_then_reach_the_release_with_their_bodies(
     assert ended["accepted"] == 7 and ended["probes"] == 1 and ended["failed"] == 0
 
 
-def test_abort_answers_held_requests_503_and_a_second_release_is_refused(
-    tmp_path: Path, release: int
-) -> None:
+def test_abort_answers_held_requests_503_with_retry_after(tmp_path: Path, release: int) -> None:
     proxy = InProcess(tmp_path)
     with ThreadPoolExecutor(4) as pool:
         futures = _send_later(pool, proxy.port, 2)

@@ -128,11 +128,11 @@ class Holder:
 
     # --- decisions ----------------------------------------------------------------
 
-    def _close_waits(self) -> float:
+    def _close_waits(self) -> None:
+        """Record the longest wait of the connections waiting now (the decision ends it)."""
         now = time.monotonic()
         longest = max((now - t for t in self.waiting.values()), default=0.0)
         self.longest_wait = max(self.longest_wait, longest)
-        return longest
 
     def release(self, ports: dict[str, int]) -> None:
         missing = set(self.processes) - set(ports)
