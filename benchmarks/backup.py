@@ -91,8 +91,8 @@ class Writer:
 
 def cli_backup(db: Path, base: Path, limit: float) -> None:
     """The sqlite3 shell's .backup copies 100 pages per step and starts again whenever
-    another connection writes (DESIGN.md section 3): under a steady writer it may never
-    finish, so it gets a time limit and is reported as unfinished."""
+    another connection writes (docs/architecture.md, "SQLite facts"): under a steady
+    writer it may never finish, so it gets a time limit and is reported as unfinished."""
     with contextlib.suppress(subprocess.TimeoutExpired):
         subprocess.run(
             ["sqlite3", str(db), f".backup '{base / 'cli.db'}'"], check=True, timeout=limit

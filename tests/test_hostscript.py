@@ -1,4 +1,4 @@
-"""The host helper's SQLite operations, in-process, against the traps in DESIGN.md s.3."""
+"""The host helper's SQLite operations, in-process, against the SQLite traps in docs/architecture.md."""
 
 from __future__ import annotations
 

@@ -83,6 +83,11 @@ class LockHeld(SlipwayError):
     exit_code = 3
 
 
+class LockLost(SlipwayError):
+    """A deploy's lock was released by force (``slipway lock --release --force``): the
+    run stopped without touching anything more; the next command recovers it."""
+
+
 class DeployFailed(SlipwayError):
     """A deploy failed at a step; ``rolled_back`` says whether the previous release serves."""
 

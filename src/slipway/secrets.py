@@ -5,11 +5,18 @@ A :class:`Secret` prints as ``*****`` in ``str``, ``repr`` and f-strings; only
 greppable. A :class:`Masker` knows every secret value in play and scrubs them out of any
 text (command output, error messages, notifications, audit lines) before it leaves the
 process.
+
+Masking happens at the edges only: in what people and other systems read (terminal,
+``--json`` events, records' error texts, audit details, incidents, notifications). What
+slipway reads back from a host (JSON answers, ``pm2 jlist``, file contents) is never
+masked: an env value such as ``exists`` or the project's own name must not change how
+slipway parses ``{"exists": true}`` or a PM2 process name.
 """
 
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterable
 
 MASK = "*****"
@@ -17,6 +24,20 @@ MASK = "*****"
 # Values shorter than this are not masked: masking "1" or "on" would mangle all output,
 # and such values are not secrets worth the name.
 MIN_SECRET_LENGTH = 4
+
+# Env files hold settings beside secrets (``DEBUG=false``). These words are never
+# secrets, and masking them would turn every ``false`` in a message into ``*****``.
+NOT_SECRETS = frozenset({"true", "false", "null", "none", "yes", "no", "on", "off"})
+
+_LIVE_MASKERS: weakref.WeakSet[Masker] = weakref.WeakSet()
+
+
+def mask_everywhere(text: str) -> str:
+    """``text`` with every secret any live :class:`Masker` knows masked: for the CLI's
+    last line of defence, which prints errors raised far from the masker in play."""
+    for masker in list(_LIVE_MASKERS):
+        text = masker(text)
+    return text
 
 
 class Secret:
@@ -53,11 +74,12 @@ class Masker:
         self._values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self.add(*values)
+        _LIVE_MASKERS.add(self)
 
     def add(self, *values: str | Secret) -> None:
         for value in values:
             raw = value.reveal() if isinstance(value, Secret) else value
-            if len(raw) >= MIN_SECRET_LENGTH:
+            if len(raw) >= MIN_SECRET_LENGTH and raw.lower() not in NOT_SECRETS:
                 self._values.add(raw)
         # Longest first so a secret that contains another is masked whole.
         ordered = sorted(self._values, key=len, reverse=True)

@@ -1,7 +1,7 @@
 """``slipway backup ENV restore ID``: put a backup back, losing nothing.
 
-Order (DESIGN.md section 3): the backup is verified first (a corrupt or truncated file
-is refused before anything stops); every writer stops; the live database is itself
+Order (docs/architecture.md, "SQLite facts"): the backup is verified first (a corrupt
+or truncated file is refused before anything stops); every writer stops; the live database is itself
 backed up (reason ``pre-restore``: a restore sets data aside, never destroys it); the
 backup is restored to a temporary file, checked, stale ``-wal``/``-shm`` files are
 removed and it is renamed into place (the host helper's ``restore``); the live release
@@ -15,10 +15,10 @@ import uuid
 from typing import TYPE_CHECKING
 
 from slipway.deploy import bluegreen
-from slipway.deploy.rollback import restore_database, start_release
+from slipway.deploy.database import restore_database
+from slipway.deploy.restart import start_release
 from slipway.errors import BackupError, HealthCheckFailed
 from slipway.state.host import call
-from slipway.state.lock import DeployLock
 
 if TYPE_CHECKING:
     from slipway.deploy.engine import Deployer
@@ -33,9 +33,7 @@ def stop_writers(d: Deployer) -> None:
 
 
 def restore_backup(d: Deployer, backup_id: str, *, lock_wait: float = 0) -> str:
-    lock = DeployLock(d.transport, d.layout)
-    with d.step("lock"):
-        lock.acquire(actor=d.actor, ref=backup_id, reason="restore", wait=lock_wait)
+    lock = d.take_lock(ref=backup_id, reason="restore", wait=lock_wait)
     d.deployment_id = f"restore-{uuid.uuid4().hex[:8]}"
     try:
         manifest = d.backups.get(backup_id)

@@ -1,8 +1,8 @@
 """Backups of one environment's SQLite database on one host.
 
 A backup is a one-step online copy (``Connection.backup``: consistent, the app's
-writers are not blocked; never a file copy, DESIGN.md section 3), checked with
-``integrity_check``, described by a manifest (:mod:`slipway.backups.manifest`), mode
+writers are not blocked; never a file copy: docs/architecture.md, "SQLite facts"),
+checked with ``integrity_check``, described by a manifest (:mod:`slipway.backups.manifest`), mode
 0600, and encrypted with age when the environment lists recipients. A deploy's own
 pre-deploy backup stays plaintext until the deploy ends (an automatic rollback needs
 it at once) and is then sealed.

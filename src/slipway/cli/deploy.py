@@ -10,7 +10,8 @@ import click
 from slipway.cli.context import echo_json_line, loaded_config
 from slipway.cli.hosts import host_options, host_session, with_overrides
 from slipway.cli.output import Progress
-from slipway.deploy.engine import Deployer, Outcome
+from slipway.deploy.engine import Deployer
+from slipway.deploy.run import Outcome
 from slipway.errors import DeployFailed
 from slipway.github.api import GitHub
 

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from slipway.config import LoadedConfig
 from slipway.config.model import EnvironmentConfig
-from slipway.deploy.engine import Deployer, Emit
+from slipway.deploy.engine import Deployer
+from slipway.deploy.run import Emit
 from slipway.errors import UsageError
 from slipway.secrets import Masker
 from slipway.transports import connect

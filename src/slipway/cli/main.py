@@ -21,6 +21,7 @@ import click
 
 from slipway import __version__
 from slipway.errors import SlipwayError
+from slipway.secrets import mask_everywhere
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, short help shown in `slipway --help`)
@@ -40,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "notify": ("slipway.cli.notify", "Send a test notification to an environment's channels."),
     "preflight": ("slipway.cli.preflight", "Check that a tag may be deployed (CI, main, newer)."),
     "plan": ("slipway.cli.plan", "Print the steps a deploy would run, without running them."),
+    "recover": ("slipway.cli.recover", "Finish a deploy or rollback that stopped half way."),
     "release": ("slipway.cli.release", "Create a GitHub Release with notes from the commits."),
     "releases": ("slipway.cli.releases", "List the releases kept on each host."),
     "rollback": ("slipway.cli.rollback", "Roll an environment back to an earlier release."),
@@ -131,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_error(message: str, hint: str | None) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {mask_everywhere(message)}", err=True)
     if hint:
-        click.echo(f"hint: {hint}", err=True)
+        click.echo(f"hint: {mask_everywhere(hint)}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

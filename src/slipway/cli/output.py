@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 import click
 
-from slipway.deploy.engine import StepEvent
+from slipway.deploy.run import StepEvent
 
 SYMBOLS = {"ok": "✓", "failed": "✗", "info": "·", "warning": "!"}
 COLOURS = {"ok": "green", "failed": "red", "info": None, "warning": "yellow"}

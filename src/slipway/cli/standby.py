@@ -8,7 +8,6 @@ from slipway.cli.context import echo_json, loaded_config
 from slipway.cli.hosts import host_session
 from slipway.deploy import bluegreen
 from slipway.errors import UsageError
-from slipway.state.lock import DeployLock
 
 
 @click.command(name="standby")
@@ -31,8 +30,7 @@ def command(ctx: click.Context, environment: str, stop: bool, as_json: bool) -> 
         colors = bluegreen.read_colors(deployer)
         stopped = None
         if stop and colors["standby"]:
-            lock = DeployLock(deployer.transport, deployer.layout)
-            lock.acquire(actor=deployer.actor, ref="standby", reason="stop standby")
+            lock = deployer.take_lock(ref="standby", reason="stop standby", wait=0)
             try:
                 stopped = bluegreen.stop_standby(deployer)
             finally:

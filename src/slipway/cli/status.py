@@ -9,8 +9,10 @@ import click
 
 from slipway.cli.context import echo_json, loaded_config
 from slipway.cli.hosts import host_session
-from slipway.deploy import bluegreen
+from slipway.deploy import bluegreen, journal
+from slipway.deploy.engine import Deployer
 from slipway.state import records
+from slipway.state.lock import is_held
 
 
 def _when(ts: float | None) -> str:
@@ -24,6 +26,32 @@ def _colors_line(colors: dict[str, Any]) -> str:
         text += f"; warm standby: {standby['color']} ({standby['release']}) until"
         text += f" {_when(standby['until'])}"
     return text
+
+
+def _unfinished(d: Deployer) -> dict[str, Any] | None:
+    """The run the journal on the host describes: under way (its lock is held) or
+    interrupted (nobody holds the lock: it stopped without finishing)."""
+    data = journal.read(d.transport, d.layout)
+    if data is None:
+        return None
+    row = data.get("row") or {}
+    return {
+        "id": row.get("id"),
+        "kind": data.get("kind", "deploy"),
+        "release": row.get("release"),
+        "step": journal.last_step(data) if "steps" in data else None,
+        "interrupted": not is_held(d.transport, d.layout),
+    }
+
+
+def _unfinished_line(environment: str, run: dict[str, Any]) -> str:
+    what = f"{run['kind']} {run['id']} of {run['release']}"
+    if run["interrupted"]:
+        return (
+            f"INTERRUPTED {what} in step '{run['step']}': run `slipway recover {environment}`"
+            " (any deploy or rollback also recovers it first)"
+        )
+    return f"{what} under way (step '{run['step']}')"
 
 
 @click.command(name="status")
@@ -44,11 +72,14 @@ def command(ctx: click.Context, environment: str, limit: int, as_json: bool) -> 
         }
         if deployer.blue_green:
             entry["colors"] = bluegreen.read_colors(deployer)
+        entry["unfinished"] = _unfinished(deployer)
         report.append(entry)
         if not as_json:
             click.echo(f"{environment} on {entry['host']}: live release {entry['current'] or '-'}")
             if "colors" in entry:
                 click.echo("  " + _colors_line(entry["colors"]))
+            if entry["unfinished"]:
+                click.echo("  " + _unfinished_line(environment, entry["unfinished"]))
             for row in rows:
                 failed = f" at {row['failed_step']}" if row.get("failed_step") else ""
                 click.echo(

@@ -92,6 +92,16 @@ def _check_number(value: object) -> object:
     return value
 
 
+def _check_argv(value: list[str]) -> list[str]:
+    # A NUL cannot reach exec(); found late it once stopped a rollback half way.
+    for index, item in enumerate(value):
+        if not item:
+            raise ValueError(f"item {index} is empty")
+        if any(ord(char) < 32 and char != "\t" for char in item):
+            raise ValueError(f"item {index} contains a control character (NUL, newline, ...)")
+    return value
+
+
 Name = Annotated[str, AfterValidator(_check_name)]
 EnvKey = Annotated[str, AfterValidator(_check_env_key)]
 Branch = Annotated[str, AfterValidator(_check_branch)]
@@ -99,7 +109,7 @@ RelativePath = Annotated[str, AfterValidator(_check_relative_path)]
 AbsolutePath = Annotated[str, AfterValidator(_check_absolute_path)]
 Port = Annotated[int, BeforeValidator(_check_port)]
 Number = Annotated[float, BeforeValidator(_check_number)]
-Argv = Annotated[list[str], Field(min_length=1)]
+Argv = Annotated[list[str], Field(min_length=1), AfterValidator(_check_argv)]
 
 
 class Strict(BaseModel):

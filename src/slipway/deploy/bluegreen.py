@@ -28,13 +28,16 @@ from typing import TYPE_CHECKING, Any
 from slipway.commands import host as cmd
 from slipway.config.model import COLORS
 from slipway.deploy import hold
-from slipway.errors import HealthCheckFailed, SlipwayError
+from slipway.deploy.database import restore_database, restore_from_latest, schema_changed
+from slipway.deploy.restart import start_release
+from slipway.errors import HealthCheckFailed
 from slipway.health.gate import GateReport, run_round
 from slipway.routers import Router, RouterSetup, Target, make_router
 from slipway.state.host import call, host_script
 
 if TYPE_CHECKING:
-    from slipway.deploy.engine import Deployer, RunState
+    from slipway.deploy.engine import Deployer
+    from slipway.deploy.run import RunState
     from slipway.deploy.source import Source
 
 FAILED_ROUNDS_TO_FAIL = 2  # post-switch: one slow round is noise, two in a row is a finding
@@ -121,12 +124,13 @@ def deploy_steps(
 def start_new_color(d: Deployer, release: str, commit: str, color: str, state: RunState) -> None:
     colors = read_colors(d)
     state.old_color = colors["live"]["color"] if colors["live"] else None
+    state.standby_before = colors["standby"]
+    state.swapped = True
+    d.checkpoint("start", state)
     if colors["standby"]:
         # The new release takes the standby's colour: cancel its retirement job (a
         # failed deploy brings the standby back, see restore_standby).
-        state.standby_before = colors["standby"]
         write_colors(d, {**colors, "standby": None})
-    state.swapped = True
     d.pm.stop(d.app_names_of(color))
     d.ensure_ports_free(color)
     d.pm.start(
@@ -147,6 +151,7 @@ def gate_color(d: Deployer, color: str, state: RunState) -> None:
 
 def switch_to(d: Deployer, color: str, state: RunState) -> None:
     router = router_for(d)
+    d.checkpoint("switch", state, switched=True)
     if not router.running():
         _hand_ports_to_router(d, router, color)
     report = router.switch(target(d, color))
@@ -267,7 +272,7 @@ def stop_standby(d: Deployer) -> str | None:
 def ensure_built_for(d: Deployer, release: str, color: str) -> None:
     """A Next.js build is tied to the backend address it was built for: a release started
     on the other colour is rebuilt for it first."""
-    frontend = d.config.processes.get("frontend")
+    frontend = d.processes_of(release).get("frontend")
     meta = d.release_meta(release)
     if frontend is None or not frontend.build or meta.get("built_for") in (color, None):
         return
@@ -322,8 +327,6 @@ def roll_back(
 def _roll_back(
     d: Deployer, previous: str | None, state: RunState, deployment_id: str
 ) -> tuple[bool, str]:
-    from slipway.deploy.rollback import restore_database, schema_changed, start_release
-
     new = d.build_color or ""
     old = state.old_color
     notes: list[str] = []
@@ -364,45 +367,56 @@ def _roll_back(
         return True, "; ".join(notes)
 
 
-def rollback_locked(d: Deployer, to: str | None, restore_db: bool) -> tuple[str, list[str]]:
-    """``slipway rollback`` for blue-green: an instant switch back while the old colour is
-    warm; otherwise the release starts on the free colour, is gated, and takes traffic."""
-    from slipway.deploy.rollback import pick_target, restore_from_latest
+def rollback_locked(d: Deployer, release: str, restore_db: bool, state: RunState) -> list[str]:
+    """``slipway rollback`` for blue-green to ``release`` (validated by the caller): an
+    instant switch back while the old colour is warm; otherwise the release starts on the
+    free colour, is gated, and takes traffic. Journaled like a deploy of ``release``:
+    undoing it brings the colour live before it back."""
+    from slipway.deploy.rollback import aside_noter
 
     colors = read_colors(d)
     live, standby = colors["live"], colors["standby"]
     current = d.current_release()
-    release = to or (standby["release"] if standby else pick_target(d, current, None))
-    if release == current:
-        raise SlipwayError(f"{release} is already live in {d.env_name}")
     notes: list[str] = []
     warm = bool(standby) and standby["release"] == release and color_online(d, standby["color"])
+    color = str(standby["color"]) if warm and not restore_db else None
+    color = color or (other(live["color"]) if live else COLORS[0])
+    state.old_color = live["color"] if live else None
+    d.build_color = color
+    if d.journal is not None:
+        d.journal.note(build_color=color)
     if warm and not restore_db:
-        color = str(standby["color"])
+        d.checkpoint("switch", state, swapped=True, switched=True)
         report = router_for(d).switch(target(d, color))
+        state.swapped = state.switched = True
         notes.append(f"switched to the warm {color} in {report.seconds:.2f}s")
         d.audit("traffic.switched", to=color, previous=report.previous, seconds=report.seconds)
     else:
-        color = other(live["color"]) if live else COLORS[0]
+        state.swapped = True
         if restore_db and current:
+            state.switched = True  # the live colour stops: nothing serves until the switch
+            d.checkpoint("restore", state)
             d.pm.stop(d.app_names_of(live["color"]) if live else d.app_names)
-            notes.append(restore_from_latest(d, current))
+            notes.append(restore_from_latest(d, current, on_aside=aside_noter(d, state)))
+        d.checkpoint("start", state)
         report_gate = start_on(d, release, color)
         if not report_gate.ok:
-            d.pm.stop(d.app_names_of(color))
             raise HealthCheckFailed(
-                f"release {release} is not healthy on {color}: {report_gate.summary()}",
-                hint="traffic was not switched",
+                f"release {release} is not healthy on {color}: {report_gate.summary()}"
             )
+        d.checkpoint("switch", state, switched=True)
         router = router_for(d)
         router.ensure_running(target(d, color))
         switched = router.switch(target(d, color))
+        state.switched = True
         notes.append(f"started {release} on {color}; switched in {switched.seconds:.2f}s")
         d.audit("traffic.switched", to=color, previous=switched.previous, seconds=switched.seconds)
     if live and live["color"] != color:
+        d.checkpoint("drain", state)
         drain(d, live["color"])
+    d.checkpoint("promote", state)
     d.promote(release)
     write_colors(
         d, {"live": {"color": color, "release": release, "since": time.time()}, "standby": None}
     )
-    return release, notes
+    return notes

@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +36,24 @@ from slipway.config.model import (
     ProcessManagerName,
     Strategy,
 )
+from slipway.deploy import runspec
+from slipway.deploy.journal import Journal
+from slipway.deploy.run import Emit, Outcome, Recovery, RunState, StepEvent
 from slipway.deploy.source import Source, release_id, resolve
-from slipway.errors import DeployFailed, HealthCheckFailed, SlipwayError, UsageError
+from slipway.errors import (
+    DeployFailed,
+    HealthCheckFailed,
+    LockLost,
+    SlipwayError,
+    UsageError,
+)
 from slipway.health import build_checks, wait_healthy
 from slipway.health import host as host_health
 from slipway.health.checks import Check
 from slipway.health.gate import GateReport
 from slipway.notify import Delivery, Notification, Notifier, message
+from slipway.processes import ProcessManager, make_process_manager
 from slipway.processes.base import AppSpec
-from slipway.processes.pm2 import Pm2
-from slipway.routers.hold import HoldingProxy, HoldResult
 from slipway.secrets import Masker
 from slipway.state import records
 from slipway.state.host import Layout, call
@@ -58,31 +65,6 @@ BIND_HOST = "127.0.0.1"
 RELEASE_META = ".slipway-release.json"
 DISK_FULL = "No space left on device"
 CRASH_LOOP_RESTARTS = 2  # a new release restarted twice while being gated is not healthy
-
-
-@dataclass(frozen=True)
-class StepEvent:
-    """Progress for the CLI: a step started, finished, failed, or a note inside one."""
-
-    step: str
-    status: str  # start | ok | failed | info | warning
-    seconds: float = 0.0
-    detail: str = ""
-
-
-Emit = Callable[[StepEvent], None]
-
-
-@dataclass
-class Outcome:
-    deployment_id: str
-    release: str
-    commit: str
-    status: str  # succeeded | rolled_back | failed
-    seconds: float
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    health: str = ""
-    hold: str = ""  # a breaking release's hold: how many requests waited, how long
 
 
 def parse_env_file(text: str) -> dict[str, str]:
@@ -113,6 +95,7 @@ class Deployer:
         actor: str | None = None,
         masker: Masker | None = None,
         notifier: Notifier | None = None,
+        process_manager: ProcessManager | None = None,
     ) -> None:
         self.loaded = loaded
         self.config = loaded.config
@@ -133,18 +116,24 @@ class Deployer:
         self.host_env = {**self.env.host_env, "PATH": ":".join([*self.env.host_path, base_path])}
         if self.env.pm2_home:
             self.host_env["PM2_HOME"] = self.env.pm2_home
-        self.pm = Pm2(transport, self.host_env)
+        self.pm: ProcessManager = process_manager or make_process_manager(
+            self.env.process_manager, transport, self.host_env
+        )
         self.backups = BackupStore(
             transport, self.layout, env_name, self.env.backups, self.host_env
         )
         self.steps: list[dict[str, Any]] = []
         self._env_values: dict[str, str] | None = None
+        self._specs: dict[str, dict[str, ProcessConfig]] = {}  # release -> its run spec
         # Blue-green: the colour a release is built for (its build-time backend address).
         self.build_color: str | None = None
         self.deployment_id: str | None = None  # of the deploy or rollback under way
         self.identity: Path | None = None  # age identity file, to restore encrypted backups
         self.notifier = notifier or Notifier.for_env(self.config, env_name, self.masker)
         self.last_incident: tuple[str, str] | None = None  # (path on the host, masked text)
+        self.lock: DeployLock | None = None  # held by the command under way
+        self.recovered: Recovery | None = None  # an unfinished run completed by take_lock
+        self.journal: Journal | None = None  # of the deploy or rollback under way
 
     # --- small helpers ------------------------------------------------------------
 
@@ -229,9 +218,7 @@ class Deployer:
         self._mask_env_file_early()
         self._run_hooks("pre_deploy", source, "")
         started = time.monotonic()
-        lock = DeployLock(self.transport, self.layout)
-        with self.step("lock"):
-            lock.acquire(actor=self.actor, ref=ref, reason=reason, wait=lock_wait)
+        lock = self.take_lock(ref=ref, reason=reason, wait=lock_wait)
         try:
             outcome = self._deploy_locked(source, started, breaking)
         finally:
@@ -239,6 +226,42 @@ class Deployer:
         if outcome.status == "succeeded":
             self._run_hooks("post_deploy", source, outcome.release)
         return outcome
+
+    def take_lock(self, *, ref: str, reason: str, wait: float) -> DeployLock:
+        """Take the environment's lock, then complete any run a previous command left
+        unfinished (killed, disconnected, or ended by a forced lock release) before this
+        one changes anything. Every command that changes live state starts here."""
+        lock = DeployLock(self.transport, self.layout)
+        with self.step("lock"):
+            lock.acquire(actor=self.actor, ref=ref, reason=reason, wait=wait)
+        self.lock = lock
+        try:
+            self.recovered = recovery.complete_interrupted(self)
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def check_lock(self) -> None:
+        """Raise LockLost when this run no longer holds the lock (``slipway lock
+        --release --force`` ended it): it must not change anything more."""
+        if self.lock is not None and self.lock.lost():
+            raise LockLost(
+                f"this {self.journal_kind()} lost {self.env_name}'s lock (released by force)"
+                f" and stopped before step '{self.journal.step if self.journal else '-'}'",
+                hint="the next command that takes the lock recovers what it changed",
+            )
+
+    def journal_kind(self) -> str:
+        return str(self.journal.data.get("kind", "deploy")) if self.journal else "deploy"
+
+    def checkpoint(self, step: str, state: RunState, **assume: Any) -> None:
+        """Journal ``state`` before a change to live state inside ``step``; ``assume``
+        overrides fields as if the change were already made (``switched=True`` before a
+        switch): the journal holds the worst case, and undoing it is idempotent."""
+        self.check_lock()
+        if self.journal is not None:
+            self.journal.intent(step, state, **assume)
 
     def _deploy_locked(self, source: Source, started: float, breaking: bool) -> Outcome:
         deployment_id = uuid.uuid4().hex[:12]
@@ -270,6 +293,15 @@ class Deployer:
             release=release,
             breaking=breaking,
         )
+        self.journal = Journal.begin(
+            self.transport,
+            self.layout,
+            kind="deploy",
+            strategy=self.env.strategy.value,
+            row=row,
+            build_color=self.build_color,
+            guard=self.check_lock,
+        )
         state = RunState()
         current_step = "prepare"
         try:
@@ -292,9 +324,13 @@ class Deployer:
                 ]
             for name, action in steps:
                 current_step = name
+                self.checkpoint(name, state)
                 with self.step(name):
                     action()
                     hold.check_deadline(self, state)
+                self.journal.done(name, state)
+        except LockLost:
+            raise  # another command owns the environment now: touch nothing
         except (Exception, KeyboardInterrupt) as exc:
             # Every failure ends in the same rollback path, Ctrl-C included: stopping
             # half way could leave requests held and the old colour stopped.
@@ -473,6 +509,25 @@ class Deployer:
         key = self._content_key(source, "build")
         if key:
             self.save_meta(release, build=key, built_for=self.build_color or "public")
+        runspec.save(
+            self.transport,
+            self.layout.release(release),
+            self.configured_processes(),
+            list(self._read_env_file()),
+        )
+
+    def configured_processes(self) -> dict[str, ProcessConfig]:
+        return {str(name): process for name, process in self.config.processes.items()}
+
+    def processes_of(self, release: str) -> dict[str, ProcessConfig]:
+        """How ``release``'s processes start: its own run spec (saved when it was built),
+        or the configuration for a release built before run specs existed."""
+        cached = self._specs.get(release)
+        if cached is None:
+            cached = runspec.load(self.transport, self.layout.release(release))
+            cached = cached if cached is not None else self.configured_processes()
+            self._specs[release] = cached
+        return cached
 
     def _backup(self, release: str, commit: str, state: RunState) -> None:
         """Always taken (the automatic rollback restores from it); sealed (encrypted) and
@@ -518,7 +573,7 @@ class Deployer:
         restore test runs a backend on a free port)."""
         env_values = self._read_env_file()
         specs = []
-        for name, process in self.config.processes.items():
+        for name, process in self.processes_of(release).items():
             port = (ports or {}).get(name) or self.port(name, color)
             workdir = self._workdir(release, process)
             values = {
@@ -567,6 +622,7 @@ class Deployer:
     def _swap(self, release: str, previous: str | None, state: RunState, source: Source) -> None:
         specs = self.app_specs(release, source.commit)
         state.swapped = True
+        self.checkpoint("start", state)
         self.pm.stop(self.app_names)
         self.ensure_ports_free()
         self.pm.start(specs, f"{self.layout.release(release)}/.slipway-ecosystem.json")
@@ -656,14 +712,24 @@ class Deployer:
             passes=health.passes,
             interval=health.interval_seconds if interval is None else interval,
             deadline=health.deadline_seconds if deadline is None else deadline,
-            abort=lambda: self.processes_abort(color),
+            abort=lambda: self._gate_abort(color),
         )
+
+    def _gate_abort(self, color: str | None) -> str | None:
+        self.check_lock()  # a forced release ends a deploy waiting in its gate, too
+        return self.processes_abort(color)
 
     def _gate(self, state: RunState) -> None:
         state.gate = self.gate_report()
         if not state.gate.ok:
             raise HealthCheckFailed(f"health gate failed: {state.gate.summary()}")
         self.emit("health", "info", detail=state.gate.summary())
+
+    def end_journal(self) -> None:
+        """The run's record is final: its journal has nothing left to recover."""
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
 
     def promote(self, release: str) -> None:
         self.run(cmd.symlink_temp(self.layout.release(release), self.layout.current))
@@ -693,13 +759,25 @@ class Deployer:
 
     def audit(self, event: str, **detail: Any) -> None:
         """Append one audit event for the deploy or rollback under way."""
-        event_row = records.audit_event(self.actor, event, self.deployment_id, **detail)
+        masked = self.masked(detail)
+        event_row = records.audit_event(self.actor, event, self.deployment_id, **masked)
         records.save(self.transport, self.layout, audit=[event_row])
 
     def record_event(self, row: dict[str, Any], event: str, **detail: Any) -> None:
         """Save the deployment row and append one audit event, in one transaction."""
-        audit = [records.audit_event(self.actor, event, row["id"], **detail)]
+        audit = [records.audit_event(self.actor, event, row["id"], **self.masked(detail))]
         records.save(self.transport, self.layout, deployment=row, audit=audit)
+
+    def masked(self, value: Any) -> Any:
+        """``value`` (texts, lists, dicts) with every secret masked: audit details are
+        read by people, never parsed back."""
+        if isinstance(value, str):
+            return self.masker(value)
+        if isinstance(value, dict):
+            return {key: self.masked(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.masked(item) for item in value]
+        return value
 
     # --- endings ----------------------------------------------------------------------
 
@@ -721,6 +799,7 @@ class Deployer:
         self.record_event(
             row, "deploy.succeeded", release=release, previous=previous, seconds=round(seconds, 3)
         )
+        self.end_journal()
         self.prune(keep={release, previous})
         note = self.finish_backup(state, keep=False)
         if note:
@@ -784,6 +863,7 @@ class Deployer:
             self.record_event(
                 row, "deploy.failed", step=step, error=cause[-500:], rollback=rollback_note
             )
+            self.end_journal()
             self.prune(keep={row["release"], previous})
         except SlipwayError as record_error:  # the deploy's own error matters more
             rollback_note += f"; the failure could not be recorded: {record_error}"
@@ -878,25 +958,9 @@ class Deployer:
                     )
 
 
-@dataclass
-class RunState:
-    swapped: bool = False  # new processes were started (rollback has work to do)
-    backup_path: str | None = None
-    backup: dict[str, Any] | None = None  # the pre-deploy backup's manifest
-    db_before: dict[str, Any] | None = None
-    gate: GateReport | None = None
-    old_color: str | None = None  # blue-green: the colour live before this deploy
-    standby_before: dict[str, Any] | None = None  # blue-green: the warm standby it replaced
-    switched: bool = False  # blue-green: traffic was moved to the new colour
-    switch_seconds: float | None = None
-    hold: HoldingProxy | None = None  # the holding proxy while requests wait
-    hold_started: float = 0.0
-    hold_result: HoldResult | None = None
-
-
-from slipway.deploy import bluegreen, hold, incident  # noqa: E402 - import cycle
+from slipway.deploy import bluegreen, hold, incident, recovery  # noqa: E402 - import cycle
 from slipway.deploy.incident import Incident  # noqa: E402
-from slipway.deploy.rollback import roll_back_after_failure  # noqa: E402 - import cycle
+from slipway.deploy.restart import roll_back_after_failure  # noqa: E402 - import cycle
 
 
 def _os_environ() -> dict[str, str]:

@@ -35,7 +35,8 @@ from slipway.routers import Target
 from slipway.routers.hold import HoldingProxy, HoldResult
 
 if TYPE_CHECKING:
-    from slipway.deploy.engine import Deployer, RunState
+    from slipway.deploy.engine import Deployer
+    from slipway.deploy.run import RunState
 
 HOLD_COLOR = "hold"  # what the router's marker header says while the proxy holds
 HOLD_GATE_INTERVAL = 0.25  # seconds between gate rounds while requests wait
@@ -70,6 +71,7 @@ def hold_writers(d: Deployer, state: RunState) -> None:
     proxy = proxy_for(d)
     ports = proxy.start(list(d.config.processes), d.config.migrations.hold_seconds)
     state.hold, state.hold_started = proxy, time.monotonic()
+    d.checkpoint("hold", state, swapped=True, switched=True)
     try:
         report = router.switch(Target(HOLD_COLOR, ports))
     except RouterError:
@@ -87,6 +89,7 @@ def _stop_before_backup(d: Deployer, state: RunState) -> None:
     if not running:
         return
     state.swapped = True  # the rollback starts the previous release again
+    d.checkpoint("hold", state)
     d.pm.stop(running)
     d.audit("writers.stopped", names=running, why="breaking migrations")
     d.emit("hold", "info", detail=f"stopped {', '.join(running)} before the backup")

@@ -1,105 +1,35 @@
-"""Going back: automatically after a failed deploy, or by hand (``slipway rollback``).
+"""``slipway rollback``: make an earlier release live again, by hand.
 
-Order matters (DESIGN.md section 3): the new processes are stopped before the database
-is touched (no writer may hold it), the live database is itself backed up before a
-restore overwrites it (a restore sets data aside, never destroys it), and the previous
-release must pass the same health gate as any deploy before it counts as rolled back.
-The database is restored only when the failed release changed its schema: otherwise the
-writes made in between are kept.
+The target is resolved and validated before anything changes (:mod:`.targets`). The
+rollback is journaled like a deploy of that release: if it fails or is killed part way,
+the release that was live before it is brought back (:mod:`.recovery`), with a record,
+an audit entry, an incident report and a notification.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from slipway.deploy import bluegreen, incident
-from slipway.errors import HealthCheckFailed, SlipwayError, UsageError
-from slipway.health.gate import GateReport
+from slipway.deploy import bluegreen, incident, recovery, targets
+from slipway.deploy.database import restore_from_latest
+from slipway.deploy.journal import Journal
+from slipway.deploy.restart import start_release
+from slipway.deploy.run import Outcome, RunState
+from slipway.errors import HealthCheckFailed, LockLost, SlipwayError, UsageError
 from slipway.notify import message
 from slipway.state import records
-from slipway.state.host import call
-from slipway.state.lock import DeployLock
 
 if TYPE_CHECKING:
-    from slipway.deploy.engine import Deployer, Outcome, RunState
+    from slipway.deploy.engine import Deployer
 
 
-def schema_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
-    return bool(
-        after.get("migrations") != before.get("migrations")
-        or after.get("schema_version") != before.get("schema_version")
-        or after.get("schema_hash") != before.get("schema_hash")
-        or set(after.get("tables", {})) != set(before.get("tables", {}))
-    )
-
-
-def restore_database(d: Deployer, backup: str, label: str) -> str:
-    """Set the live database aside (a ``pre-restore`` backup), restore ``backup``, and
-    say how many rows the replaced database had beyond the backup. The caller has
-    stopped every writer."""
-    db = d.layout.database(d.env.database)
-    aside = d.backups.create(db, reason="pre-restore", release=d.current_release(), commit=None)
-    restored = call(d.transport, "describe", db=backup)
-    call(d.transport, "restore", db=db, src=backup)
-    if aside is None:
-        return f"database restored from {backup} (there was no live database to set aside)"
-    d.backups.seal(aside)
-    newer = sum(aside["tables"].values()) - sum(restored.get("tables", {}).values())
-    return (
-        f"database restored from {backup}; the replaced database ({newer:+d} rows against"
-        f" the backup) is kept as backup {aside['id']}"
-    )
-
-
-def restore_from_latest(d: Deployer, release: str) -> str:
-    """Restore the pre-deploy backup taken when ``release`` was deployed (writers
-    stopped by the caller; an encrypted backup needs ``d.identity``)."""
-    manifest = d.backups.latest(release=release, reason="pre-deploy")
-    with d.backups.plaintext(manifest, d.identity) as path:
-        return restore_database(d, path, manifest["id"])
-
-
-def start_release(d: Deployer, release: str) -> GateReport:
-    """Stop this environment's apps, start ``release``'s, and gate on health."""
-    d.pm.stop(d.app_names)
-    meta = d.release_meta(release)
-    specs = d.app_specs(release, str(meta.get("commit", "unknown")))
-    d.pm.start(specs, f"{d.layout.release(release)}/.slipway-ecosystem.json")
-    return d.gate_report()
-
-
-def roll_back_after_failure(
-    d: Deployer, previous: str | None, state: RunState, deployment_id: str
-) -> tuple[bool, str]:
-    """Undo a deploy that failed at or after the process swap. Returns (ok, note)."""
-    with d.step("rollback"):
-        d.pm.stop(d.app_names)
-        notes = []
-        if state.backup_path:
-            after = call(d.transport, "describe", db=d.layout.database(d.env.database))
-            if schema_changed(state.db_before or {}, after):
-                notes.append(restore_database(d, state.backup_path, deployment_id))
-        if previous is None:
-            return False, "; ".join([*notes, "no previous release to start: the site is down"])
-        report = start_release(d, previous)
-        if not report.ok:
-            return False, f"previous release {previous} unhealthy: {report.summary()}"
-        d.pm.save()
-        notes.append(f"previous release {previous} serving and healthy")
-        return True, "; ".join(notes)
-
-
-def pick_target(d: Deployer, current: str | None, to: str | None) -> str:
+def pick_target(d: Deployer, current: str | None) -> str:
+    """The newest kept release older than ``current`` that once deployed successfully."""
     releases = d.list_releases()
-    if to is not None:
-        if to not in releases:
-            raise UsageError(
-                f"no release {to!r} in {d.env_name}",
-                hint="releases kept: " + (", ".join(releases) or "none"),
-            )
-        return to
     good = {
         row["release"]
         for row in records.deployments(d.transport, d.layout, 200)
@@ -111,83 +41,63 @@ def pick_target(d: Deployer, current: str | None, to: str | None) -> str:
     return older[-1]
 
 
+def kept_releases(d: Deployer) -> list[targets.KeptRelease]:
+    found = []
+    for release in d.list_releases():
+        meta = d.release_meta(release)
+        ref, commit = meta.get("ref"), meta.get("commit")
+        found.append(
+            targets.KeptRelease(
+                release,
+                ref if isinstance(ref, str) else "",
+                commit if isinstance(commit, str) else "",
+            )
+        )
+    return found
+
+
+def choose_target(d: Deployer, to: str | None, current: str | None) -> str:
+    """The release a rollback makes live, validated before anything changes: ``to``
+    resolved against the host's kept releases, or by default the warm standby's release
+    (blue-green) or the previous good release."""
+    if to is None:
+        standby = bluegreen.read_colors(d)["standby"] if d.blue_green else None
+        release = str(standby["release"]) if standby else pick_target(d, current)
+    else:
+        resolved = targets.resolve(to, kept_releases(d), d.env_name)
+        if resolved.how != "release id":
+            d.emit("rollback", "info", detail=resolved.describe(to))
+        release = resolved.release
+    if release == current:
+        raise UsageError(f"{release} is already live in {d.env_name}")
+    return release
+
+
 def manual_rollback(
     d: Deployer, to: str | None = None, *, restore_db: bool = False, lock_wait: float = 0
 ) -> Outcome:
     """``slipway rollback``: make an earlier release live again, under the lock."""
-    from slipway.deploy.engine import Outcome
-
     started = time.monotonic()
-    lock = DeployLock(d.transport, d.layout)
-    with d.step("lock"):
-        lock.acquire(actor=d.actor, ref=to or "previous", reason="rollback", wait=lock_wait)
+    lock = d.take_lock(ref=to or "previous", reason="rollback", wait=lock_wait)
     try:
         current = d.current_release()
-        deployment_id = uuid.uuid4().hex[:12]
-        d.deployment_id = deployment_id
-        if d.blue_green:
-            with d.step("switch"):
-                target, notes = bluegreen.rollback_locked(d, to, restore_db)
-            summary = "; ".join(notes)
-        else:
-            target, notes, summary = _restart_rollback(d, current, to, restore_db, deployment_id)
-        meta = d.release_meta(target)
-        commit = str(meta.get("commit", "unknown"))
-        row: dict[str, Any] = {
-            "id": deployment_id,
-            "env": d.env_name,
-            "ref": f"rollback:{target}",
-            "commit_sha": commit,
-            "release": target,
-            "actor": d.actor,
-            "started_at": time.time() - (time.monotonic() - started),
-            "finished_at": time.time(),
-            "duration_s": round(time.monotonic() - started, 3),
-            "status": "succeeded",
-            "previous_release": current,
-            "rolled_back_to": target,
-            "kind": "rollback",
-        }
-        d.record_event(row, "rollback.succeeded", release=target, previous=current, notes=notes)
-        report = incident.Incident(
-            env=d.env_name,
-            kind="rollback",
-            deployment_id=deployment_id,
-            actor=d.actor,
-            release=current or "-",
-            previous=target,
-            commit=commit,
-            failed_step=None,
-            error="rolled back by hand (slipway rollback)",
-            outcome=f"{target} live again: " + "; ".join(notes or [summary]),
-            rolled_back=True,
-            backup=None,
-            steps=list(d.steps),
-        )
-        incident.write(d, report)
-        d.notify(
-            message.rolled_back(
-                project=d.config.project.name,
-                env=d.env_name,
-                release=target,
-                previous=current,
-                actor=d.actor,
-                seconds=time.monotonic() - started,
-                notes="; ".join(notes or [summary]),
-                url=d.public_url(),
-            )
-        )
-        return Outcome(
-            deployment_id,
-            target,
-            commit,
-            "succeeded",
-            time.monotonic() - started,
-            d.steps,
-            summary,
-        )
+        target = choose_target(d, to, current)
+        row = _begin(d, target, current)
+        state = RunState()
+        try:
+            if d.blue_green:
+                with d.step("switch"):
+                    notes = bluegreen.rollback_locked(d, target, restore_db, state)
+                summary = "; ".join(notes)
+            else:
+                notes, summary = _restart_rollback(d, current, target, restore_db, state)
+        except LockLost:
+            raise
+        except (Exception, KeyboardInterrupt) as exc:
+            raise _recovered(d, exc) from exc
+        return _succeeded(d, row, current, notes, summary, started)
     except SlipwayError as exc:
-        if not isinstance(exc, UsageError):  # bad input touched nothing: no alarm
+        if not isinstance(exc, UsageError | LockLost):  # bad input touched nothing
             d.notify(
                 message.rollback_failed(
                     project=d.config.project.name,
@@ -203,23 +113,124 @@ def manual_rollback(
         lock.release()
 
 
+def _begin(d: Deployer, target: str, current: str | None) -> dict[str, Any]:
+    """The rollback's record (``running``) and journal: from here on, an interruption
+    is recovered by bringing ``current`` back."""
+    d.deployment_id = uuid.uuid4().hex[:12]
+    commit = str(d.release_meta(target).get("commit", "unknown"))
+    row: dict[str, Any] = {
+        "id": d.deployment_id,
+        "env": d.env_name,
+        "ref": f"rollback:{target}",
+        "commit_sha": commit,
+        "release": target,
+        "actor": d.actor,
+        "started_at": time.time(),
+        "status": "running",
+        "previous_release": current,
+        "kind": "rollback",
+    }
+    d.record_event(row, "rollback.started", release=target, previous=current)
+    d.journal = Journal.begin(
+        d.transport,
+        d.layout,
+        kind="rollback",
+        strategy=d.env.strategy.value,
+        row=row,
+        build_color=None,
+        guard=d.check_lock,
+    )
+    return row
+
+
+def _recovered(d: Deployer, exc: BaseException) -> SlipwayError:
+    """A rollback failed part way: bring back the release that was live before it (as
+    after a failed deploy), and return the error to raise, its hint saying what serves."""
+    cause = "interrupted (Ctrl-C or SIGINT)" if isinstance(exc, KeyboardInterrupt) else str(exc)
+    data = d.journal.data if d.journal is not None else None
+    note = recovery.recover(d, data, cause=d.masker(cause), notify=False).note if data else ""
+    error = exc if isinstance(exc, SlipwayError) else SlipwayError(f"rollback failed: {cause}")
+    error.hint = note or error.hint
+    return error
+
+
+def _succeeded(
+    d: Deployer,
+    row: dict[str, Any],
+    current: str | None,
+    notes: list[str],
+    summary: str,
+    started: float,
+) -> Outcome:
+    target = str(row["release"])
+    seconds = time.monotonic() - started
+    row.update(
+        status="succeeded",
+        finished_at=time.time(),
+        duration_s=round(seconds, 3),
+        rolled_back_to=target,
+        steps=json.dumps(d.steps),
+    )
+    d.record_event(row, "rollback.succeeded", release=target, previous=current, notes=notes)
+    d.end_journal()
+    report = incident.Incident(
+        env=d.env_name,
+        kind="rollback",
+        deployment_id=str(row["id"]),
+        actor=d.actor,
+        release=current or "-",
+        previous=target,
+        commit=str(row["commit_sha"]),
+        failed_step=None,
+        error="rolled back by hand (slipway rollback)",
+        outcome=f"{target} live again: " + "; ".join(notes or [summary]),
+        rolled_back=True,
+        backup=None,
+        steps=list(d.steps),
+    )
+    incident.write(d, report)
+    d.notify(
+        message.rolled_back(
+            project=d.config.project.name,
+            env=d.env_name,
+            release=target,
+            previous=current,
+            actor=d.actor,
+            seconds=seconds,
+            notes="; ".join(notes or [summary]),
+            url=d.public_url(),
+        )
+    )
+    return Outcome(
+        str(row["id"]), target, str(row["commit_sha"]), "succeeded", seconds, d.steps, summary
+    )
+
+
 def _restart_rollback(
-    d: Deployer, current: str | None, to: str | None, restore_db: bool, deployment_id: str
-) -> tuple[str, list[str], str]:
-    target = pick_target(d, current, to)
+    d: Deployer, current: str | None, target: str, restore_db: bool, state: RunState
+) -> tuple[list[str], str]:
     notes: list[str] = []
     with d.step("start"):
+        state.swapped = True
+        d.checkpoint("start", state)
         d.pm.stop(d.app_names)
         if restore_db and current:
-            notes.append(restore_from_latest(d, current))
+            notes.append(restore_from_latest(d, current, on_aside=aside_noter(d, state)))
         report = start_release(d, target)
     if not report.ok:
-        if current:
-            start_release(d, current)
-        raise HealthCheckFailed(
-            f"release {target} is not healthy: {report.summary()}",
-            hint=f"{current} was started again" if current else None,
-        )
+        raise HealthCheckFailed(f"release {target} is not healthy: {report.summary()}")
+    d.checkpoint("promote", state)
     with d.step("promote"):
         d.promote(target)
-    return target, notes, report.summary()
+    return notes, report.summary()
+
+
+def aside_noter(d: Deployer, state: RunState) -> Callable[[str, dict[str, Any]], None]:
+    """Journal the live database's set-aside copy before a restore replaces it: an
+    interrupted rollback then restores that copy (the schema changed) on its way back."""
+
+    def note(path: str, before: dict[str, Any]) -> None:
+        state.backup_path, state.db_before = path, before
+        d.checkpoint("restore", state)
+
+    return note

@@ -98,7 +98,8 @@ class HoldingProxy:
         try:
             answer: dict[str, Any] = json.loads(result.stdout)
         except json.JSONDecodeError:
-            return {"error": f"the holding proxy's control printed no JSON: {result.tail()}"}
+            tail = self.transport.masker(result.tail())
+            return {"error": f"the holding proxy's control printed no JSON: {tail}"}
         return answer
 
     def release(self, ports: Mapping[str, int]) -> HoldResult:

@@ -1,8 +1,9 @@
 """Host-side holding proxy: queues requests during a breaking migration instead of failing them.
 
-Neither Traefik nor nginx can queue requests (DESIGN.md section 6), so for a release
-whose migrations the running release cannot live with, the router is pointed at this
-small proxy from before the database backup until the new colour is verified and live:
+Neither Traefik nor nginx can queue requests (docs/architecture.md, "Switching
+traffic"), so for a release whose migrations the running release cannot live with, the
+router is pointed at this small proxy from before the database backup until the new
+colour is verified and live:
 
 - **holding**: each connection is accepted, its request head is read and kept, and the
   connection waits. Nothing reaches the old colour (stopped meanwhile), so no write

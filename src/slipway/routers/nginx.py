@@ -5,12 +5,13 @@ the system's nginx is never touched). The upstreams and the colour marker live i
 include file: a switch writes a candidate, checks it with ``nginx -t`` against a copy of
 the main configuration, renames it into place and reloads.
 
-The cost (DESIGN.md section 3): a reload makes the old workers close their idle
-keep-alive connections, so a keep-alive client that sends on such a connection at that
-moment sees it closed, about one request per busy connection per reload; clients using
-``Connection: close`` lose nothing. ``worker_shutdown_timeout`` bounds how long old
-workers keep WebSockets. For zero loss, put this nginx (or Caddy) in front for TLS and
-point it at slipway's Traefik router, so the outer proxy never reloads on a deploy.
+The cost (docs/architecture.md, "Switching traffic"): a reload makes the old workers
+close their idle keep-alive connections, so a keep-alive client that sends on such a
+connection at that moment sees it closed, about one request per busy connection per
+reload; clients using ``Connection: close`` lose nothing. ``worker_shutdown_timeout``
+bounds how long old workers keep WebSockets. For zero loss, put this nginx (or Caddy) in
+front for TLS and point it at slipway's Traefik router, so the outer proxy never reloads
+on a deploy.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Listeners live in the static configuration and never restart; the upstream of each
 public port lives in one dynamic file that the file provider watches. Measured on this
-kind of machine (DESIGN.md section 6): rewriting that file (temp + rename) 19 times in
-10 s under 700 req/s lost no request, keep-alive or not, and keep-alive connections
-moved to the new colour on the same socket. Two traps handled here:
+kind of machine (docs/architecture.md, "Switching traffic"): rewriting that file
+(temp + rename) 19 times in 10 s under 700 req/s lost no request, keep-alive or not,
+and keep-alive connections moved to the new colour on the same socket. Two traps
+handled here:
 ``providersThrottleDuration`` must be 0 (the default 2 s silently skips a change made
 soon after another), and the temporary file must not end in ``.yml`` (slipway's atomic
 writes use ``.tmp-*`` names). Both files are JSON, which YAML reads as is.

@@ -28,9 +28,11 @@ def call(transport: Transport, op: str, **args: Any) -> dict[str, Any]:
     try:
         answer: dict[str, Any] = json.loads(result.stdout)
     except json.JSONDecodeError as exc:
-        raise SlipwayError(f"host helper {op!r} printed no JSON: {result.tail()}") from exc
+        tail = transport.masker(result.tail())
+        raise SlipwayError(f"host helper {op!r} printed no JSON: {tail}") from exc
     if "error" in answer:
-        raise SlipwayError(f"on {transport.name} host, {op} failed: {answer['error']}")
+        error = transport.masker(str(answer["error"]))
+        raise SlipwayError(f"on {transport.name} host, {op} failed: {error}")
     return answer
 
 

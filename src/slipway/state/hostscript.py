@@ -5,11 +5,11 @@ answers one JSON object on stdout. It uses only the standard library, so a host 
 nothing but python3 (which a FastAPI app's host has). Keeping it one self-contained file
 means the same code runs over both transports and is unit-testable in-process.
 
-SQLite facts this relies on (DESIGN.md section 3): ``Connection.backup`` in ONE step is
-consistent and does not block the app's writers; a stepwise backup never finishes under
-writes; a file copy of a live database is corrupt; restoring next to a stale ``-wal``
-replays it; a safe restore writes a temp file, checks it, deletes ``-wal``/``-shm`` and
-renames it into place while the writers are stopped.
+SQLite facts this relies on (docs/architecture.md, "SQLite facts"):
+``Connection.backup`` in ONE step is consistent and does not block the app's writers; a
+stepwise backup never finishes under writes; a file copy of a live database is corrupt;
+restoring next to a stale ``-wal`` replays it; a safe restore writes a temp file, checks
+it, deletes ``-wal``/``-shm`` and renames it into place while the writers are stopped.
 """
 
 from __future__ import annotations

@@ -103,9 +103,15 @@ class DeployLock:
         self.transport.put_text(json.dumps(asdict(owner)), self.layout.lock_info, mode=0o600)
         return owner
 
+    def lost(self) -> bool:
+        """True when the holder process has ended while this deploy still runs (a forced
+        release): the lock may already belong to another command."""
+        return self._handle is not None and self._handle.exit_code(timeout=0) is not None
+
     def release(self) -> None:
         if self._handle is not None:
-            self.transport.run(cmd.remove_tree(self.layout.lock_info), check=False)
+            if not self.lost():  # a lost lock's label is the next holder's
+                self.transport.run(cmd.remove_tree(self.layout.lock_info), check=False)
             self._handle.close()
             self._handle = None
 

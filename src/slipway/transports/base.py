@@ -16,7 +16,9 @@ DEFAULT_TIMEOUT = 600.0
 
 @dataclass(frozen=True)
 class Result:
-    """What a finished command left behind. Output is already masked."""
+    """What a finished command left behind. ``command`` is masked (it is shown in
+    errors); ``stdout`` and ``stderr`` are the host's raw output, because slipway parses
+    them: mask them (``transport.masker``) before anyone reads them."""
 
     command: str
     exited: int
@@ -99,14 +101,17 @@ class Transport(ABC):
         timeout: float = DEFAULT_TIMEOUT,
         check: bool = True,
     ) -> Result:
-        """Run ``argv``; raise CommandFailed (masked output) when ``check`` and it fails."""
+        """Run ``argv``; raise CommandFailed (its text masked) when ``check`` and it fails.
+
+        The result's output is not masked: an env value such as ``false`` or ``null``
+        must never change what slipway reads back from a host."""
         if not argv:
             raise ValueError("empty command")
         command = self.masker(shlex.join(argv))
         code, out, err = self._run(argv, env=env, cwd=cwd, stdin=stdin, timeout=timeout)
-        result = Result(command, code, self.masker(out), self.masker(err))
+        result = Result(command, code, out, err)
         if check and not result.ok:
-            raise CommandFailed(command, code, result.tail())
+            raise CommandFailed(command, code, self.masker(result.tail()))
         return result
 
     def __enter__(self) -> Transport:

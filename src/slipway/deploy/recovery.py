@@ -1,0 +1,182 @@
+"""Completing a run that stopped without finishing, from its journal.
+
+See :mod:`slipway.deploy.journal` for when a journal is written and what it holds. This
+module decides, from a journal, how to bring the environment back to a serving state,
+and ends the run's record. The same path ends a manual rollback that failed part way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from slipway.deploy import bluegreen, hold, incident
+from slipway.deploy import journal as journal_mod
+from slipway.deploy.restart import roll_back_after_failure
+from slipway.deploy.run import Recovery, RunState
+from slipway.errors import SlipwayError
+from slipway.notify import message
+
+if TYPE_CHECKING:
+    from slipway.deploy.engine import Deployer
+
+
+def complete_interrupted(d: Deployer) -> Recovery | None:
+    """Recover the journal left on the host, if any (the caller holds the lock).
+    Returns what was done, or None when no run was left unfinished."""
+    data = journal_mod.read(d.transport, d.layout)
+    if data is None:
+        return None
+    if data.get("unreadable") or "row" not in data:
+        raise SlipwayError(
+            f"the deploy journal {journal_mod.path_of(d.layout)} is not readable",
+            hint="check what serves (slipway status, slipway health), then remove the file",
+        )
+    return recover(d, data)
+
+
+def recover(
+    d: Deployer, data: dict[str, Any], cause: str | None = None, *, notify: bool = True
+) -> Recovery:
+    """Bring back a serving state after the run ``data`` describes, then finalise its
+    record (``interrupted``, or ``failed`` when ``cause`` is the run's own error),
+    write the incident report, audit, notify and remove the journal."""
+    row: dict[str, Any] = dict(data["row"])
+    kind = str(data.get("kind", "deploy"))
+    step = journal_mod.last_step(data)
+    state = RunState.from_journal(data.get("state") or {})
+    lock_step, d.steps = d.steps, []
+    d.deployment_id, d.build_color = row["id"], data.get("build_color")
+    d.journal = None  # undo actions are idempotent: they need no journal of their own
+    interrupted = cause is None
+    if cause is None:
+        cause = (
+            f"the {kind} stopped during step '{step}' without finishing (killed, its"
+            " connection lost, or its lock released by force)"
+        )
+    d.emit("recover", "warning", detail=f"{kind} {row['id']} of {row['release']}: {cause}")
+    started = time.monotonic()
+    try:
+        with d.step("recover"):
+            serving, went_back, note = _bring_back(d, data, kind, state)
+    except SlipwayError as exc:
+        serving, went_back, note = False, False, f"recovery failed: {d.masker(str(exc))}"
+    _finalise(d, data, row, kind, step, cause, interrupted, serving, went_back, note, state)
+    if notify:
+        _notify(d, row, step, cause, serving, note)
+    d.emit("recover", "info" if serving else "warning", time.monotonic() - started, note)
+    d.steps, d.deployment_id, d.build_color = lock_step, None, None
+    return Recovery(str(row["id"]), kind, str(row["release"]), step, serving, note)
+
+
+def _bring_back(
+    d: Deployer, data: dict[str, Any], kind: str, state: RunState
+) -> tuple[bool, bool, str]:
+    """(something healthy serves, the previous release is back, note)."""
+    row = data["row"]
+    release, previous = str(row["release"]), row.get("previous_release")
+    if d.current_release() == release and release != previous:
+        return _roll_forward(d, data, state, release, previous)
+    if state.swapped:
+        if data.get("state", {}).get("holding"):
+            state.hold = hold.proxy_for(d)  # the held requests go where the router ends up
+        if d.blue_green:
+            ok, note = bluegreen.roll_back(d, previous, state, str(row["id"]))
+        else:
+            ok, note = roll_back_after_failure(d, previous, state, str(row["id"]))
+        return ok, True, note
+    return True, False, "nothing live had changed"
+
+
+def _roll_forward(
+    d: Deployer, data: dict[str, Any], state: RunState, release: str, previous: str | None
+) -> tuple[bool, bool, str]:
+    """``current`` already names the release: its promote had begun after every gate
+    passed. Finish the promote instead of undoing a release that serves."""
+    color = data.get("build_color")
+    if d.blue_green and color:
+        bluegreen.finish(d, release, str(color), previous, state)
+    else:
+        d.promote(release)
+    gate = d.gate_report()
+    if not gate.ok:
+        return False, False, f"{release} was promoted but is not healthy: {gate.summary()}"
+    return True, False, f"{release} had been promoted: its promote was finished, it serves"
+
+
+def _finalise(
+    d: Deployer,
+    data: dict[str, Any],
+    row: dict[str, Any],
+    kind: str,
+    step: str,
+    cause: str,
+    interrupted: bool,
+    serving: bool,
+    went_back: bool,
+    note: str,
+    state: RunState,
+) -> None:
+    steps = [s for s in data.get("steps", []) if isinstance(s, dict)]
+    housekeeping = d.finish_backup(state, keep=True)
+    if housekeeping:
+        note += f"; {housekeeping}"
+    row.update(
+        status="interrupted" if interrupted else "failed",
+        finished_at=time.time(),
+        duration_s=round(time.time() - float(row.get("started_at") or time.time()), 3),
+        failed_step=step,
+        error=d.masker(cause)[-2000:],
+        rolled_back_to=row.get("previous_release") if went_back and serving else None,
+        steps=json.dumps(_timeline(steps) + d.steps),
+    )
+    event = f"{kind}.interrupted" if interrupted else f"{kind}.failed"
+    d.record_event(row, event, step=step, error=cause[-500:], recovery=note, serving=serving)
+    report = incident.Incident(
+        env=d.env_name,
+        kind=f"{'interrupted' if interrupted else 'failed'} {kind}",
+        deployment_id=str(row["id"]),
+        actor=d.actor,
+        release=str(row["release"]),
+        previous=row.get("previous_release"),
+        commit=str(row.get("commit_sha") or "unknown"),
+        failed_step=step,
+        error=d.masker(cause),
+        outcome=note,
+        rolled_back=serving,
+        backup=state.backup_path,
+        steps=_timeline(steps) + list(d.steps),
+    )
+    try:
+        incident.write(d, report)
+    except SlipwayError as exc:  # the recovery itself matters more
+        d.emit("recover", "warning", detail=f"the incident report could not be written: {exc}")
+    journal_mod.Journal(d.transport, d.layout, data).close()
+
+
+def _notify(
+    d: Deployer, row: dict[str, Any], step: str, cause: str, serving: bool, note: str
+) -> None:
+    d.notify(
+        message.deploy_failed(
+            project=d.config.project.name,
+            env=d.env_name,
+            release=str(row["release"]),
+            commit=str(row.get("commit_sha") or "unknown"),
+            actor=d.actor,
+            step=step,
+            error=d.masker(cause),
+            rolled_back=serving,
+            rollback=note,
+            url=d.public_url(),
+        )
+    )
+
+
+def _timeline(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The journal's steps in the record's shape (an unfinished step is not ok)."""
+    return [
+        {"step": s.get("step"), "seconds": 0.0, "ok": bool(s.get("done")), "at": s.get("at")}
+        for s in steps
+    ]

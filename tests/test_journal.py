@@ -1,0 +1,245 @@
+"""The journal and its replay rules, in milliseconds: a real local transport, host helper
+and SQLite records, with a fake process manager and router (``tests/fakes.py``).
+
+Each test writes the journal a run would have left when killed at some point, then lets
+``take_lock`` (what every deploy, rollback and recover starts with) complete it, and
+checks the undo's order and what was recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apprepo import write_config, write_env_file
+from fakes import FakeProcessManager, FakeRouter
+from support import free_port
+
+from slipway.config import load_config
+from slipway.deploy import bluegreen, journal, runspec
+from slipway.deploy.engine import Deployer
+from slipway.deploy.journal import Journal
+from slipway.deploy.run import RunState
+from slipway.errors import LockLost, SlipwayError
+from slipway.health.gate import GateReport
+from slipway.state import records
+from slipway.state.lock import is_held
+from slipway.transports.local import LocalTransport
+
+SECRET = "tok-journal-secret-31337"
+OLD, NEW = "20261101000000-aaaaaaaa", "20261102000000-bbbbbbbb"
+
+
+def make_deployer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strategy: str = "restart"
+) -> tuple[Deployer, FakeProcessManager]:
+    table = ""
+    if strategy == "blue-green":
+        table = f"""
+[environments.testing.blue_green]
+api_port = {free_port()}
+blue = {{ backend = {free_port()}, frontend = {free_port()} }}
+green = {{ backend = {free_port()}, frontend = {free_port()} }}
+"""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    root = tmp_path / "srv"
+    config = write_config(repo, root, strategy=strategy, blue_green=table)
+    write_env_file(root, f"API_TOKEN={SECRET}\n")
+    pm = FakeProcessManager()
+    d = Deployer(load_config(config), "testing", LocalTransport(), process_manager=pm)
+    monkeypatch.setattr(Deployer, "gate_report", lambda self, *a, **k: GateReport(True, 2, 2, 0.1))
+    for release in (OLD, NEW):
+        path = Path(d.layout.release(release))
+        path.mkdir(parents=True)
+        (path / ".slipway-release.json").write_text(json.dumps({"commit": release[-8:] * 5}))
+    Path(d.layout.state_dir).mkdir(parents=True, exist_ok=True)
+    return d, pm
+
+
+def link_current(d: Deployer, release: str) -> None:
+    current = Path(d.layout.current)
+    current.unlink(missing_ok=True)
+    current.symlink_to(d.layout.release(release))
+
+
+def leave_journal(d: Deployer, steps: list[str], state: RunState, **assume: Any) -> Journal:
+    """The journal a deploy of NEW over OLD leaves when killed inside ``steps[-1]``."""
+    row = {
+        "id": "dead0000beef",
+        "env": "testing",
+        "ref": "v2",
+        "commit_sha": "b" * 40,
+        "release": NEW,
+        "actor": "killed-deployer",
+        "started_at": time.time() - 5,
+        "status": "running",
+        "previous_release": OLD,
+        "kind": "deploy",
+    }
+    records.save(d.transport, d.layout, deployment=row)
+    j = Journal.begin(
+        d.transport,
+        d.layout,
+        kind="deploy",
+        strategy=d.env.strategy.value,
+        row=row,
+        build_color="green" if d.blue_green else None,
+    )
+    for step in steps[:-1]:
+        j.intent(step, state)
+        j.done(step, state)
+    j.intent(steps[-1], state, **assume)
+    return j
+
+
+def recover(d: Deployer) -> None:
+    lock = d.take_lock(ref="next", reason="deploy", wait=0)
+    lock.release()
+
+
+def test_the_journal_keeps_the_worst_case_and_a_lost_lock_stops_writes(tmp_path: Path) -> None:
+    transport = LocalTransport()
+    from slipway.state.host import Layout
+
+    layout = Layout(str(tmp_path), "testing")
+    (tmp_path / "testing" / ".slipway").mkdir(parents=True)
+    j = Journal.begin(
+        transport, layout, kind="deploy", strategy="restart", row={"id": "x"}, build_color=None
+    )
+    state = RunState(old_color="blue")
+    j.intent("switch", state, switched=True)
+    saved = journal.read(transport, layout)
+    assert saved is not None
+    assert saved["state"]["switched"] is True and saved["state"]["old_color"] == "blue"
+    assert journal.last_step(saved) == "switch" and saved["steps"][-1]["done"] is False
+    j.done("switch", state)
+    assert journal.read(transport, layout)["steps"][-1]["done"] is True  # type: ignore[index]
+    assert oct(Path(journal.path_of(layout)).stat().st_mode & 0o777) == "0o600"
+
+    def lost() -> None:
+        raise LockLost("lost")
+
+    j.guard = lost
+    with pytest.raises(LockLost):
+        j.intent("promote", state)
+    assert journal.last_step(journal.read(transport, layout) or {}) == "switch"
+    j.close()
+    assert journal.read(transport, layout) is None
+
+
+def test_restart_killed_after_the_swap_starts_the_previous_release_from_its_own_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, pm = make_deployer(tmp_path, monkeypatch)
+    link_current(d, OLD)
+    # OLD was built with a good start command; today's configuration has a typo.
+    good = d.configured_processes()
+    runspec.save(d.transport, d.layout.release(OLD), good, ["API_TOKEN"])
+    typo = good["backend"].model_copy(update={"start": ["{python}", "-m", "codeframe_minii"]})
+    monkeypatch.setattr(Deployer, "configured_processes", lambda self: {"backend": typo})
+    leave_journal(d, ["upload", "build", "backup", "start"], RunState(swapped=True))
+    pm.calls.clear()
+    recover(d)
+    names = d.app_names
+    assert pm.calls[0] == ("stop", names)  # stopped before the database may be touched
+    assert pm.calls[-2:] == [("start", names), ("save", [])]
+    assert pm.started[names[0]].argv[1:3] == ["-m", "codeframe_mini.server"]
+    assert SECRET in pm.started[names[0]].env["API_TOKEN"]  # the app gets its secret...
+    row = records.deployments(d.transport, d.layout, 1)[0]
+    assert row["status"] == "interrupted" and row["failed_step"] == "start"
+    assert row["rolled_back_to"] == OLD
+    assert SECRET not in json.dumps(row)  # ...the records never do
+    assert journal.read(d.transport, d.layout) is None
+    assert not is_held(d.transport, d.layout)
+    incident = next(Path(d.layout.state_dir, "incidents").glob("*dead0000beef.md")).read_text()
+    assert incident.startswith("# Incident: interrupted deploy in testing")
+    assert "| start |" in incident
+    events = [a["event"] for a in records.audit_log(d.transport, d.layout, 5)]
+    assert events[:2] == ["incident.written", "deploy.interrupted"]
+
+
+def test_a_run_killed_before_any_live_change_only_ends_its_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, pm = make_deployer(tmp_path, monkeypatch)
+    link_current(d, OLD)
+    leave_journal(d, ["upload", "install"], RunState())
+    recover(d)
+    assert pm.calls == []
+    row = records.deployments(d.transport, d.layout, 1)[0]
+    assert (row["status"], row["failed_step"], row["rolled_back_to"]) == (
+        "interrupted",
+        "install",
+        None,
+    )
+    assert d.recovered is not None and d.recovered.note == "nothing live had changed"
+
+
+def test_a_run_killed_after_promote_is_rolled_forward(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, pm = make_deployer(tmp_path, monkeypatch)
+    link_current(d, NEW)
+    leave_journal(d, ["start", "health", "promote"], RunState(swapped=True))
+    recover(d)
+    assert ("stop", d.app_names) not in pm.calls  # the serving release is never stopped
+    assert d.current_release() == NEW
+    assert d.recovered is not None and "had been promoted" in d.recovered.note
+    assert records.deployments(d.transport, d.layout, 1)[0]["status"] == "interrupted"
+
+
+def test_blue_green_killed_after_the_switch_switches_back_then_stops_the_new_colour(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, pm = make_deployer(tmp_path, monkeypatch, strategy="blue-green")
+    link_current(d, OLD)
+    router = FakeRouter(active="green")
+    monkeypatch.setattr(bluegreen, "router_for", lambda _d: router)
+    pm.online |= {*d.app_names_of("blue"), *d.app_names_of("green")}
+    bluegreen.write_colors(d, {"live": {"color": "blue", "release": OLD}, "standby": None})
+    state = RunState(swapped=True, old_color="blue")
+    leave_journal(d, ["start", "health", "switch"], state, switched=True)
+    pm.calls.clear()
+    recover(d)
+    assert router.switches == ["blue"]
+    assert pm.calls == [("stop", d.app_names_of("green"))]
+    assert bluegreen.read_colors(d)["live"]["color"] == "blue"
+    row = records.deployments(d.transport, d.layout, 1)[0]
+    assert row["status"] == "interrupted" and row["rolled_back_to"] == OLD
+
+
+def test_blue_green_killed_after_promote_rewrites_the_stale_colours_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, pm = make_deployer(tmp_path, monkeypatch, strategy="blue-green")
+    link_current(d, NEW)
+    router = FakeRouter(active="green")
+    monkeypatch.setattr(bluegreen, "router_for", lambda _d: router)
+    monkeypatch.setattr(bluegreen, "schedule_retire", lambda *a: None)
+    pm.online |= {*d.app_names_of("blue"), *d.app_names_of("green")}
+    bluegreen.write_colors(d, {"live": {"color": "blue", "release": OLD}, "standby": None})
+    leave_journal(
+        d, ["switch", "watch", "promote"], RunState(swapped=True, switched=True, old_color="blue")
+    )
+    recover(d)
+    colors = bluegreen.read_colors(d)
+    assert colors["live"]["color"] == "green" and colors["live"]["release"] == NEW
+    assert colors["standby"]["color"] == "blue"  # kept warm, as after any deploy
+    assert router.switches == []
+    assert ("stop", d.app_names_of("green")) not in pm.calls
+
+
+def test_an_unreadable_journal_stops_the_command_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, pm = make_deployer(tmp_path, monkeypatch)
+    Path(journal.path_of(d.layout)).write_text("{not json")
+    with pytest.raises(SlipwayError) as info:
+        d.take_lock(ref="x", reason="deploy", wait=0)
+    assert "is not readable" in str(info.value) and "remove the file" in (info.value.hint or "")
+    assert pm.calls == []
+    assert not is_held(d.transport, d.layout)

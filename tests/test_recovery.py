@@ -1,0 +1,293 @@
+"""The deployer killed with SIGKILL at every step boundary, under load: the next command
+recovers, nothing is lost. Real PM2, Traefik, app processes and SQLite files.
+
+Each strategy has its own environment, with two good releases deployed first. Every
+case redeploys the live release's commit (a new release with the same schema, so no
+restore is due and every acknowledged write must stay in the live database), kills the
+``slipway deploy`` process when its ``--json`` events reach a step boundary, and checks
+``slipway status`` shows the interruption, ``slipway recover`` (or the next deploy)
+brings back a serving state, the record is final, the incident is written, the journal
+is gone and the lock is free.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from apprepo import make_repo, write_config, write_env_file
+from support import TOOLS_BIN, free_port, require_binary
+from writeload import Traffic, rows
+
+from slipway.config import load_config
+from slipway.deploy import bluegreen, journal
+from slipway.deploy.engine import Deployer
+from slipway.state import records
+from slipway.state.lock import is_held
+from slipway.transports.local import LocalTransport
+
+pytestmark = pytest.mark.integration
+
+SECRET = "tok-recover-secret-5150"
+
+
+class Env:
+    def __init__(self, tmp: Path, strategy: str) -> None:
+        self.strategy = strategy
+        self.repo = make_repo(tmp / "repo")
+        self.root = tmp / "srv"
+        table = ""
+        if strategy == "blue-green":
+            table = f"""
+[environments.testing.blue_green]
+api_port = {free_port()}
+blue = {{ backend = {free_port()}, frontend = {free_port()} }}
+green = {{ backend = {free_port()}, frontend = {free_port()} }}
+standby_seconds = 300
+watch_seconds = 2
+switch_timeout_seconds = 5
+"""
+        self.config_path = write_config(self.repo, self.root, strategy=strategy, blue_green=table)
+        self.loaded = load_config(self.config_path)
+        self.env = self.loaded.config.environment("testing")
+        write_env_file(self.root, f"API_TOKEN={SECRET}\n")
+
+    def deployer(self) -> Deployer:
+        return Deployer(self.loaded, "testing", LocalTransport(), actor="tester")
+
+    @property
+    def port(self) -> int:
+        return self.env.ports.backend
+
+    @property
+    def db(self) -> Path:
+        return self.root / "testing" / ".codeframe" / "state.db"
+
+    def health(self) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=5)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        exe = str(Path(sys.executable).with_name("slipway"))
+        return subprocess.run(
+            [exe, "--config", str(self.config_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    def deploy_killed_at(self, ref: str, step: str, status: str) -> list[dict[str, object]]:
+        """Run `slipway deploy --json` and SIGKILL it when the event (step, status) comes."""
+        exe = str(Path(sys.executable).with_name("slipway"))
+        proc = subprocess.Popen(
+            [exe, "--config", str(self.config_path), "deploy", "testing", "--ref", ref, "--json"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:
+            event = json.loads(line)
+            seen.append(event)
+            if event.get("step") == step and event.get("status") == status:
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.wait(timeout=120)
+        assert proc.returncode == -signal.SIGKILL, seen
+        return seen
+
+    def pm2(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PM2_HOME": str(self.root / "pm2")}
+        return subprocess.run(
+            [str(TOOLS_BIN / "pm2"), *args], env=env, capture_output=True, text=True, check=False
+        )
+
+
+def _make_env(tmp_path_factory: pytest.TempPathFactory, strategy: str) -> Env:
+    require_binary("pm2", path=str(TOOLS_BIN))
+    if strategy == "blue-green":
+        require_binary("traefik", path=str(Path(sys.executable).parent))
+    e = Env(tmp_path_factory.mktemp(strategy), strategy)
+    assert e.deployer().deploy("v1").status == "succeeded"
+    assert e.deployer().deploy("v2").status == "succeeded"
+    return e
+
+
+@pytest.fixture(scope="module")
+def restart_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    e = _make_env(tmp_path_factory, "restart")
+    yield e
+    e.pm2("kill")
+
+
+@pytest.fixture(scope="module")
+def bluegreen_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    e = _make_env(tmp_path_factory, "blue-green")
+    yield e
+    e.pm2("kill")
+
+
+def kill_and_recover(env: Env, step: str, status: str, *, via: str = "recover") -> dict:
+    """Kill a redeploy of v2 at (step, status) under write load, recover, and check
+    everything the issue promises. Returns the interrupted deployment's record."""
+    d = env.deployer()
+    live_before = d.current_release()
+    with Traffic(env.port, writers=2, websockets=0) as traffic:
+        time.sleep(0.5)
+        events = env.deploy_killed_at("v2", step, status)
+        started = next(e for e in events if e.get("step") == "lock" and e.get("status") == "ok")
+        assert started
+        status_text = env.cli("status", "testing").stdout
+        assert "INTERRUPTED deploy" in status_text, status_text
+        assert "slipway recover testing" in status_text
+        if via == "recover":
+            result = env.cli("recover", "testing")
+            assert result.returncode == 0, result.stderr
+            assert "recovered the interrupted deploy" in result.stdout
+        else:
+            result = env.cli("deploy", "testing", "--ref", "v2", "--json")
+            assert result.returncode == 0, result.stderr
+            assert '"step": "recover"' in result.stdout
+        time.sleep(0.5)
+    transport = LocalTransport()
+    interrupted = next(
+        r for r in records.deployments(transport, d.layout, 10) if r["status"] == "interrupted"
+    )
+    assert interrupted["failed_step"], interrupted
+    assert interrupted["finished_at"] is not None
+    # Serving, with the release the journal's rules say, and every acknowledged write kept.
+    response = env.health()
+    assert response.status_code == 200
+    live_now = env.deployer().current_release()
+    if via == "recover":
+        promoted = live_now == interrupted["release"]
+        assert live_now in (live_before, interrupted["release"])
+        assert promoted or interrupted["rolled_back_to"] == live_before
+        assert response.json()["release"] == live_now
+    acknowledged = {w.name for w in traffic.acknowledged()}
+    assert acknowledged, "the load wrote nothing"
+    assert acknowledged <= rows(env.db)
+    # The journal is gone, the lock free, the incident written (0600), no secret in it.
+    assert journal.read(transport, d.layout) is None
+    assert not is_held(transport, d.layout)
+    incidents = list(
+        (env.root / "testing" / ".slipway" / "incidents").glob(f"*{interrupted['id']}.md")
+    )
+    assert incidents, "no incident report"
+    text = incidents[0].read_text()
+    assert text.startswith("# Incident: interrupted deploy in testing")
+    assert SECRET not in text
+    assert oct(incidents[0].stat().st_mode & 0o777) == "0o600"
+    audit = [a["event"] for a in records.audit_log(transport, d.layout, 40)]
+    assert "deploy.interrupted" in audit
+    if env.strategy == "blue-green":
+        # The colours file names the colour that serves (a stale one once made the
+        # next deploy stop the serving colour).
+        live = bluegreen.read_colors(env.deployer())["live"]
+        assert response.headers["X-Slipway-Color"] == live["color"]
+        failed = [w for w in traffic.writes if w.status != 201]
+        assert not failed, failed[:5]
+    return interrupted
+
+
+RESTART_POINTS = [
+    ("start", "start"),  # during the swap: old stopped, new starting
+    ("health", "start"),  # after start
+    ("health", "ok"),  # gated, before promote
+    ("promote", "ok"),  # after promote: rolled forward
+]
+
+
+@pytest.mark.parametrize(("step", "status"), RESTART_POINTS)
+def test_restart_strategy_killed_at_a_boundary_recovers(
+    restart_env: Env, step: str, status: str
+) -> None:
+    row = kill_and_recover(restart_env, step, status)
+    assert row["failed_step"] in ("start", "health", "promote", "backup")
+
+
+BLUEGREEN_POINTS = [
+    ("start", "start"),  # starting the new colour
+    ("health", "start"),  # new colour started, not switched
+    ("switch", "ok"),  # traffic on the new colour, before the watch
+    ("watch", "start"),  # during the watch
+    ("promote", "ok"),  # after promote: rolled forward
+]
+
+
+@pytest.mark.parametrize(("step", "status"), BLUEGREEN_POINTS)
+def test_blue_green_killed_at_a_boundary_recovers(
+    bluegreen_env: Env, step: str, status: str
+) -> None:
+    kill_and_recover(bluegreen_env, step, status)
+    # The next deploy must not stop the colour that serves.
+    with Traffic(bluegreen_env.port, writers=2, websockets=0) as traffic:
+        time.sleep(0.3)
+        assert bluegreen_env.deployer().deploy("v2").status == "succeeded"
+        time.sleep(0.3)
+    assert all(w.status == 201 for w in traffic.writes)
+
+
+def test_the_next_deploy_recovers_first(restart_env: Env) -> None:
+    kill_and_recover(restart_env, "health", "start", via="deploy")
+
+
+def test_killed_during_the_rollback_of_a_failed_deploy(bluegreen_env: Env) -> None:
+    """destructive-crash migrates, then never serves: the deploy rolls back and restores
+    the database. Killed in that rollback, the recovery finishes it."""
+    d = bluegreen_env.deployer()
+    live = bluegreen.read_colors(d)["live"]
+    bluegreen_env.deploy_killed_at("broken/destructive-crash", "rollback", "start")
+    result = bluegreen_env.cli("recover", "testing", "--json")
+    assert result.returncode == 0, result.stderr
+    done = json.loads(result.stdout.splitlines()[-1])["recovered"]
+    assert done["serving"] and done["step"] in ("health", "rollback", "start")
+    assert bluegreen.read_colors(bluegreen_env.deployer())["live"]["color"] == live["color"]
+    response = bluegreen_env.health()
+    assert response.json()["variant"] == "v2"
+    assert response.headers["X-Slipway-Color"] == live["color"]
+    import sqlite3
+
+    with sqlite3.connect(bluegreen_env.db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        version = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+    assert version == 2  # v2's schema: the destructive migration was undone
+
+
+def test_forced_lock_release_ends_the_holder_and_only_one_deploy_succeeds(
+    restart_env: Env,
+) -> None:
+    exe = str(Path(sys.executable).with_name("slipway"))
+    first = subprocess.Popen(
+        [exe, "--config", str(restart_env.config_path), "deploy", "testing", "--ref", "v2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    layout = restart_env.deployer().layout
+    deadline = time.monotonic() + 60
+    while not is_held(LocalTransport(), layout):
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.5)  # the first deploy is under way (upload or install)
+    forced = restart_env.cli("lock", "testing", "--release", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "released lock of tester" in forced.stdout or "released lock of" in forced.stdout
+    second = restart_env.cli("deploy", "testing", "--ref", "v2", "--lock-wait", "30")
+    out, err = first.communicate(timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert first.returncode != 0, out + err
+    assert "lost testing's lock" in err
+    assert "Traceback" not in err
+    rows_now = records.deployments(LocalTransport(), layout, 5)
+    mine = [r for r in rows_now[:2]]
+    assert sorted(r["status"] for r in mine) == ["interrupted", "succeeded"], mine
+    assert restart_env.health().status_code == 200
