@@ -42,7 +42,6 @@ from support import free_port, stop_pm2  # noqa: E402
 from writeload import Traffic, rows  # noqa: E402
 
 from slipway.config import load_config  # noqa: E402
-from slipway.deploy import bluegreen  # noqa: E402
 from slipway.deploy.engine import Deployer  # noqa: E402
 from slipway.state import records  # noqa: E402
 from slipway.state.hostscript import percentile  # noqa: E402
@@ -82,7 +81,7 @@ def _ms(values: list[float], q: float) -> float:
 def measure(d: Deployer, breaking: bool, quick: bool) -> dict[str, Any]:
     pause = 0.5 if quick else 2.0
     previous = fresh(d).current_release()
-    live_before = bluegreen.live_color(d) or ""
+    live_before = d.live_color() or ""
     try:
         with Traffic(d.env.ports.backend, writers=3, websockets=5) as traffic:
             time.sleep(pause)

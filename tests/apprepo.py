@@ -117,6 +117,19 @@ host_env = {host_env}
     return config
 
 
+def blue_green_table(name: str = "testing", **settings: object) -> str:
+    """A ``[environments.<name>.blue_green]`` table with free ports for the router's API
+    and both colours; ``settings`` adds keys (``standby_seconds=300``)."""
+    lines = [
+        f"[environments.{name}.blue_green]",
+        f"api_port = {free_port()}",
+        f"blue = {{ backend = {free_port()}, frontend = {free_port()} }}",
+        f"green = {{ backend = {free_port()}, frontend = {free_port()} }}",
+        *(f"{key} = {value}" for key, value in settings.items()),
+    ]
+    return "\n" + "\n".join(lines) + "\n"
+
+
 def write_env_file(root: Path, text: str, name: str = "testing") -> Path:
     """The environment's env file on the (local) host, as an operator would create it.
 

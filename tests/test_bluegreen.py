@@ -78,7 +78,7 @@ switch_timeout_seconds = 5
         return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
 
     def colors(self) -> dict:
-        return bluegreen.read_colors(self.deployer())
+        return self.deployer().read_colors()
 
     def pm2(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "PM2_HOME": str(self.root / "pm2")}
@@ -536,3 +536,36 @@ def test_backup_restore_in_blue_green(env: Env, capsys: pytest.CaptureFixture[st
     assert env.public().headers[COLOR_HEADER] == live["color"]
     events = [a["event"] for a in records.audit_log(LocalTransport(), env.deployer().layout, 5)]
     assert "backup.restored" in events
+
+
+def test_rollback_targets_are_checked_before_anything_stops(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo, a path, an unknown tag or an ambiguous prefix exits 2 naming the kept
+    releases, and nothing stops; a tag is resolved to its newest kept release."""
+    env.deployer().deploy("v2")
+    live = env.colors()["live"]
+    pids = {name: env.pm2("pid", name).stdout.strip() for name in env.online()}
+    outside = env.root.parent / "outside"
+    config = ["--config", str(env.config_path), "rollback", "testing", "--to"]
+    for bad in (live["release"][:-1] + "x", "../../../outside", "v9.9.9", "2026", "ab\x01"):
+        code, _, err = run_cli([*config, bad], capsys)
+        assert code == 2, (bad, err)
+        assert "releases kept:" in err or "give more of the release id" in err, err
+        assert "Traceback" not in err
+    assert env.colors()["live"] == live
+    assert {name: env.pm2("pid", name).stdout.strip() for name in env.online()} == pids
+    assert not outside.exists() and not list(env.root.parent.glob("outside*"))
+    events = [a["event"] for a in records.audit_log(LocalTransport(), env.deployer().layout, 5)]
+    assert "rollback.started" not in events  # bad input leaves no trace but the refusal
+    code, out, err = run_cli([*config, "v1", "--json"], capsys)
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    v1_releases = sorted(
+        row["release"]
+        for row in records.deployments(LocalTransport(), env.deployer().layout, 100)
+        if row["ref"] == "v1" and row["status"] == "succeeded"
+    )
+    assert lines[-1]["release"] == v1_releases[-1]
+    assert any("(tag or branch) is release" in str(e.get("detail")) for e in lines)
+    assert env.public().json()["variant"] == "v1"

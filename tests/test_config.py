@@ -445,3 +445,15 @@ def test_broken_migrations_tables_are_named_exactly(value: dict[str, Any], expec
     raw = base()
     raw["migrations"] = value
     assert any(expected in e for e in errors_of(raw)), errors_of(raw)
+
+
+def test_a_control_character_in_a_command_is_a_located_error():
+    raw = base()
+    raw["processes"]["backend"]["start"] = ["{python}", "-m", "codeframe\x00.ui.server"]
+    raw["processes"]["frontend"]["build"] = ["npm", ""]
+    problems = errors_of(raw)
+    assert any(
+        p.startswith("processes.backend.start: item 2 contains a control character")
+        for p in problems
+    ), problems
+    assert any(p.startswith("processes.frontend.build: item 1 is empty") for p in problems)

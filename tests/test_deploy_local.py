@@ -227,6 +227,44 @@ def test_secret_never_appears_in_records_events_or_errors(env: Env):
     assert oct(eco.stat().st_mode & 0o777) == "0o600"
 
 
+def test_common_env_values_change_no_behaviour(env: Env):
+    """Env values such as false, null, exists, 1, ok, the project name or an app name once
+    broke records, the pre-deploy backup and the rollback: they were masked in what
+    slipway parses. Now they change nothing, and the real secret is still masked."""
+    env_file = env.root / "testing" / "shared" / ".env.testing"
+    original = env_file.read_text()
+    values = {
+        "DEBUG": "false",
+        "FLAG": "true",
+        "NOTHING": "null",
+        "WORD": "exists",
+        "ONE": "1",
+        "OK": "ok",
+        "APP_NAME": "codeframe-mini",
+        "PROC": "codeframe-mini-testing-backend",
+        "KEY": "tables",
+    }
+    env_file.write_text(original + "".join(f"{k}={v}\n" for k, v in values.items()))
+    try:
+        env.events.clear()
+        outcome = env.deployer().deploy("v2")
+        assert outcome.status == "succeeded"
+        backup = [e.detail for e in env.events if e.step == "backup" and e.status == "info"]
+        assert backup and "no database yet" not in backup[0], backup
+        assert env.rows()[0]["status"] == "succeeded"
+        from slipway.deploy.rollback import manual_rollback
+
+        rolled = manual_rollback(env.deployer())
+        assert rolled.status == "succeeded"
+        assert env.health()["release"] == rolled.release
+        texts = [json.dumps(env.rows()), *(e.detail for e in env.events)]
+        texts.append(json.dumps(records.audit_log(LocalTransport(), env.deployer().layout)))
+        assert all(SECRET not in text for text in texts)
+    finally:
+        env_file.write_text(original)
+    assert env.deployer().deploy("v2").status == "succeeded"
+
+
 def test_old_releases_are_pruned_but_current_and_previous_kept(env: Env):
     releases = sorted(p.name for p in (env.root / "testing" / "releases").iterdir())
     assert len(releases) <= env.env.keep_releases
@@ -332,7 +370,7 @@ def test_manual_rollback_and_forward_again(env: Env, capsys: pytest.CaptureFixtu
     assert env.health()["release"] == live
     code, _, err = cli(env, capsys, "rollback", "testing", "--to", "nope")
     assert code == 2
-    assert "no release 'nope'" in err and "releases kept:" in err
+    assert "no release of testing matches --to 'nope'" in err and "releases kept:" in err
 
 
 def test_rollback_with_restore_db_sets_live_data_aside(
@@ -365,7 +403,7 @@ def test_rollback_to_an_unhealthy_release_restarts_the_current_one(env: Env):
 
     with pytest.raises(SlipwayError, match="is not healthy") as info:
         manual_rollback(env.deployer(), failed)
-    assert info.value.hint == f"{live} was started again"
+    assert info.value.hint == f"previous release {live} serving and healthy"
     assert env.health()["release"] == live
 
 
@@ -496,3 +534,26 @@ def test_cli_health_report_and_exit_codes(env: Env, capsys: pytest.CaptureFixtur
     ]
     code, out, _ = cli(env, capsys, "health", "staging")  # nothing runs there
     assert code == 1 and out.startswith("FAIL api")
+
+
+def test_a_config_typo_in_a_new_release_cannot_break_the_way_back(env: Env, tmp_path: Path):
+    """The new release's start command names a module that does not exist: it crashes,
+    and the automatic rollback starts the previous release from its own run spec."""
+    live = env.health()["release"]
+    typo = env.config_path.read_text().replace(
+        '"codeframe_mini.server"', '"codeframe_mini.serverr"'
+    )
+    assert typo != env.config_path.read_text()
+    typo_path = env.config_path.with_name("slipway-typo.toml")
+    typo_path.write_text(typo)
+    try:
+        d = Deployer(load_config(typo_path), "testing", LocalTransport(), actor="tester")
+        with pytest.raises(DeployFailed) as info:
+            d.deploy("v2")
+    finally:
+        typo_path.unlink()
+    assert info.value.rolled_back, info.value
+    assert env.health()["release"] == live
+    spec = json.loads((env.root / "testing" / "releases" / live / ".slipway-run.json").read_text())
+    assert spec["processes"]["backend"]["start"][2] == "codeframe_mini.server"
+    assert "API_TOKEN" in spec["env_keys"] and SECRET not in json.dumps(spec)

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apprepo import write_config, write_env_file
+from apprepo import blue_green_table, write_config, write_env_file
 from fakes import FakeProcessManager, FakeRouter
-from support import free_port
 
 from slipway.config import load_config
 from slipway.deploy import bluegreen, journal, runspec
@@ -34,23 +33,21 @@ OLD, NEW = "20261101000000-aaaaaaaa", "20261102000000-bbbbbbbb"
 
 
 def make_deployer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strategy: str = "restart"
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    strategy: str = "restart",
+    router: FakeRouter | None = None,
 ) -> tuple[Deployer, FakeProcessManager]:
-    table = ""
-    if strategy == "blue-green":
-        table = f"""
-[environments.testing.blue_green]
-api_port = {free_port()}
-blue = {{ backend = {free_port()}, frontend = {free_port()} }}
-green = {{ backend = {free_port()}, frontend = {free_port()} }}
-"""
+    table = blue_green_table() if strategy == "blue-green" else ""
     repo = tmp_path / "repo"
     repo.mkdir()
     root = tmp_path / "srv"
     config = write_config(repo, root, strategy=strategy, blue_green=table)
     write_env_file(root, f"API_TOKEN={SECRET}\n")
     pm = FakeProcessManager()
-    d = Deployer(load_config(config), "testing", LocalTransport(), process_manager=pm)
+    d = Deployer(
+        load_config(config), "testing", LocalTransport(), process_manager=pm, router=router
+    )
     monkeypatch.setattr(Deployer, "gate_report", lambda self, *a, **k: GateReport(True, 2, 2, 0.1))
     for release in (OLD, NEW):
         path = Path(d.layout.release(release))
@@ -174,7 +171,7 @@ def test_a_run_killed_before_any_live_change_only_ends_its_record(
     assert (row["status"], row["failed_step"], row["rolled_back_to"]) == (
         "interrupted",
         "install",
-        None,
+        OLD,  # the release live before it still is
     )
     assert d.recovered is not None and d.recovered.note == "nothing live had changed"
 
@@ -195,19 +192,18 @@ def test_a_run_killed_after_promote_is_rolled_forward(
 def test_blue_green_killed_after_the_switch_switches_back_then_stops_the_new_colour(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    d, pm = make_deployer(tmp_path, monkeypatch, strategy="blue-green")
-    link_current(d, OLD)
     router = FakeRouter(active="green")
-    monkeypatch.setattr(bluegreen, "router_for", lambda _d: router)
+    d, pm = make_deployer(tmp_path, monkeypatch, strategy="blue-green", router=router)
+    link_current(d, OLD)
     pm.online |= {*d.app_names_of("blue"), *d.app_names_of("green")}
-    bluegreen.write_colors(d, {"live": {"color": "blue", "release": OLD}, "standby": None})
+    d.write_colors({"live": {"color": "blue", "release": OLD}, "standby": None})
     state = RunState(swapped=True, old_color="blue")
     leave_journal(d, ["start", "health", "switch"], state, switched=True)
     pm.calls.clear()
     recover(d)
     assert router.switches == ["blue"]
     assert pm.calls == [("stop", d.app_names_of("green"))]
-    assert bluegreen.read_colors(d)["live"]["color"] == "blue"
+    assert d.read_colors()["live"]["color"] == "blue"
     row = records.deployments(d.transport, d.layout, 1)[0]
     assert row["status"] == "interrupted" and row["rolled_back_to"] == OLD
 
@@ -215,18 +211,17 @@ def test_blue_green_killed_after_the_switch_switches_back_then_stops_the_new_col
 def test_blue_green_killed_after_promote_rewrites_the_stale_colours_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    d, pm = make_deployer(tmp_path, monkeypatch, strategy="blue-green")
-    link_current(d, NEW)
     router = FakeRouter(active="green")
-    monkeypatch.setattr(bluegreen, "router_for", lambda _d: router)
+    d, pm = make_deployer(tmp_path, monkeypatch, strategy="blue-green", router=router)
+    link_current(d, NEW)
     monkeypatch.setattr(bluegreen, "schedule_retire", lambda *a: None)
     pm.online |= {*d.app_names_of("blue"), *d.app_names_of("green")}
-    bluegreen.write_colors(d, {"live": {"color": "blue", "release": OLD}, "standby": None})
+    d.write_colors({"live": {"color": "blue", "release": OLD}, "standby": None})
     leave_journal(
         d, ["switch", "watch", "promote"], RunState(swapped=True, switched=True, old_color="blue")
     )
     recover(d)
-    colors = bluegreen.read_colors(d)
+    colors = d.read_colors()
     assert colors["live"]["color"] == "green" and colors["live"]["release"] == NEW
     assert colors["standby"]["color"] == "blue"  # kept warm, as after any deploy
     assert router.switches == []

@@ -157,3 +157,15 @@ def test_exports():
     lines = to_csv([m]).splitlines()
     assert lines[0].startswith("env,window_days,deploys,successful,failed")
     assert lines[1].startswith('"prod""x",10.0,2,1,1,0,')
+
+
+def test_an_interrupted_deploy_is_a_failure_and_a_failed_rollback_is_no_rollback():
+    rows = [
+        row(1, NOW - 3 * DAY),
+        row(2, NOW - 2 * DAY, "interrupted"),
+        row(3, NOW - 1 * DAY, kind="rollback", release="r1", previous="r2"),
+        row(4, NOW - 0.5 * DAY, "failed", kind="rollback", release="r1", previous="r2"),
+    ]
+    m = compute(rows, env="production", now=NOW, window_s=30 * DAY)
+    assert (m.deploys, m.successful, m.failed, m.rollbacks) == (2, 1, 1, 1)
+    assert m.failure_rate == 0.5

@@ -191,7 +191,7 @@ def test_errors_and_an_unreadable_database_fire_then_resolve(env: Env, monitor: 
 
 
 def test_dropped_websockets_fire_then_resolve(env: Env, monitor: Monitor):
-    color = bluegreen.live_color(env.deployer())
+    color = env.deployer().live_color()
     assert monitor.step().firing == []
     env.pm2("restart", f"codeframe-mini-testing-backend-{color}")
     # Wait on the colour's private port: requests through the router while it restarts
@@ -293,7 +293,7 @@ def test_cli_once_keeps_alert_state_across_runs(env: Env, capsys):
 
 
 def test_health_color_checks_one_colour_on_its_private_ports(env: Env, capsys):
-    live = bluegreen.live_color(env.deployer())
+    live = env.deployer().live_color()
     other = bluegreen.other(live)
     base = ["--config", str(env.config_path), "health", "testing", "--json"]
     code, out, _ = run_cli([*base, "--color", live], capsys)

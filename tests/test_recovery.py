@@ -23,12 +23,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apprepo import make_repo, write_config, write_env_file
-from support import TOOLS_BIN, free_port, require_binary
+from apprepo import blue_green_table, make_repo, write_config, write_env_file
+from support import TOOLS_BIN, require_binary
 from writeload import Traffic, rows
 
 from slipway.config import load_config
-from slipway.deploy import bluegreen, journal
+from slipway.deploy import journal
 from slipway.deploy.engine import Deployer
 from slipway.state import records
 from slipway.state.lock import is_held
@@ -46,15 +46,7 @@ class Env:
         self.root = tmp / "srv"
         table = ""
         if strategy == "blue-green":
-            table = f"""
-[environments.testing.blue_green]
-api_port = {free_port()}
-blue = {{ backend = {free_port()}, frontend = {free_port()} }}
-green = {{ backend = {free_port()}, frontend = {free_port()} }}
-standby_seconds = 300
-watch_seconds = 2
-switch_timeout_seconds = 5
-"""
+            table = blue_green_table(standby_seconds=300, watch_seconds=2, switch_timeout_seconds=5)
         self.config_path = write_config(self.repo, self.root, strategy=strategy, blue_green=table)
         self.loaded = load_config(self.config_path)
         self.env = self.loaded.config.environment("testing")
@@ -191,7 +183,7 @@ def kill_and_recover(env: Env, step: str, status: str, *, via: str = "recover") 
     if env.strategy == "blue-green":
         # The colours file names the colour that serves (a stale one once made the
         # next deploy stop the serving colour).
-        live = bluegreen.read_colors(env.deployer())["live"]
+        live = env.deployer().read_colors()["live"]
         assert response.headers["X-Slipway-Color"] == live["color"]
         failed = [w for w in traffic.writes if w.status != 201]
         assert not failed, failed[:5]
@@ -244,13 +236,13 @@ def test_killed_during_the_rollback_of_a_failed_deploy(bluegreen_env: Env) -> No
     """destructive-crash migrates, then never serves: the deploy rolls back and restores
     the database. Killed in that rollback, the recovery finishes it."""
     d = bluegreen_env.deployer()
-    live = bluegreen.read_colors(d)["live"]
+    live = d.read_colors()["live"]
     bluegreen_env.deploy_killed_at("broken/destructive-crash", "rollback", "start")
     result = bluegreen_env.cli("recover", "testing", "--json")
     assert result.returncode == 0, result.stderr
     done = json.loads(result.stdout.splitlines()[-1])["recovered"]
     assert done["serving"] and done["step"] in ("health", "rollback", "start")
-    assert bluegreen.read_colors(bluegreen_env.deployer())["live"]["color"] == live["color"]
+    assert bluegreen_env.deployer().read_colors()["live"]["color"] == live["color"]
     response = bluegreen_env.health()
     assert response.json()["variant"] == "v2"
     assert response.headers["X-Slipway-Color"] == live["color"]

@@ -14,17 +14,17 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from slipway.deploy import bluegreen
+from slipway.deploy import bluegreen, recovery
 from slipway.deploy.database import restore_database
 from slipway.deploy.restart import start_release
 from slipway.errors import BackupError, HealthCheckFailed
 from slipway.state.host import call
 
 if TYPE_CHECKING:
-    from slipway.deploy.engine import Deployer
+    from slipway.deploy.context import HostContext
 
 
-def stop_writers(d: Deployer) -> None:
+def stop_writers(d: HostContext) -> None:
     """Every process of the environment that may hold the database."""
     names = list(d.app_names)
     if d.blue_green:
@@ -32,8 +32,8 @@ def stop_writers(d: Deployer) -> None:
     d.pm.stop(names)
 
 
-def restore_backup(d: Deployer, backup_id: str, *, lock_wait: float = 0) -> str:
-    lock = d.take_lock(ref=backup_id, reason="restore", wait=lock_wait)
+def restore_backup(d: HostContext, backup_id: str, *, lock_wait: float = 0) -> str:
+    lock = recovery.take_lock(d, ref=backup_id, reason="restore", wait=lock_wait)
     d.deployment_id = f"restore-{uuid.uuid4().hex[:8]}"
     try:
         manifest = d.backups.get(backup_id)
@@ -62,12 +62,12 @@ def restore_backup(d: Deployer, backup_id: str, *, lock_wait: float = 0) -> str:
         lock.release()
 
 
-def _start_live(d: Deployer) -> bool:
-    live = bluegreen.read_colors(d)["live"] if d.blue_green else None
+def _start_live(d: HostContext) -> bool:
+    live = d.read_colors()["live"] if d.blue_green else None
     if live:
         report = bluegreen.start_on(d, live["release"], live["color"])
         if report.ok:
-            bluegreen.router_for(d).switch(bluegreen.target(d, live["color"]))
+            d.router().switch(d.target(live["color"]))
         return report.ok
     current = d.current_release()
     return current is None or start_release(d, current).ok

@@ -24,7 +24,7 @@ from slipway.state.host import call
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from slipway.deploy.engine import Deployer
+    from slipway.deploy.context import HostContext
 
 # Runs the backend in the background and stops it (SIGTERM) when our stdin closes, so
 # closing the handle ends the trial over SSH as well as locally.
@@ -33,7 +33,7 @@ _SUPERVISE = (
 )
 
 
-def trial_checks(d: Deployer) -> list[HttpCheck]:
+def trial_checks(d: HostContext) -> list[HttpCheck]:
     """The backend's own readiness path plus the database checks the monitor uses."""
     backend = d.config.processes["backend"]
     found = [HttpCheck(name="api", path=backend.health_path)]
@@ -45,7 +45,7 @@ def trial_checks(d: Deployer) -> list[HttpCheck]:
 
 
 def start_app_on_copy(
-    d: Deployer, manifest: dict[str, Any], identity: Path | None
+    d: HostContext, manifest: dict[str, Any], identity: Path | None
 ) -> dict[str, Any]:
     release = d.current_release()
     if release is None:

@@ -5,40 +5,18 @@ from __future__ import annotations
 import click
 
 from slipway.cli.context import loaded_config
-from slipway.config.model import Strategy
 from slipway.config.summary import checks_for
+from slipway.deploy import strategies
 
+# The strategy-neutral steps; the strategy adds the rest (and the hold, when asked).
 STEPS = [
-    ("lock", "take {env}'s lock on each host ({hosts})"),
+    ("lock", "take {env}'s lock on each host ({hosts}); finish any interrupted deploy first"),
     ("upload", "git archive of {ref} -> {root}/{env}/releases/<release>/"),
     ("link", "link {env_file} (mode 0600, must hold: {required}); database dir for {database}"),
     ("install", "backend: uv venv + lock file; frontend: npm ci (reused if the lock is unchanged)"),
-    ("build", "frontend build for ports {backend}/{frontend} (reused if sources unchanged)"),
+    ("build", "frontend build (reused if sources unchanged); the release's run spec saved"),
     ("backup", "online SQLite backup of {database} to {root}/{env}/backups/"),
-    ("start", "PM2: stop {apps}; check ports free; start the new release"),
-    ("health", "{passes} passes in a row within {deadline}s: {checks}"),
-    ("promote", "point {root}/{env}/current at the release; pm2 save; prune to {keep}"),
 ]
-
-BLUE_GREEN_STEPS = [
-    *STEPS[:4],
-    ("build", "frontend build for the new colour's backend (reused if built before)"),
-    STEPS[5],
-    ("start", "PM2: start the release on the colour that is not live ({colors})"),
-    ("health", "{passes} passes in a row within {deadline}s, on the new colour: {checks}"),
-    ("switch", "{router} on ports {backend}/{frontend} -> new colour; confirm via API + header"),
-    ("watch", "checks through the public ports for {watch}s; failure switches back"),
-    ("promote", "point current at the release; old colour warm for {standby}s, then drained"),
-]
-
-HOLD_STEP = {
-    True: (
-        "hold",
-        "breaking migrations: {router} -> a holding proxy; the live colour drains and stops;"
-        " requests wait (deadline {hold}s) and go to the new colour after the switch",
-    ),
-    False: ("hold", "breaking migrations: stop {apps} before the backup (nothing writes after it)"),
-}
 
 
 @click.command(name="plan")
@@ -69,31 +47,12 @@ def command(ctx: click.Context, environment: str, ref: str, breaking: bool) -> N
         "checks": ", ".join(checks_for(config, env.health)) or "none",
         "keep": env.keep_releases,
     }
-    steps = STEPS
-    if env.strategy is Strategy.BLUE_GREEN:
-        bg = env.blue_green
-        colors = bg.color_ports(env.ports)
-        values |= {
-            "colors": ", ".join(f"{c} {p.backend}/{p.frontend}" for c, p in colors.items()),
-            "router": bg.router.value,
-            "watch": f"{bg.watch_seconds:g}",
-            "standby": f"{bg.standby_seconds:g}",
-        }
-        steps = BLUE_GREEN_STEPS
+    strategy = strategies.for_env(env)
+    values |= strategy.plan_values(env)
+    steps = [*STEPS, *strategy.plan(env)]
     if breaking or config.migrations.is_breaking(ref, ""):
         values["hold"] = f"{config.migrations.hold_seconds:g}"
-        at = [name for name, _ in steps].index("backup")
-        steps = [*steps[:at], HOLD_STEP[steps is BLUE_GREEN_STEPS], *steps[at:]]
+        steps.insert(len(STEPS) - 1, ("hold", strategy.hold_text()))
     for number, (name, text) in enumerate(steps, 1):
         click.echo(f"{number}. {name:<8} {text.format(**values)}")
-    if env.strategy is Strategy.BLUE_GREEN:
-        click.echo(
-            "on failure: before the switch traffic never moved (the new colour is stopped);"
-            " after it, traffic switches back to the old colour, still running; the"
-            " database is restored only if its schema changed"
-        )
-    else:
-        click.echo(
-            "on failure: stop the new processes, restore the database if its schema"
-            " changed, start the previous release, gate it on health"
-        )
+    click.echo(strategy.on_failure())

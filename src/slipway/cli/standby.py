@@ -27,7 +27,7 @@ def command(ctx: click.Context, environment: str, stop: bool, as_json: bool) -> 
     for deployer in host_session(loaded, environment):
         if not deployer.blue_green:
             raise UsageError(f"{environment} does not use the blue-green strategy")
-        colors = bluegreen.read_colors(deployer)
+        colors = deployer.read_colors()
         stopped = None
         if stop and colors["standby"]:
             lock = deployer.take_lock(ref="standby", reason="stop standby", wait=0)

@@ -9,7 +9,7 @@ import click
 
 from slipway.cli.context import echo_json, loaded_config
 from slipway.cli.hosts import host_session
-from slipway.deploy import bluegreen, journal
+from slipway.deploy import journal
 from slipway.deploy.engine import Deployer
 from slipway.state import records
 from slipway.state.lock import is_held
@@ -71,7 +71,7 @@ def command(ctx: click.Context, environment: str, limit: int, as_json: bool) -> 
             "deployments": rows,
         }
         if deployer.blue_green:
-            entry["colors"] = bluegreen.read_colors(deployer)
+            entry["colors"] = deployer.read_colors()
         entry["unfinished"] = _unfinished(deployer)
         report.append(entry)
         if not as_json:

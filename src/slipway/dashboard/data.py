@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from slipway.config.load import LoadedConfig
-from slipway.deploy.engine import Deployer
+from slipway.deploy.context import HostContext
 from slipway.health.gate import run_round
 from slipway.metrics.dora import DAY, compute
 from slipway.secrets import Masker
@@ -39,7 +39,7 @@ def weekly_trend(rows: list[dict[str, Any]], env: str, now: float) -> list[dict[
     return trend
 
 
-def _backups(d: Deployer) -> list[dict[str, Any]]:
+def _backups(d: HostContext) -> list[dict[str, Any]]:
     """The newest backups, from their manifests."""
     return [
         {
@@ -53,7 +53,7 @@ def _backups(d: Deployer) -> list[dict[str, Any]]:
     ]
 
 
-def _health(d: Deployer) -> dict[str, Any]:
+def _health(d: HostContext) -> dict[str, Any]:
     results = run_round(d.checks())
     return {
         "ok": all(r.ok for r in results) if results else None,
@@ -61,7 +61,7 @@ def _health(d: Deployer) -> dict[str, Any]:
     }
 
 
-def environment_overview(d: Deployer, now: float, window_s: float) -> dict[str, Any]:
+def environment_overview(d: HostContext, now: float, window_s: float) -> dict[str, Any]:
     rows = records.deployments(d.transport, d.layout, 100_000)
     held = is_held(d.transport, d.layout)
     owner = read_owner(d.transport, d.layout) if held else None
@@ -88,6 +88,6 @@ def overview(loaded: LoadedConfig, window_s: float = 30 * DAY) -> dict[str, Any]
         if env.root is None:
             continue
         with connect(env.parsed_hosts()[0], env.ssh, Masker()) as transport:
-            d = Deployer(loaded, name, transport)
+            d = HostContext(loaded, name, transport)
             environments.append(environment_overview(d, now, window_s))
     return {"generated_at": now, "window_days": window_s / DAY, "environments": environments}

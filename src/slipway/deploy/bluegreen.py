@@ -22,98 +22,49 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slipway.commands import host as cmd
 from slipway.config.model import COLORS
 from slipway.deploy import hold
-from slipway.deploy.database import restore_database, restore_from_latest, schema_changed
+from slipway.deploy.database import (
+    journal_aside,
+    restore_database,
+    restore_from_latest,
+    schema_changed,
+)
 from slipway.deploy.restart import start_release
+from slipway.deploy.strategy import Step
 from slipway.errors import HealthCheckFailed
 from slipway.health.gate import GateReport, run_round
-from slipway.routers import Router, RouterSetup, Target, make_router
+from slipway.routers import Router
+from slipway.state import colors
+from slipway.state.colors import other
 from slipway.state.host import call, host_script
 
 if TYPE_CHECKING:
-    from slipway.deploy.engine import Deployer
+    from slipway.config.model import EnvironmentConfig
+    from slipway.deploy.context import HostContext
     from slipway.deploy.run import RunState
-    from slipway.deploy.source import Source
 
 FAILED_ROUNDS_TO_FAIL = 2  # post-switch: one slow round is noise, two in a row is a finding
 
 
-def other(color: str) -> str:
-    return COLORS[1] if color == COLORS[0] else COLORS[0]
-
-
-# --- which colour is live ------------------------------------------------------------------
-
-
-def colors_path(d: Deployer) -> str:
-    return f"{d.layout.state_dir}/colors.json"
-
-
-def read_colors(d: Deployer) -> dict[str, Any]:
-    """``{"live": {color, release, since}|None, "standby": {color, release, until, token}|None}``"""
-    result = d.transport.run(["cat", "--", colors_path(d)], check=False)
-    try:
-        data: dict[str, Any] = json.loads(result.stdout) if result.ok else {}
-    except json.JSONDecodeError:
-        data = {}
-    return {"live": data.get("live"), "standby": data.get("standby")}
-
-
-def write_colors(d: Deployer, data: dict[str, Any]) -> None:
-    d.transport.run(cmd.mkdir_p(d.layout.state_dir))
-    d.transport.put_text(json.dumps(data, indent=2), colors_path(d), mode=0o600)
-
-
-def live_color(d: Deployer) -> str | None:
-    live = read_colors(d)["live"]
-    return str(live["color"]) if live else None
-
-
-def next_color(d: Deployer) -> str:
+def next_color(d: HostContext) -> str:
     """The colour a new release goes to: the one that is not live (blue at first)."""
-    live = live_color(d)
+    live = d.live_color()
     return other(live) if live else COLORS[0]
-
-
-def target(d: Deployer, color: str) -> Target:
-    return Target(color, {process: d.port(process, color) for process in d.config.processes})
-
-
-def router_for(d: Deployer) -> Router:
-    bg = d.env.blue_green
-    setup = RouterSetup(
-        app_name=d.app_name("router"),
-        directory=f"{d.layout.base}/router",
-        public={process: d.port(process) for process in d.config.processes},
-        bind=bg.bind,
-        api_port=bg.api(d.env.ports),
-        binary=bg.router_binary or bg.router.value,
-        probe_paths={name: p.health_path for name, p in d.config.processes.items()},
-        env=d.host_env,
-        switch_timeout=bg.switch_timeout_seconds,
-    )
-    return make_router(bg.router, d.transport, d.pm, setup)
-
-
-def color_online(d: Deployer, color: str) -> bool:
-    states = d.pm.status(d.app_names_of(color)).values()
-    return all(state.online for state in states)
 
 
 # --- the deploy's steps ------------------------------------------------------------------
 
 
 def deploy_steps(
-    d: Deployer, release: str, previous: str | None, state: RunState, source: Source
-) -> list[tuple[str, Callable[[], None]]]:
+    d: HostContext, release: str, previous: str | None, commit: str, state: RunState
+) -> list[Step]:
     color = d.build_color or next_color(d)
     return [
-        ("start", lambda: start_new_color(d, release, source.commit, color, state)),
+        ("start", lambda: start_new_color(d, release, commit, color, state)),
         ("health", lambda: gate_color(d, color, state)),
         ("switch", lambda: switch_to(d, color, state)),
         ("watch", lambda: watch(d, color)),
@@ -121,8 +72,8 @@ def deploy_steps(
     ]
 
 
-def start_new_color(d: Deployer, release: str, commit: str, color: str, state: RunState) -> None:
-    colors = read_colors(d)
+def start_new_color(d: HostContext, release: str, commit: str, color: str, state: RunState) -> None:
+    colors = d.read_colors()
     state.old_color = colors["live"]["color"] if colors["live"] else None
     state.standby_before = colors["standby"]
     state.swapped = True
@@ -130,7 +81,7 @@ def start_new_color(d: Deployer, release: str, commit: str, color: str, state: R
     if colors["standby"]:
         # The new release takes the standby's colour: cancel its retirement job (a
         # failed deploy brings the standby back, see restore_standby).
-        write_colors(d, {**colors, "standby": None})
+        d.write_colors({**colors, "standby": None})
     d.pm.stop(d.app_names_of(color))
     d.ensure_ports_free(color)
     d.pm.start(
@@ -139,7 +90,7 @@ def start_new_color(d: Deployer, release: str, commit: str, color: str, state: R
     )
 
 
-def gate_color(d: Deployer, color: str, state: RunState) -> None:
+def gate_color(d: HostContext, color: str, state: RunState) -> None:
     state.gate = d.gate_report(color, **hold.gate_pacing(d, state))
     if not state.gate.ok:
         hold.check_deadline(d, state)  # a gate cut short by the hold says so
@@ -149,12 +100,12 @@ def gate_color(d: Deployer, color: str, state: RunState) -> None:
     d.emit("health", "info", detail=f"{color}: {state.gate.summary()}")
 
 
-def switch_to(d: Deployer, color: str, state: RunState) -> None:
-    router = router_for(d)
+def switch_to(d: HostContext, color: str, state: RunState) -> None:
+    router = d.router()
     d.checkpoint("switch", state, switched=True)
     if not router.running():
         _hand_ports_to_router(d, router, color)
-    report = router.switch(target(d, color))
+    report = router.switch(d.target(color))
     state.switched = True
     state.switch_seconds = report.seconds
     previous = report.previous if report.previous != color else None  # first switch
@@ -163,23 +114,18 @@ def switch_to(d: Deployer, color: str, state: RunState) -> None:
     hold.release_to(d, state, color)
 
 
-def _hand_ports_to_router(d: Deployer, router: Router, color: str) -> None:
+def _hand_ports_to_router(d: HostContext, router: Router, color: str) -> None:
     """First blue-green deploy (or the router was stopped): start the router. Processes
     of the restart strategy hold the public ports, so they stop first (a gap, once)."""
-    legacy = uncoloured_apps(d)
+    legacy = d.uncoloured_apps()
     if legacy:
         d.emit("switch", "info", detail="handing the public ports from PM2 apps to the router")
         d.pm.stop(d.app_names)
         d.ensure_ports_free()
-    router.ensure_running(target(d, color))
+    router.ensure_running(d.target(color))
 
 
-def uncoloured_apps(d: Deployer) -> list[str]:
-    """The restart strategy's PM2 apps (no colour) that exist, running or stopped."""
-    return [n for n, s in d.pm.status(d.app_names).items() if s.status != "missing"]
-
-
-def watch(d: Deployer, color: str) -> None:
+def watch(d: HostContext, color: str) -> None:
     """Post-switch checks through the public ports for ``watch_seconds``."""
     seconds = d.env.blue_green.watch_seconds
     if seconds <= 0:
@@ -202,21 +148,21 @@ def watch(d: Deployer, color: str) -> None:
         time.sleep(d.config.health.interval_seconds)
 
 
-def finish(d: Deployer, release: str, color: str, previous: str | None, state: RunState) -> None:
+def finish(d: HostContext, release: str, color: str, previous: str | None, state: RunState) -> None:
     d.promote(release)
     live = {"color": color, "release": release, "since": time.time()}
     old = state.old_color
     seconds = d.env.blue_green.standby_seconds
-    if old is None or previous is None or not color_online(d, old):
-        write_colors(d, {"live": live, "standby": None})
+    if old is None or previous is None or not d.color_online(old):
+        d.write_colors({"live": live, "standby": None})
         return
     if seconds <= 0:
-        write_colors(d, {"live": live, "standby": None})
-        drain(d, old)
+        d.write_colors({"live": live, "standby": None})
+        d.drain(old)
         return
     token = uuid.uuid4().hex
     standby = {"color": old, "release": previous, "until": time.time() + seconds, "token": token}
-    write_colors(d, {"live": live, "standby": standby})
+    d.write_colors({"live": live, "standby": standby})
     schedule_retire(d, old, token, seconds)
     d.emit("promote", "info", detail=f"{old} ({previous}) kept warm for {seconds:g}s")
 
@@ -224,21 +170,12 @@ def finish(d: Deployer, release: str, color: str, previous: str | None, state: R
 # --- the old colour's end ----------------------------------------------------------------
 
 
-def drain(d: Deployer, color: str) -> None:
-    """Stop a colour that no longer takes traffic. PM2 sends SIGINT: the app finishes its
-    requests in flight and closes WebSockets with 1001 (clients reconnect to the live
-    colour) within ``drain_seconds``; PM2's kill_timeout is set above that."""
-    d.pm.stop(d.app_names_of(color))
-    d.pm.save()
-    d.audit("color.drained", color=color)
-
-
-def retire_request(d: Deployer, color: str, token: str, delay: float) -> dict[str, Any]:
+def retire_request(d: HostContext, color: str, token: str, delay: float) -> dict[str, Any]:
     return {
         "op": "retire",
         "delay": delay,
         "token": token,
-        "colors": colors_path(d),
+        "colors": colors.path_of(d.layout),
         "lock": d.layout.lock_file,
         "records": d.layout.records,
         "names": d.app_names_of(color),
@@ -247,7 +184,7 @@ def retire_request(d: Deployer, color: str, token: str, delay: float) -> dict[st
     }
 
 
-def schedule_retire(d: Deployer, color: str, token: str, delay: float) -> None:
+def schedule_retire(d: HostContext, color: str, token: str, delay: float) -> None:
     """A detached job on the host stops the standby when its time is up, unless a later
     deploy or rollback changed the colours (its token then no longer matches)."""
     request = json.dumps(retire_request(d, color, token, delay))
@@ -255,21 +192,21 @@ def schedule_retire(d: Deployer, color: str, token: str, delay: float) -> None:
     d.transport.run(cmd.detached(log, ["setsid", "-f", "python3", "-c", host_script(), request]))
 
 
-def stop_standby(d: Deployer) -> str | None:
+def stop_standby(d: HostContext) -> str | None:
     """Drain and stop the warm standby now (``slipway standby --stop``)."""
-    colors = read_colors(d)
+    colors = d.read_colors()
     standby = colors["standby"]
     if not standby:
         return None
-    write_colors(d, {**colors, "standby": None})
-    drain(d, standby["color"])
+    d.write_colors({**colors, "standby": None})
+    d.drain(standby["color"])
     return str(standby["color"])
 
 
 # --- going back --------------------------------------------------------------------------
 
 
-def ensure_built_for(d: Deployer, release: str, color: str) -> None:
+def ensure_built_for(d: HostContext, release: str, color: str) -> None:
     """A Next.js build is tied to the backend address it was built for: a release started
     on the other colour is rebuilt for it first."""
     frontend = d.processes_of(release).get("frontend")
@@ -284,7 +221,7 @@ def ensure_built_for(d: Deployer, release: str, color: str) -> None:
     d.save_meta(release, built_for=color, build=None)
 
 
-def start_on(d: Deployer, release: str, color: str) -> GateReport:
+def start_on(d: HostContext, release: str, color: str) -> GateReport:
     ensure_built_for(d, release, color)
     d.pm.stop(d.app_names_of(color))
     d.ensure_ports_free(color)
@@ -296,7 +233,7 @@ def start_on(d: Deployer, release: str, color: str) -> GateReport:
     return d.gate_report(color)
 
 
-def restore_standby(d: Deployer, standby: dict[str, Any]) -> str:
+def restore_standby(d: HostContext, standby: dict[str, Any]) -> str:
     """A failed deploy took the warm standby's colour: start that release there again
     for the rest of its warm period, so an instant rollback stays possible."""
     remaining = float(standby["until"]) - time.time()
@@ -308,14 +245,14 @@ def restore_standby(d: Deployer, standby: dict[str, Any]) -> str:
         d.pm.stop(d.app_names_of(color))
         return f"the warm standby {release} could not be restarted: {gate.summary()}"
     token = uuid.uuid4().hex
-    colors = read_colors(d)
-    write_colors(d, {**colors, "standby": {**standby, "token": token}})
+    colors = d.read_colors()
+    d.write_colors({**colors, "standby": {**standby, "token": token}})
     schedule_retire(d, color, token, remaining)
     return f"{release} warm again on {color}"
 
 
 def roll_back(
-    d: Deployer, previous: str | None, state: RunState, deployment_id: str
+    d: HostContext, previous: str | None, state: RunState, deployment_id: str
 ) -> tuple[bool, str]:
     """Undo a blue-green deploy that failed after its new colour started (or after its
     requests were held). Returns (previous release serving, note)."""
@@ -325,15 +262,15 @@ def roll_back(
 
 
 def _roll_back(
-    d: Deployer, previous: str | None, state: RunState, deployment_id: str
+    d: HostContext, previous: str | None, state: RunState, deployment_id: str
 ) -> tuple[bool, str]:
     new = d.build_color or ""
     old = state.old_color
     notes: list[str] = []
     with d.step("rollback"):
-        old_running = old is not None and color_online(d, old)
+        old_running = old is not None and d.color_online(old)
         if state.switched and old is not None and old_running:
-            report = router_for(d).switch(target(d, old))
+            report = d.router().switch(d.target(old))
             notes.append(f"traffic switched back to {old} in {report.seconds:.2f}s")
             d.audit("traffic.switched", to=old, previous=new, seconds=report.seconds)
         d.pm.stop(d.app_names_of(new))
@@ -362,23 +299,21 @@ def _roll_back(
         if not gate.ok:
             return False, "; ".join([*notes, f"{previous} unhealthy: {gate.summary()}"])
         if color is not None:  # confirm (or move) the traffic on the colour now serving
-            router_for(d).switch(target(d, color))
+            d.router().switch(d.target(color))
         notes.append(f"{previous} serving" + (f" on {color}" if color else ""))
         return True, "; ".join(notes)
 
 
-def rollback_locked(d: Deployer, release: str, restore_db: bool, state: RunState) -> list[str]:
+def rollback_locked(d: HostContext, release: str, restore_db: bool, state: RunState) -> list[str]:
     """``slipway rollback`` for blue-green to ``release`` (validated by the caller): an
     instant switch back while the old colour is warm; otherwise the release starts on the
     free colour, is gated, and takes traffic. Journaled like a deploy of ``release``:
     undoing it brings the colour live before it back."""
-    from slipway.deploy.rollback import aside_noter
-
-    colors = read_colors(d)
+    colors = d.read_colors()
     live, standby = colors["live"], colors["standby"]
     current = d.current_release()
     notes: list[str] = []
-    warm = bool(standby) and standby["release"] == release and color_online(d, standby["color"])
+    warm = bool(standby) and standby["release"] == release and d.color_online(standby["color"])
     color = str(standby["color"]) if warm and not restore_db else None
     color = color or (other(live["color"]) if live else COLORS[0])
     state.old_color = live["color"] if live else None
@@ -387,7 +322,7 @@ def rollback_locked(d: Deployer, release: str, restore_db: bool, state: RunState
         d.journal.note(build_color=color)
     if warm and not restore_db:
         d.checkpoint("switch", state, swapped=True, switched=True)
-        report = router_for(d).switch(target(d, color))
+        report = d.router().switch(d.target(color))
         state.swapped = state.switched = True
         notes.append(f"switched to the warm {color} in {report.seconds:.2f}s")
         d.audit("traffic.switched", to=color, previous=report.previous, seconds=report.seconds)
@@ -397,7 +332,7 @@ def rollback_locked(d: Deployer, release: str, restore_db: bool, state: RunState
             state.switched = True  # the live colour stops: nothing serves until the switch
             d.checkpoint("restore", state)
             d.pm.stop(d.app_names_of(live["color"]) if live else d.app_names)
-            notes.append(restore_from_latest(d, current, on_aside=aside_noter(d, state)))
+            notes.append(restore_from_latest(d, current, on_aside=journal_aside(d, state)))
         d.checkpoint("start", state)
         report_gate = start_on(d, release, color)
         if not report_gate.ok:
@@ -405,18 +340,105 @@ def rollback_locked(d: Deployer, release: str, restore_db: bool, state: RunState
                 f"release {release} is not healthy on {color}: {report_gate.summary()}"
             )
         d.checkpoint("switch", state, switched=True)
-        router = router_for(d)
-        router.ensure_running(target(d, color))
-        switched = router.switch(target(d, color))
+        router = d.router()
+        router.ensure_running(d.target(color))
+        switched = router.switch(d.target(color))
         state.switched = True
         notes.append(f"started {release} on {color}; switched in {switched.seconds:.2f}s")
         d.audit("traffic.switched", to=color, previous=switched.previous, seconds=switched.seconds)
     if live and live["color"] != color:
         d.checkpoint("drain", state)
-        drain(d, live["color"])
+        d.drain(live["color"])
     d.checkpoint("promote", state)
     d.promote(release)
-    write_colors(
-        d, {"live": {"color": color, "release": release, "since": time.time()}, "standby": None}
+    d.write_colors(
+        {"live": {"color": color, "release": release, "since": time.time()}, "standby": None}
     )
     return notes
+
+
+def protected(d: HostContext) -> set[str]:
+    """The releases on a colour (live and warm standby): running, never pruned."""
+    return {str(c["release"]) for c in d.read_colors().values() if c}
+
+
+class BlueGreen:
+    """The :class:`~slipway.deploy.strategy.Strategy` of ``strategy = "blue-green"``."""
+
+    name = "blue-green"
+
+    def plan(self, env: EnvironmentConfig) -> list[tuple[str, str]]:
+        return [
+            ("start", "PM2: start the release on the colour that is not live ({colors})"),
+            ("health", "{passes} passes in a row within {deadline}s, on the new colour: {checks}"),
+            (
+                "switch",
+                "{router} on ports {backend}/{frontend} -> new colour; confirm via API + header",
+            ),
+            ("watch", "checks through the public ports for {watch}s; failure switches back"),
+            (
+                "promote",
+                "point current at the release; old colour warm for {standby}s, then drained",
+            ),
+        ]
+
+    def plan_values(self, env: EnvironmentConfig) -> dict[str, str]:
+        bg = env.blue_green
+        ports = bg.color_ports(env.ports)
+        return {
+            "colors": ", ".join(f"{c} {p.backend}/{p.frontend}" for c, p in ports.items()),
+            "router": bg.router.value,
+            "watch": f"{bg.watch_seconds:g}",
+            "standby": f"{bg.standby_seconds:g}",
+        }
+
+    def hold_text(self) -> str:
+        return (
+            "breaking migrations: {router} -> a holding proxy; the live colour drains and stops;"
+            " requests wait (deadline {hold}s) and go to the new colour after the switch"
+        )
+
+    def on_failure(self) -> str:
+        return (
+            "on failure: before the switch traffic never moved (the new colour is stopped);"
+            " after it, traffic switches back to the old colour, still running; the"
+            " database is restored only if its schema changed"
+        )
+
+    def build_color(self, ctx: HostContext) -> str | None:
+        return next_color(ctx)
+
+    def hold(self, ctx: HostContext, state: RunState) -> None:
+        hold.hold_writers(ctx, state)
+
+    def activate(
+        self, ctx: HostContext, release: str, previous: str | None, commit: str, state: RunState
+    ) -> list[Step]:
+        return deploy_steps(ctx, release, previous, commit, state)
+
+    def recover(
+        self, ctx: HostContext, previous: str | None, state: RunState, deployment_id: str
+    ) -> tuple[bool, str]:
+        return roll_back(ctx, previous, state, deployment_id)
+
+    def roll_forward(
+        self,
+        ctx: HostContext,
+        release: str,
+        previous: str | None,
+        state: RunState,
+        color: str | None,
+    ) -> GateReport:
+        color = color or ctx.live_color() or COLORS[0]
+        finish(ctx, release, color, previous, state)
+        return ctx.gate_report(color)
+
+    def rollback_to(
+        self, ctx: HostContext, release: str, current: str | None, restore_db: bool, state: RunState
+    ) -> tuple[list[str], str]:
+        with ctx.step("switch"):
+            notes = rollback_locked(ctx, release, restore_db, state)
+        return notes, "; ".join(notes)
+
+    def protected(self, ctx: HostContext) -> set[str]:
+        return protected(ctx)

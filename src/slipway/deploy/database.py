@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from slipway.state.host import call
 
 if TYPE_CHECKING:
-    from slipway.deploy.engine import Deployer
+    from slipway.deploy.context import HostContext
+    from slipway.deploy.run import RunState
 
 
 def schema_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
@@ -32,7 +33,7 @@ def schema_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
 
 
 def restore_database(
-    d: Deployer,
+    d: HostContext,
     backup: str,
     label: str,
     on_aside: Callable[[str, dict[str, Any]], None] | None = None,
@@ -60,10 +61,21 @@ def restore_database(
 
 
 def restore_from_latest(
-    d: Deployer, release: str, on_aside: Callable[[str, dict[str, Any]], None] | None = None
+    d: HostContext, release: str, on_aside: Callable[[str, dict[str, Any]], None] | None = None
 ) -> str:
     """Restore the pre-deploy backup taken when ``release`` was deployed (writers
     stopped by the caller; an encrypted backup needs ``d.identity``)."""
     manifest = d.backups.latest(release=release, reason="pre-deploy")
     with d.backups.plaintext(manifest, d.identity) as path:
         return restore_database(d, path, manifest["id"], on_aside)
+
+
+def journal_aside(d: HostContext, state: RunState) -> Callable[[str, dict[str, Any]], None]:
+    """Journal the live database's set-aside copy before a restore replaces it: an
+    interrupted rollback then restores that copy (the schema changed) on its way back."""
+
+    def note(path: str, before: dict[str, Any]) -> None:
+        state.backup_path, state.db_before = path, before
+        d.checkpoint("restore", state)
+
+    return note

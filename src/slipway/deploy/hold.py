@@ -29,20 +29,19 @@ import time
 from typing import TYPE_CHECKING
 
 from slipway.config.model import COLORS
-from slipway.deploy import bluegreen
 from slipway.errors import HoldExpired, RouterError
 from slipway.routers import Target
 from slipway.routers.hold import HoldingProxy, HoldResult
 
 if TYPE_CHECKING:
-    from slipway.deploy.engine import Deployer
+    from slipway.deploy.context import HostContext
     from slipway.deploy.run import RunState
 
 HOLD_COLOR = "hold"  # what the router's marker header says while the proxy holds
 HOLD_GATE_INTERVAL = 0.25  # seconds between gate rounds while requests wait
 
 
-def proxy_for(d: Deployer) -> HoldingProxy:
+def proxy_for(d: HostContext) -> HoldingProxy:
     """One proxy per deploy: a previous deploy's proxy may still serve its last
     connections (up to its linger time), with its own control socket."""
     name = f"hold-{d.deployment_id or 'manual'}"
@@ -51,13 +50,11 @@ def proxy_for(d: Deployer) -> HoldingProxy:
     )
 
 
-def hold_writers(d: Deployer, state: RunState) -> None:
-    """The ``hold`` step: from here on, nothing writes to the database until the switch."""
-    if not d.blue_green:
-        _stop_before_backup(d, state)
-        return
-    router = bluegreen.router_for(d)
-    old = bluegreen.live_color(d)
+def hold_writers(d: HostContext, state: RunState) -> None:
+    """Blue-green's ``hold`` step: from here on, nothing writes to the database until
+    the switch."""
+    router = d.router()
+    old = d.live_color()
     if old is None or not router.running():
         d.emit(
             "hold",
@@ -65,7 +62,7 @@ def hold_writers(d: Deployer, state: RunState) -> None:
             detail="no router serves yet (first blue-green deploy): nothing to hold at;"
             " the live processes stop before the backup instead",
         )
-        _stop_before_backup(d, state)
+        stop_before_backup(d, state)
         return
     state.old_color = old
     proxy = proxy_for(d)
@@ -80,12 +77,13 @@ def hold_writers(d: Deployer, state: RunState) -> None:
         raise
     state.swapped = state.switched = True  # the old colour no longer takes traffic
     d.audit("traffic.held", previous=old, seconds=report.seconds)
-    bluegreen.drain(d, old)
+    d.drain(old)
     d.emit("hold", "info", detail=f"requests held at the proxy; {old} drained and stopped")
 
 
-def _stop_before_backup(d: Deployer, state: RunState) -> None:
-    running = bluegreen.uncoloured_apps(d)
+def stop_before_backup(d: HostContext, state: RunState) -> None:
+    """The restart strategy's hold (and blue-green's before a router serves)."""
+    running = d.uncoloured_apps()
     if not running:
         return
     state.swapped = True  # the rollback starts the previous release again
@@ -95,7 +93,7 @@ def _stop_before_backup(d: Deployer, state: RunState) -> None:
     d.emit("hold", "info", detail=f"stopped {', '.join(running)} before the backup")
 
 
-def check_deadline(d: Deployer, state: RunState) -> None:
+def check_deadline(d: HostContext, state: RunState) -> None:
     """Fail the deploy once requests have waited longer than ``hold_seconds``."""
     if state.hold is None or state.hold_result is not None:
         return
@@ -108,7 +106,7 @@ def check_deadline(d: Deployer, state: RunState) -> None:
         )
 
 
-def gate_pacing(d: Deployer, state: RunState) -> dict[str, float]:
+def gate_pacing(d: HostContext, state: RunState) -> dict[str, float]:
     """While requests wait, the new colour's gate polls every HOLD_GATE_INTERVAL (still
     ``health.passes`` passes in a row; the post-switch watch keeps its full length) and
     ends when the hold's deadline does."""
@@ -122,28 +120,28 @@ def gate_pacing(d: Deployer, state: RunState) -> dict[str, float]:
     }
 
 
-def release_to(d: Deployer, state: RunState, color: str) -> None:
+def release_to(d: HostContext, state: RunState, color: str) -> None:
     """Send the held requests to ``color``, which the router now serves."""
     if state.hold is None or state.hold_result is not None:
         return
-    _record(d, state, state.hold.release(bluegreen.target(d, color).ports), color)
+    _record(d, state, state.hold.release(d.target(color).ports), color)
 
 
-def settle(d: Deployer, state: RunState) -> str:
+def settle(d: HostContext, state: RunState) -> str:
     """After a rollback: the held requests go where the router now points if that colour
     is online, else they are answered 503. Returns a note for the rollback report."""
     if state.hold is None or state.hold_result is not None:
         return ""
-    active = bluegreen.router_for(d).active_color()
-    if active in COLORS and bluegreen.color_online(d, str(active)):
-        _record(d, state, state.hold.release(bluegreen.target(d, str(active)).ports), active)
+    active = d.router().active_color()
+    if active in COLORS and d.color_online(str(active)):
+        _record(d, state, state.hold.release(d.target(str(active)).ports), active)
     else:
         _record(d, state, state.hold.abort("the deploy failed and nothing serves"), None)
     assert state.hold_result is not None
     return state.hold_result.summary()
 
 
-def _record(d: Deployer, state: RunState, result: HoldResult, color: str | None) -> None:
+def _record(d: HostContext, state: RunState, result: HoldResult, color: str | None) -> None:
     state.hold_result = result
     d.audit(
         "traffic.released" if result.state == "released" else "traffic.hold_failed",

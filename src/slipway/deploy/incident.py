@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from slipway.commands import host as cmd
 
 if TYPE_CHECKING:
-    from slipway.deploy.engine import Deployer
+    from slipway.deploy.context import HostContext
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def render(incident: Incident) -> str:
     return "\n".join(lines)
 
 
-def write(d: Deployer, incident: Incident) -> str:
+def write(d: HostContext, incident: Incident) -> str:
     """Save the report on the host and audit it; returns its path."""
     directory = f"{d.layout.state_dir}/incidents"
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(incident.at))

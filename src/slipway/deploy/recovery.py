@@ -11,18 +11,34 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from slipway.deploy import bluegreen, hold, incident
+from slipway.deploy import hold, incident, strategies
 from slipway.deploy import journal as journal_mod
-from slipway.deploy.restart import roll_back_after_failure
 from slipway.deploy.run import Recovery, RunState
 from slipway.errors import SlipwayError
 from slipway.notify import message
+from slipway.state.lock import DeployLock
 
 if TYPE_CHECKING:
-    from slipway.deploy.engine import Deployer
+    from slipway.deploy.context import HostContext
 
 
-def complete_interrupted(d: Deployer) -> Recovery | None:
+def take_lock(d: HostContext, *, ref: str, reason: str, wait: float) -> DeployLock:
+    """Take the environment's lock, then complete any run a previous command left
+    unfinished (killed, disconnected, or ended by a forced lock release) before this one
+    changes anything. Every command that changes live state starts here."""
+    lock = DeployLock(d.transport, d.layout)
+    with d.step("lock"):
+        lock.acquire(actor=d.actor, ref=ref, reason=reason, wait=wait)
+    d.lock = lock
+    try:
+        d.recovered = complete_interrupted(d)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def complete_interrupted(d: HostContext) -> Recovery | None:
     """Recover the journal left on the host, if any (the caller holds the lock).
     Returns what was done, or None when no run was left unfinished."""
     data = journal_mod.read(d.transport, d.layout)
@@ -37,7 +53,7 @@ def complete_interrupted(d: Deployer) -> Recovery | None:
 
 
 def recover(
-    d: Deployer, data: dict[str, Any], cause: str | None = None, *, notify: bool = True
+    d: HostContext, data: dict[str, Any], cause: str | None = None, *, notify: bool = True
 ) -> Recovery:
     """Bring back a serving state after the run ``data`` describes, then finalise its
     record (``interrupted``, or ``failed`` when ``cause`` is the run's own error),
@@ -71,9 +87,9 @@ def recover(
 
 
 def _bring_back(
-    d: Deployer, data: dict[str, Any], kind: str, state: RunState
+    d: HostContext, data: dict[str, Any], kind: str, state: RunState
 ) -> tuple[bool, bool, str]:
-    """(something healthy serves, the previous release is back, note)."""
+    """(something healthy serves, the previous release serves (not rolled forward), note)."""
     row = data["row"]
     release, previous = str(row["release"]), row.get("previous_release")
     if d.current_release() == release and release != previous:
@@ -81,32 +97,26 @@ def _bring_back(
     if state.swapped:
         if data.get("state", {}).get("holding"):
             state.hold = hold.proxy_for(d)  # the held requests go where the router ends up
-        if d.blue_green:
-            ok, note = bluegreen.roll_back(d, previous, state, str(row["id"]))
-        else:
-            ok, note = roll_back_after_failure(d, previous, state, str(row["id"]))
+        ok, note = strategies.for_env(d.env).recover(d, previous, state, str(row["id"]))
         return ok, True, note
-    return True, False, "nothing live had changed"
+    return True, True, "nothing live had changed"
 
 
 def _roll_forward(
-    d: Deployer, data: dict[str, Any], state: RunState, release: str, previous: str | None
+    d: HostContext, data: dict[str, Any], state: RunState, release: str, previous: str | None
 ) -> tuple[bool, bool, str]:
     """``current`` already names the release: its promote had begun after every gate
     passed. Finish the promote instead of undoing a release that serves."""
     color = data.get("build_color")
-    if d.blue_green and color:
-        bluegreen.finish(d, release, str(color), previous, state)
-    else:
-        d.promote(release)
-    gate = d.gate_report()
+    strategy = strategies.for_env(d.env)
+    gate = strategy.roll_forward(d, release, previous, state, str(color) if color else None)
     if not gate.ok:
         return False, False, f"{release} was promoted but is not healthy: {gate.summary()}"
     return True, False, f"{release} had been promoted: its promote was finished, it serves"
 
 
 def _finalise(
-    d: Deployer,
+    d: HostContext,
     data: dict[str, Any],
     row: dict[str, Any],
     kind: str,
@@ -156,7 +166,7 @@ def _finalise(
 
 
 def _notify(
-    d: Deployer, row: dict[str, Any], step: str, cause: str, serving: bool, note: str
+    d: HostContext, row: dict[str, Any], step: str, cause: str, serving: bool, note: str
 ) -> None:
     d.notify(
         message.deploy_failed(

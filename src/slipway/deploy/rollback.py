@@ -11,23 +11,19 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from slipway.deploy import bluegreen, incident, recovery, targets
-from slipway.deploy.database import restore_from_latest
-from slipway.deploy.journal import Journal
-from slipway.deploy.restart import start_release
+from slipway.deploy import incident, recovery, strategies, targets
 from slipway.deploy.run import Outcome, RunState
-from slipway.errors import HealthCheckFailed, LockLost, SlipwayError, UsageError
+from slipway.errors import LockLost, SlipwayError, UsageError
 from slipway.notify import message
 from slipway.state import records
 
 if TYPE_CHECKING:
-    from slipway.deploy.engine import Deployer
+    from slipway.deploy.context import HostContext
 
 
-def pick_target(d: Deployer, current: str | None) -> str:
+def pick_target(d: HostContext, current: str | None) -> str:
     """The newest kept release older than ``current`` that once deployed successfully."""
     releases = d.list_releases()
     good = {
@@ -41,7 +37,7 @@ def pick_target(d: Deployer, current: str | None) -> str:
     return older[-1]
 
 
-def kept_releases(d: Deployer) -> list[targets.KeptRelease]:
+def kept_releases(d: HostContext) -> list[targets.KeptRelease]:
     found = []
     for release in d.list_releases():
         meta = d.release_meta(release)
@@ -56,12 +52,12 @@ def kept_releases(d: Deployer) -> list[targets.KeptRelease]:
     return found
 
 
-def choose_target(d: Deployer, to: str | None, current: str | None) -> str:
+def choose_target(d: HostContext, to: str | None, current: str | None) -> str:
     """The release a rollback makes live, validated before anything changes: ``to``
     resolved against the host's kept releases, or by default the warm standby's release
     (blue-green) or the previous good release."""
     if to is None:
-        standby = bluegreen.read_colors(d)["standby"] if d.blue_green else None
+        standby = d.read_colors()["standby"] if d.blue_green else None
         release = str(standby["release"]) if standby else pick_target(d, current)
     else:
         resolved = targets.resolve(to, kept_releases(d), d.env_name)
@@ -74,23 +70,19 @@ def choose_target(d: Deployer, to: str | None, current: str | None) -> str:
 
 
 def manual_rollback(
-    d: Deployer, to: str | None = None, *, restore_db: bool = False, lock_wait: float = 0
+    d: HostContext, to: str | None = None, *, restore_db: bool = False, lock_wait: float = 0
 ) -> Outcome:
     """``slipway rollback``: make an earlier release live again, under the lock."""
     started = time.monotonic()
-    lock = d.take_lock(ref=to or "previous", reason="rollback", wait=lock_wait)
+    lock = recovery.take_lock(d, ref=to or "previous", reason="rollback", wait=lock_wait)
     try:
         current = d.current_release()
         target = choose_target(d, to, current)
         row = _begin(d, target, current)
         state = RunState()
         try:
-            if d.blue_green:
-                with d.step("switch"):
-                    notes = bluegreen.rollback_locked(d, target, restore_db, state)
-                summary = "; ".join(notes)
-            else:
-                notes, summary = _restart_rollback(d, current, target, restore_db, state)
+            strategy = strategies.for_env(d.env)
+            notes, summary = strategy.rollback_to(d, target, current, restore_db, state)
         except LockLost:
             raise
         except (Exception, KeyboardInterrupt) as exc:
@@ -113,7 +105,7 @@ def manual_rollback(
         lock.release()
 
 
-def _begin(d: Deployer, target: str, current: str | None) -> dict[str, Any]:
+def _begin(d: HostContext, target: str, current: str | None) -> dict[str, Any]:
     """The rollback's record (``running``) and journal: from here on, an interruption
     is recovered by bringing ``current`` back."""
     d.deployment_id = uuid.uuid4().hex[:12]
@@ -131,19 +123,11 @@ def _begin(d: Deployer, target: str, current: str | None) -> dict[str, Any]:
         "kind": "rollback",
     }
     d.record_event(row, "rollback.started", release=target, previous=current)
-    d.journal = Journal.begin(
-        d.transport,
-        d.layout,
-        kind="rollback",
-        strategy=d.env.strategy.value,
-        row=row,
-        build_color=None,
-        guard=d.check_lock,
-    )
+    d.begin_journal("rollback", row)
     return row
 
 
-def _recovered(d: Deployer, exc: BaseException) -> SlipwayError:
+def _recovered(d: HostContext, exc: BaseException) -> SlipwayError:
     """A rollback failed part way: bring back the release that was live before it (as
     after a failed deploy), and return the error to raise, its hint saying what serves."""
     cause = "interrupted (Ctrl-C or SIGINT)" if isinstance(exc, KeyboardInterrupt) else str(exc)
@@ -155,7 +139,7 @@ def _recovered(d: Deployer, exc: BaseException) -> SlipwayError:
 
 
 def _succeeded(
-    d: Deployer,
+    d: HostContext,
     row: dict[str, Any],
     current: str | None,
     notes: list[str],
@@ -204,33 +188,3 @@ def _succeeded(
     return Outcome(
         str(row["id"]), target, str(row["commit_sha"]), "succeeded", seconds, d.steps, summary
     )
-
-
-def _restart_rollback(
-    d: Deployer, current: str | None, target: str, restore_db: bool, state: RunState
-) -> tuple[list[str], str]:
-    notes: list[str] = []
-    with d.step("start"):
-        state.swapped = True
-        d.checkpoint("start", state)
-        d.pm.stop(d.app_names)
-        if restore_db and current:
-            notes.append(restore_from_latest(d, current, on_aside=aside_noter(d, state)))
-        report = start_release(d, target)
-    if not report.ok:
-        raise HealthCheckFailed(f"release {target} is not healthy: {report.summary()}")
-    d.checkpoint("promote", state)
-    with d.step("promote"):
-        d.promote(target)
-    return notes, report.summary()
-
-
-def aside_noter(d: Deployer, state: RunState) -> Callable[[str, dict[str, Any]], None]:
-    """Journal the live database's set-aside copy before a restore replaces it: an
-    interrupted rollback then restores that copy (the schema changed) on its way back."""
-
-    def note(path: str, before: dict[str, Any]) -> None:
-        state.backup_path, state.db_before = path, before
-        d.checkpoint("restore", state)
-
-    return note

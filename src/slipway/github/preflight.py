@@ -24,7 +24,7 @@ from slipway.github.api import GitHub
 from slipway.state import records
 
 if TYPE_CHECKING:
-    from slipway.deploy.engine import Deployer
+    from slipway.deploy.context import HostContext
 
 SEMVER = re.compile(r"^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
 GOOD_CONCLUSIONS = {"success", "neutral", "skipped"}
@@ -91,7 +91,7 @@ def check_ci(gh: GitHub, sha: str) -> Finding:
     return Finding("ci", True, f"{len(runs)} check runs and {len(statuses)} statuses passed")
 
 
-def live_ref(d: Deployer) -> str | None:
+def live_ref(d: HostContext) -> str | None:
     current = d.current_release()
     if current is None:
         return None
@@ -102,7 +102,7 @@ def live_ref(d: Deployer) -> str | None:
     return None
 
 
-def check_newer(d: Deployer, ref: str) -> Finding:
+def check_newer(d: HostContext, ref: str) -> Finding:
     live = live_ref(d)
     if live is None:
         return Finding("newer", True, "nothing live yet")
@@ -114,7 +114,7 @@ def check_newer(d: Deployer, ref: str) -> Finding:
     return Finding("newer", False, f"{ref} is not newer than the live {live}")
 
 
-def check_actor(d: Deployer, actor: str) -> Finding:
+def check_actor(d: HostContext, actor: str) -> Finding:
     allowed = d.env.deployers
     if not allowed:
         return Finding("actor", True, f"{actor} (no deployers list; GitHub's reviewers decide)")
@@ -125,7 +125,7 @@ def check_actor(d: Deployer, actor: str) -> Finding:
     )
 
 
-def check_env_file(d: Deployer) -> Finding:
+def check_env_file(d: HostContext) -> Finding:
     try:
         missing = d.missing_env_keys()
     except SlipwayError as exc:
@@ -135,7 +135,7 @@ def check_env_file(d: Deployer) -> Finding:
     return Finding("env file", True, f"has all {len(d.env.required_env)} required keys")
 
 
-def run(d: Deployer, gh: GitHub, repo: Path, ref: str, actor: str) -> list[Finding]:
+def run(d: HostContext, gh: GitHub, repo: Path, ref: str, actor: str) -> list[Finding]:
     """Every check, in order; GitHub checks are skipped when the tag itself is wrong."""
     tag, sha = check_tag(repo, ref)
     findings = [tag]

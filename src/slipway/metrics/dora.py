@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 DAY = 86400.0
-FAILED = ("failed", "rolled_back")
+FAILED = ("failed", "rolled_back", "interrupted")  # an interrupted deploy failed too
 FIX_FORWARD = re.compile(r"(fix|hotfix|revert)\b", re.IGNORECASE)
 
 
@@ -94,7 +94,7 @@ def compute(
     )
     in_window = [r for r in finished if start < float(r["finished_at"]) <= now]
     deploys = [r for r in in_window if r.get("kind", "deploy") == "deploy"]
-    rollbacks = [r for r in in_window if r.get("kind") == "rollback"]
+    rollbacks = [r for r in in_window if r.get("kind") == "rollback" and r["status"] == "succeeded"]
     good = [r for r in deploys if r["status"] == "succeeded"]
     bad = [r for r in deploys if r["status"] in FAILED]
     days = window_s / DAY

@@ -37,7 +37,7 @@ from slipway.state.host import call
 from slipway.state.hostscript import percentile
 
 if TYPE_CHECKING:
-    from slipway.deploy.engine import Deployer
+    from slipway.deploy.context import HostContext
 
 DB_PROBE_QUERY = "SELECT count(*) FROM sqlite_master"
 
@@ -67,7 +67,7 @@ class Report:
 
 
 class Monitor:
-    def __init__(self, d: Deployer, *, notify: bool = True) -> None:
+    def __init__(self, d: HostContext, *, notify: bool = True) -> None:
         self.d = d
         self.cfg = d.env.monitor
         self.notify_enabled = notify
