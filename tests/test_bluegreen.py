@@ -60,8 +60,12 @@ switch_timeout_seconds = 5
         )
         self.loaded = load_config(self.config_path)
         self.env = self.loaded.config.environment("testing")
+        # late-fail fails once this file exists: a test creates it when the switch is
+        # confirmed, so the failure lands in the watch however loaded the machine is.
+        self.late_fail_flag = self.root / "late-fail-now"
         write_env_file(
-            self.root, "API_TOKEN=tok-bg-secret-777\nCODEFRAME_MINI_LATE_FAIL_SECONDS=3\n"
+            self.root,
+            f"API_TOKEN=tok-bg-secret-777\nCODEFRAME_MINI_LATE_FAIL_FILE={self.late_fail_flag}\n",
         )
         self.events: list[StepEvent] = []
 
@@ -177,9 +181,19 @@ def test_failure_after_the_switch_switches_straight_back(env: Env) -> None:
     catches it and the old colour, still running, gets the traffic back."""
     before = env.colors()["live"]
     variant = env.public().json()["variant"]
-    with pytest.raises(DeployFailed) as failed:
-        env.deployer().deploy("broken/late-fail")
-    assert failed.value.step == "watch"
+
+    def fail_once_switched(event: StepEvent) -> None:
+        env.events.append(event)
+        if (event.step, event.status) == ("switch", "ok"):
+            env.late_fail_flag.touch()
+
+    d = Deployer(env.loaded, "testing", LocalTransport(), emit=fail_once_switched, actor="tester")
+    try:
+        with pytest.raises(DeployFailed) as failed:
+            d.deploy("broken/late-fail")
+    finally:
+        env.late_fail_flag.unlink(missing_ok=True)
+    assert failed.value.step == "watch", failed.value
     assert failed.value.rolled_back
     assert "traffic switched back" in (failed.value.hint or "")
     assert env.colors()["live"] == before

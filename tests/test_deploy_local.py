@@ -405,6 +405,15 @@ def test_rollback_to_an_unhealthy_release_restarts_the_current_one(env: Env):
         manual_rollback(env.deployer(), failed)
     assert info.value.hint == f"previous release {live} serving and healthy"
     assert env.health()["release"] == live
+    # Recovered like a failed deploy: a final record, an audit entry, an incident.
+    row = env.rows()[0]
+    assert (row["kind"], row["status"], row["release"]) == ("rollback", "failed", failed)
+    assert row["rolled_back_to"] == live
+    events = [a["event"] for a in records.audit_log(LocalTransport(), env.deployer().layout, 5)]
+    assert events[:2] == ["incident.written", "rollback.failed"]
+    incidents = env.root / "testing" / ".slipway" / "incidents"
+    report = next(incidents.glob(f"*{row['id']}.md")).read_text()
+    assert report.startswith("# Incident: failed rollback in testing (previous release serving)")
 
 
 def test_pre_deploy_hook_failure_aborts_and_post_deploy_hook_runs(env: Env, tmp_path: Path):

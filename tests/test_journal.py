@@ -63,25 +63,34 @@ def link_current(d: Deployer, release: str) -> None:
     current.symlink_to(d.layout.release(release))
 
 
-def leave_journal(d: Deployer, steps: list[str], state: RunState, **assume: Any) -> Journal:
-    """The journal a deploy of NEW over OLD leaves when killed inside ``steps[-1]``."""
+def leave_journal(
+    d: Deployer,
+    steps: list[str],
+    state: RunState,
+    kind: str = "deploy",
+    release: str = NEW,
+    previous: str = OLD,
+    **assume: Any,
+) -> Journal:
+    """The journal a deploy of NEW over OLD (or another run) leaves when killed inside
+    ``steps[-1]``."""
     row = {
         "id": "dead0000beef",
         "env": "testing",
         "ref": "v2",
         "commit_sha": "b" * 40,
-        "release": NEW,
+        "release": release,
         "actor": "killed-deployer",
         "started_at": time.time() - 5,
         "status": "running",
-        "previous_release": OLD,
-        "kind": "deploy",
+        "previous_release": previous,
+        "kind": kind,
     }
     records.save(d.transport, d.layout, deployment=row)
     j = Journal.begin(
         d.transport,
         d.layout,
-        kind="deploy",
+        kind=kind,
         strategy=d.env.strategy.value,
         row=row,
         build_color="green" if d.blue_green else None,
@@ -124,6 +133,10 @@ def test_the_journal_keeps_the_worst_case_and_a_lost_lock_stops_writes(tmp_path:
     with pytest.raises(LockLost):
         j.intent("promote", state)
     assert journal.last_step(journal.read(transport, layout) or {}) == "switch"
+    with pytest.raises(LockLost):
+        j.close()  # a run that lost its lock never removes the journal either
+    assert journal.read(transport, layout) is not None
+    j.guard = lambda: None
     j.close()
     assert journal.read(transport, layout) is None
 
@@ -238,3 +251,69 @@ def test_an_unreadable_journal_stops_the_command_and_changes_nothing(
     assert "is not readable" in str(info.value) and "remove the file" in (info.value.hint or "")
     assert pm.calls == []
     assert not is_held(d.transport, d.layout)
+
+
+def test_a_rollback_killed_after_its_start_brings_back_the_release_live_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, pm = make_deployer(tmp_path, monkeypatch)
+    link_current(d, NEW)  # `slipway rollback --to OLD` had not promoted yet
+    leave_journal(d, ["start"], RunState(swapped=True), kind="rollback", release=OLD, previous=NEW)
+    recover(d)
+    name = d.app_names[0]
+    assert pm.started[name].env["SLIPWAY_RELEASE"] == NEW
+    assert d.current_release() == NEW
+    row = records.deployments(d.transport, d.layout, 1)[0]
+    assert (row["kind"], row["status"], row["rolled_back_to"]) == ("rollback", "interrupted", NEW)
+    events = [a["event"] for a in records.audit_log(d.transport, d.layout, 5)]
+    assert "rollback.interrupted" in events
+
+
+def test_a_journal_whose_record_is_final_is_only_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, pm = make_deployer(tmp_path, monkeypatch)
+    link_current(d, NEW)
+    j = leave_journal(d, ["promote"], RunState(swapped=True))
+    records.save(d.transport, d.layout, deployment={**j.data["row"], "status": "succeeded"})
+    recover(d)
+    assert pm.calls == [] and d.recovered is None
+    assert journal.read(d.transport, d.layout) is None
+    assert records.deployments(d.transport, d.layout, 1)[0]["status"] == "succeeded"
+
+
+def test_a_recovery_that_cannot_bring_a_release_back_keeps_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, _ = make_deployer(tmp_path, monkeypatch)
+    link_current(d, OLD)
+    leave_journal(d, ["start"], RunState(swapped=True))
+    monkeypatch.setattr(
+        Deployer, "gate_report", lambda self, *a, **k: GateReport(False, 3, 0, 8.0, reason="down")
+    )
+    recover(d)
+    assert d.recovered is not None and not d.recovered.serving
+    kept = journal.read(d.transport, d.layout)
+    assert kept is not None and kept["attempts"] == 1
+    assert records.deployments(d.transport, d.layout, 1)[0]["rolled_back_to"] is None
+    monkeypatch.setattr(Deployer, "gate_report", lambda self, *a, **k: GateReport(True, 2, 2, 0.1))
+    recover(d)  # fixed: the next try succeeds and ends it
+    assert d.recovered is not None and d.recovered.serving
+    assert journal.read(d.transport, d.layout) is None
+
+
+def test_an_interrupted_restore_starts_the_live_release_with_the_journals_strategy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, pm = make_deployer(tmp_path, monkeypatch)
+    link_current(d, OLD)
+    leave_journal(d, ["restore"], RunState(swapped=True), kind="restore", release=OLD)
+    data = journal.read(d.transport, d.layout)
+    assert data is not None and data["strategy"] == "restart"
+    # The configuration changed since: the journal's strategy still decides.
+    d.env = d.env.model_copy(update={"strategy": type(d.env.strategy)("blue-green")})
+    recover(d)
+    assert pm.started[d.app_names[0]].env["SLIPWAY_RELEASE"] == OLD
+    assert d.recovered is not None and d.recovered.serving
+    row = records.deployments(d.transport, d.layout, 1)[0]
+    assert (row["kind"], row["status"]) == ("restore", "interrupted")

@@ -76,11 +76,14 @@ class Env:
             check=False,
         )
 
-    def deploy_killed_at(self, ref: str, step: str, status: str) -> list[dict[str, object]]:
+    def deploy_killed_at(
+        self, ref: str, step: str, status: str, *extra: str
+    ) -> list[dict[str, object]]:
         """Run `slipway deploy --json` and SIGKILL it when the event (step, status) comes."""
         exe = str(Path(sys.executable).with_name("slipway"))
+        argv = [exe, "--config", str(self.config_path), "deploy", "testing", "--ref", ref]
         proc = subprocess.Popen(
-            [exe, "--config", str(self.config_path), "deploy", "testing", "--ref", ref, "--json"],
+            [*argv, "--json", *extra],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -252,6 +255,28 @@ def test_killed_during_the_rollback_of_a_failed_deploy(bluegreen_env: Env) -> No
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         version = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
     assert version == 2  # v2's schema: the destructive migration was undone
+
+
+def test_killed_while_requests_are_held_the_recovery_releases_them(bluegreen_env: Env) -> None:
+    """A breaking release: requests wait at the holding proxy and the old colour is
+    stopped. The deployer dies there; the recovery starts the old release again, switches
+    to it and releases the held requests to it: none fails, none is lost."""
+    env = bluegreen_env
+    live = env.deployer().read_colors()["live"]
+    with Traffic(env.port, writers=2, websockets=0) as traffic:
+        time.sleep(0.5)
+        env.deploy_killed_at("v2", "backup", "start", "--breaking")
+        result = env.cli("recover", "testing")
+        assert result.returncode == 0, result.stderr
+        time.sleep(1.0)
+    writes = traffic.writes
+    assert writes and all(w.status == 201 for w in writes), [w for w in writes if w.status != 201]
+    assert "hold" in {w.color for w in writes}  # some did wait at the proxy
+    assert {w.name for w in writes} <= rows(env.db)
+    assert env.deployer().read_colors()["live"]["color"] == live["color"]
+    events = records.audit_log(LocalTransport(), env.deployer().layout, 30)
+    released = [json.loads(e["detail"]) for e in events if e["event"] == "traffic.released"]
+    assert released and released[0]["to"] == live["color"]
 
 
 def test_forced_lock_release_ends_the_holder_and_only_one_deploy_succeeds(

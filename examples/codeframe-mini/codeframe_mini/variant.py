@@ -10,7 +10,8 @@ Broken variants, each a failure slipway must survive:
 health check fails), ``slow`` (listens only after ``CODEFRAME_MINI_SLOW_SECONDS``,
 default 120), ``migration-error`` (a migration raises), ``ws-refused`` (WebSocket
 refused), ``frontend-build-fail`` (``npm run build`` fails), ``late-fail`` (healthy
-at first, then ``/health`` answers 500 after ``CODEFRAME_MINI_LATE_FAIL_SECONDS``,
+at first, then ``/health`` answers 500 once ``CODEFRAME_MINI_LATE_FAIL_FILE`` exists, or
+after ``CODEFRAME_MINI_LATE_FAIL_SECONDS``,
 default 4: a failure only the post-switch watch can catch), ``destructive-crash``
 (runs v3's destructive migration, then exits, as CodeFRAME's backend did when its port
 was busy: the schema changed and the release never served).

@@ -1,23 +1,26 @@
 """``slipway backup ENV restore ID``: put a backup back, losing nothing.
 
 Order (docs/architecture.md, "SQLite facts"): the backup is verified first (a corrupt
-or truncated file is refused before anything stops); every writer stops; the live database is itself
-backed up (reason ``pre-restore``: a restore sets data aside, never destroys it); the
-backup is restored to a temporary file, checked, stale ``-wal``/``-shm`` files are
-removed and it is renamed into place (the host helper's ``restore``); the live release
-starts again and must pass the health gate. The site is down while this runs: a
-restore is maintenance, announced as such.
+or truncated file is refused before anything stops); every writer stops; the live
+database is itself backed up (reason ``pre-restore``: a restore sets data aside, never
+destroys it); the backup is restored to a temporary file, checked, stale
+``-wal``/``-shm`` files are removed and it is renamed into place (the host helper's
+``restore``); the live release starts again and must pass the health gate. The site is
+down while this runs: a restore is maintenance, announced as such. It is journaled
+(kind ``restore``): killed half way, the next command starts the live release again.
 """
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from slipway.deploy import bluegreen, recovery
+from slipway.deploy import recovery, strategies
 from slipway.deploy.database import restore_database
-from slipway.deploy.restart import start_release
-from slipway.errors import BackupError, HealthCheckFailed
+from slipway.deploy.run import RunState
+from slipway.errors import BackupError, HealthCheckFailed, LockLost, SlipwayError
 from slipway.state.host import call
 
 if TYPE_CHECKING:
@@ -34,7 +37,6 @@ def stop_writers(d: HostContext) -> None:
 
 def restore_backup(d: HostContext, backup_id: str, *, lock_wait: float = 0) -> str:
     lock = recovery.take_lock(d, ref=backup_id, reason="restore", wait=lock_wait)
-    d.deployment_id = f"restore-{uuid.uuid4().hex[:8]}"
     try:
         manifest = d.backups.get(backup_id)
         with d.backups.plaintext(manifest, d.identity) as path:
@@ -46,28 +48,64 @@ def restore_backup(d: HostContext, backup_id: str, *, lock_wait: float = 0) -> s
                         f"backup {backup_id} failed verification: {'; '.join(check['problems'])}",
                         hint="nothing was stopped or changed",
                     )
-            with d.step("restore"):
-                stop_writers(d)
-                note = restore_database(d, path, backup_id)
-        with d.step("start"):
-            gate = _start_live(d)
-        if not gate:
-            raise HealthCheckFailed(
-                "the release did not come back healthy after the restore",
-                hint=f"{note}; check the app's logs",
-            )
-        d.audit("backup.restored", backup=backup_id, note=note)
+            row = _begin(d, backup_id)
+            try:
+                note = _restore_and_start(d, path, backup_id)
+            except LockLost:
+                raise
+            except (Exception, KeyboardInterrupt) as exc:
+                raise _recovered(d, exc) from exc
+        row.update(status="succeeded", finished_at=time.time(), steps=json.dumps(d.steps))
+        d.record_event(row, "backup.restored", backup=backup_id, note=note)
+        d.end_journal()
         return note
     finally:
         lock.release()
 
 
-def _start_live(d: HostContext) -> bool:
-    live = d.read_colors()["live"] if d.blue_green else None
-    if live:
-        report = bluegreen.start_on(d, live["release"], live["color"])
-        if report.ok:
-            d.router().switch(d.target(live["color"]))
-        return report.ok
+def _begin(d: HostContext, backup_id: str) -> dict[str, Any]:
+    """The restore's record and journal: killed half way, the next command starts the
+    live release again (the restore is maintenance: every writer stops)."""
     current = d.current_release()
-    return current is None or start_release(d, current).ok
+    d.deployment_id = f"restore-{uuid.uuid4().hex[:8]}"
+    commit = str(d.release_meta(current).get("commit", "unknown")) if current else "unknown"
+    row: dict[str, Any] = {
+        "id": d.deployment_id,
+        "env": d.env_name,
+        "ref": f"restore:{backup_id}",
+        "commit_sha": commit,
+        "release": current or "-",
+        "actor": d.actor,
+        "started_at": time.time(),
+        "status": "running",
+        "previous_release": current,
+        "kind": "restore",
+    }
+    d.record_event(row, "backup.restore_started", backup=backup_id)
+    d.begin_journal("restore", row)
+    return row
+
+
+def _restore_and_start(d: HostContext, path: str, backup_id: str) -> str:
+    state = RunState(swapped=True)
+    with d.step("restore"):
+        d.checkpoint("restore", state)
+        stop_writers(d)
+        note = restore_database(d, path, backup_id)
+    with d.step("start"):
+        ok = strategies.for_env(d.env).start_live(d)
+    if not ok:
+        raise HealthCheckFailed(
+            "the release did not come back healthy after the restore",
+            hint=f"{note}; check the app's logs",
+        )
+    return note
+
+
+def _recovered(d: HostContext, exc: BaseException) -> SlipwayError:
+    cause = "interrupted (Ctrl-C or SIGINT)" if isinstance(exc, KeyboardInterrupt) else str(exc)
+    data = d.journal.data if d.journal is not None else None
+    note = recovery.recover(d, data, cause=d.masker(cause)).note if data else ""
+    error = exc if isinstance(exc, SlipwayError) else SlipwayError(f"restore failed: {cause}")
+    error.hint = "; ".join(x for x in (error.hint, note) if x) or None
+    return error

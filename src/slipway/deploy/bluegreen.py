@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from slipway.commands import host as cmd
 from slipway.config.model import COLORS
-from slipway.deploy import hold
+from slipway.deploy import hold, journal
 from slipway.deploy.database import (
     journal_aside,
     restore_database,
@@ -176,6 +176,7 @@ def retire_request(d: HostContext, color: str, token: str, delay: float) -> dict
         "delay": delay,
         "token": token,
         "colors": colors.path_of(d.layout),
+        "journal": journal.path_of(d.layout),
         "lock": d.layout.lock_file,
         "records": d.layout.records,
         "names": d.app_names_of(color),
@@ -275,8 +276,9 @@ def _roll_back(
             d.audit("traffic.switched", to=old, previous=new, seconds=report.seconds)
         d.pm.stop(d.app_names_of(new))
         db = d.layout.database(d.env.database)
-        restore = bool(state.backup_path) and schema_changed(
-            state.db_before or {}, call(d.transport, "describe", db=db)
+        restore = bool(state.backup_path) and (
+            state.restored
+            or schema_changed(state.db_before or {}, call(d.transport, "describe", db=db))
         )
         untouched = old_running or not state.switched  # the old processes still serve
         if untouched and not restore:
@@ -299,7 +301,9 @@ def _roll_back(
         if not gate.ok:
             return False, "; ".join([*notes, f"{previous} unhealthy: {gate.summary()}"])
         if color is not None:  # confirm (or move) the traffic on the colour now serving
-            d.router().switch(d.target(color))
+            router = d.router()
+            router.ensure_running(d.target(color))  # it may never have started
+            router.switch(d.target(color))
         notes.append(f"{previous} serving" + (f" on {color}" if color else ""))
         return True, "; ".join(notes)
 
@@ -322,6 +326,8 @@ def rollback_locked(d: HostContext, release: str, restore_db: bool, state: RunSt
         d.journal.note(build_color=color)
     if warm and not restore_db:
         d.checkpoint("switch", state, swapped=True, switched=True)
+        # Its retirement job must not stop it once it serves: clear the standby first.
+        d.write_colors({**colors, "standby": None})
         report = d.router().switch(d.target(color))
         state.swapped = state.switched = True
         notes.append(f"switched to the warm {color} in {report.seconds:.2f}s")
@@ -439,6 +445,18 @@ class BlueGreen:
         with ctx.step("switch"):
             notes = rollback_locked(ctx, release, restore_db, state)
         return notes, "; ".join(notes)
+
+    def start_live(self, ctx: HostContext) -> bool:
+        live = ctx.read_colors()["live"]
+        if live is None:  # never switched: the restart strategy's processes serve
+            current = ctx.current_release()
+            return current is None or start_release(ctx, current).ok
+        report = start_on(ctx, str(live["release"]), str(live["color"]))
+        if report.ok:
+            router = ctx.router()
+            router.ensure_running(ctx.target(str(live["color"])))
+            router.switch(ctx.target(str(live["color"])))
+        return report.ok
 
     def protected(self, ctx: HostContext) -> set[str]:
         return protected(ctx)

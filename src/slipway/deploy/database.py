@@ -18,6 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from slipway.state.host import call
 
+# Told the set-aside copy's manifest and the live database's description, before a
+# restore replaces the live file.
+OnAside = Callable[[dict[str, Any], dict[str, Any]], None]
+
 if TYPE_CHECKING:
     from slipway.deploy.context import HostContext
     from slipway.deploy.run import RunState
@@ -36,23 +40,25 @@ def restore_database(
     d: HostContext,
     backup: str,
     label: str,
-    on_aside: Callable[[str, dict[str, Any]], None] | None = None,
+    on_aside: OnAside | None = None,
 ) -> str:
     """Set the live database aside (a ``pre-restore`` backup), restore ``backup``, and
     say how many rows the replaced database had beyond the backup. The caller has
-    stopped every writer. ``on_aside`` learns the set-aside copy (and the live
-    database's description) before the live file is replaced: a journal keeps them, so
-    an interrupted rollback can put the database back."""
+    stopped every writer. ``on_aside`` learns the set-aside copy's manifest (and the
+    live database's description) before the live file is replaced: a journal keeps
+    them, so an interrupted rollback can put the database back; the copy then stays
+    plaintext until the run ends (``finish_backup`` seals it)."""
     db = d.layout.database(d.env.database)
     before = call(d.transport, "describe", db=db)
     aside = d.backups.create(db, reason="pre-restore", release=d.current_release(), commit=None)
     if aside is not None and on_aside is not None:
-        on_aside(d.backups.path_of(aside), before)
+        on_aside(aside, before)
     restored = call(d.transport, "describe", db=backup)
     call(d.transport, "restore", db=db, src=backup)
     if aside is None:
         return f"database restored from {backup} (there was no live database to set aside)"
-    d.backups.seal(aside)
+    if on_aside is None:
+        d.backups.seal(aside)
     newer = sum(aside["tables"].values()) - sum(restored.get("tables", {}).values())
     return (
         f"database restored from {backup}; the replaced database ({newer:+d} rows against"
@@ -61,7 +67,9 @@ def restore_database(
 
 
 def restore_from_latest(
-    d: HostContext, release: str, on_aside: Callable[[str, dict[str, Any]], None] | None = None
+    d: HostContext,
+    release: str,
+    on_aside: OnAside | None = None,
 ) -> str:
     """Restore the pre-deploy backup taken when ``release`` was deployed (writers
     stopped by the caller; an encrypted backup needs ``d.identity``)."""
@@ -70,12 +78,13 @@ def restore_from_latest(
         return restore_database(d, path, manifest["id"], on_aside)
 
 
-def journal_aside(d: HostContext, state: RunState) -> Callable[[str, dict[str, Any]], None]:
+def journal_aside(d: HostContext, state: RunState) -> OnAside:
     """Journal the live database's set-aside copy before a restore replaces it: an
-    interrupted rollback then restores that copy (the schema changed) on its way back."""
+    interrupted rollback then always puts that copy back on its way back."""
 
-    def note(path: str, before: dict[str, Any]) -> None:
-        state.backup_path, state.db_before = path, before
-        d.checkpoint("restore", state)
+    def note(aside: dict[str, Any], before: dict[str, Any]) -> None:
+        state.backup, state.backup_path = aside, d.backups.path_of(aside)
+        state.db_before = before
+        d.checkpoint("restore", state, restored=True)
 
     return note

@@ -298,6 +298,7 @@ class Deployer(HostContext):
         started: float,
         state: RunState,
     ) -> None:
+        self.check_lock()  # a deploy that lost its lock never reports success
         seconds = time.monotonic() - started
         row.update(
             status="succeeded",

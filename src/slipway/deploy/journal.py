@@ -117,6 +117,7 @@ class Journal:
 
     def close(self) -> None:
         """The run ended and its record is final: nothing is left to recover."""
+        self.guard()
         self.transport.run(cmd.remove_tree(path_of(self.layout)), check=False)
 
 

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 from slipway.deploy import hold, incident, strategies
 from slipway.deploy import journal as journal_mod
 from slipway.deploy.run import Recovery, RunState
-from slipway.errors import SlipwayError
+from slipway.deploy.strategy import Strategy
+from slipway.errors import LockLost, SlipwayError
 from slipway.notify import message
+from slipway.state import records
 from slipway.state.lock import DeployLock
 
 if TYPE_CHECKING:
@@ -49,7 +51,18 @@ def complete_interrupted(d: HostContext) -> Recovery | None:
             f"the deploy journal {journal_mod.path_of(d.layout)} is not readable",
             hint="check what serves (slipway status, slipway health), then remove the file",
         )
+    if not data.get("attempts") and _already_final(d, str(data["row"]["id"])):
+        # The run ended and its record is final: only removing the journal was cut short.
+        journal_mod.Journal(d.transport, d.layout, data).close()
+        return None
     return recover(d, data)
+
+
+def _already_final(d: HostContext, deployment_id: str) -> bool:
+    for row in records.deployments(d.transport, d.layout, 50):
+        if row["id"] == deployment_id:
+            return str(row["status"]) != "running"
+    return False
 
 
 def recover(
@@ -76,6 +89,8 @@ def recover(
     try:
         with d.step("recover"):
             serving, went_back, note = _bring_back(d, data, kind, state)
+    except LockLost:
+        raise  # another command took over: it recovers, not this one
     except SlipwayError as exc:
         serving, went_back, note = False, False, f"recovery failed: {d.masker(str(exc))}"
     _finalise(d, data, row, kind, step, cause, interrupted, serving, went_back, note, state)
@@ -92,14 +107,27 @@ def _bring_back(
     """(something healthy serves, the previous release serves (not rolled forward), note)."""
     row = data["row"]
     release, previous = str(row["release"]), row.get("previous_release")
+    if kind == "restore":  # every writer had stopped: start the live release again
+        if _strategy_of(d, data).start_live(d):
+            return True, True, "the live release started again after the interrupted restore"
+        return False, False, "the live release did not come back healthy"
     if d.current_release() == release and release != previous:
         return _roll_forward(d, data, state, release, previous)
     if state.swapped:
         if data.get("state", {}).get("holding"):
             state.hold = hold.proxy_for(d)  # the held requests go where the router ends up
-        ok, note = strategies.for_env(d.env).recover(d, previous, state, str(row["id"]))
+        ok, note = _strategy_of(d, data).recover(d, previous, state, str(row["id"]))
         return ok, True, note
     return True, True, "nothing live had changed"
+
+
+def _strategy_of(d: HostContext, data: dict[str, Any]) -> Strategy:
+    """The strategy the run used (the configuration may have changed since)."""
+    name = data.get("strategy")
+    for key, strategy in strategies.STRATEGIES.items():
+        if key.value == name:
+            return strategy
+    return strategies.for_env(d.env)
 
 
 def _roll_forward(
@@ -108,7 +136,7 @@ def _roll_forward(
     """``current`` already names the release: its promote had begun after every gate
     passed. Finish the promote instead of undoing a release that serves."""
     color = data.get("build_color")
-    strategy = strategies.for_env(d.env)
+    strategy = _strategy_of(d, data)
     gate = strategy.roll_forward(d, release, previous, state, str(color) if color else None)
     if not gate.ok:
         return False, False, f"{release} was promoted but is not healthy: {gate.summary()}"
@@ -162,7 +190,11 @@ def _finalise(
         incident.write(d, report)
     except SlipwayError as exc:  # the recovery itself matters more
         d.emit("recover", "warning", detail=f"the incident report could not be written: {exc}")
-    journal_mod.Journal(d.transport, d.layout, data).close()
+    kept = journal_mod.Journal(d.transport, d.layout, data, guard=d.check_lock)
+    if serving:
+        kept.close()
+    else:  # keep the undo information: `slipway recover` can try again once fixed
+        kept.note(attempts=int(data.get("attempts", 0)) + 1)
 
 
 def _notify(

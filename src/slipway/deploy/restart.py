@@ -47,7 +47,7 @@ def roll_back_after_failure(
         notes = []
         if state.backup_path:
             after = call(d.transport, "describe", db=d.layout.database(d.env.database))
-            if schema_changed(state.db_before or {}, after):
+            if state.restored or schema_changed(state.db_before or {}, after):
                 notes.append(restore_database(d, state.backup_path, deployment_id))
         if previous is None:
             return False, "; ".join([*notes, "no previous release to start: the site is down"])
@@ -156,6 +156,10 @@ class Restart:
         self, ctx: HostContext, release: str, current: str | None, restore_db: bool, state: RunState
     ) -> tuple[list[str], str]:
         return rollback_to(ctx, release, current, restore_db, state)
+
+    def start_live(self, ctx: HostContext) -> bool:
+        current = ctx.current_release()
+        return current is None or start_release(ctx, current).ok
 
     def protected(self, ctx: HostContext) -> set[str]:
         return set()

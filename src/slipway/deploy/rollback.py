@@ -87,7 +87,7 @@ def manual_rollback(
             raise
         except (Exception, KeyboardInterrupt) as exc:
             raise _recovered(d, exc) from exc
-        return _succeeded(d, row, current, notes, summary, started)
+        return _succeeded(d, row, current, notes, summary, started, state)
     except SlipwayError as exc:
         if not isinstance(exc, UsageError | LockLost):  # bad input touched nothing
             d.notify(
@@ -145,6 +145,7 @@ def _succeeded(
     notes: list[str],
     summary: str,
     started: float,
+    state: RunState,
 ) -> Outcome:
     target = str(row["release"])
     seconds = time.monotonic() - started
@@ -157,6 +158,9 @@ def _succeeded(
     )
     d.record_event(row, "rollback.succeeded", release=target, previous=current, notes=notes)
     d.end_journal()
+    housekeeping = d.finish_backup(state, keep=True)  # seals the set-aside database
+    if housekeeping:
+        notes.append(housekeeping)
     report = incident.Incident(
         env=d.env_name,
         kind="rollback",

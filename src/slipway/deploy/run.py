@@ -64,6 +64,7 @@ JOURNALED = (
     "backup_path",
     "backup",
     "db_before",
+    "restored",
 )
 
 
@@ -81,6 +82,9 @@ class RunState:
     hold: HoldingProxy | None = None  # the holding proxy while requests wait
     hold_started: float = 0.0
     hold_result: HoldResult | None = None
+    # A rollback put an older backup in place: undoing it always puts back the copy of
+    # the database it set aside (``backup_path``), whatever the schema says.
+    restored: bool = False
 
     def to_journal(self) -> dict[str, Any]:
         saved = {name: getattr(self, name) for name in JOURNALED}
@@ -99,4 +103,5 @@ class RunState:
             backup_path=saved.get("backup_path"),
             backup=saved.get("backup"),
             db_before=saved.get("db_before"),
+            restored=bool(saved.get("restored")),
         )

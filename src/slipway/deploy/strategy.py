@@ -72,5 +72,9 @@ class Strategy(Protocol):
     ) -> tuple[list[str], str]:
         """``slipway rollback`` to ``release`` (validated). Returns (notes, summary)."""
 
+    def start_live(self, ctx: HostContext) -> bool:
+        """Start the live release again where it serves (after a backup restore stopped
+        every writer); True when it passed its gate."""
+
     def protected(self, ctx: HostContext) -> set[str]:
         """Releases that must never be pruned besides current and previous."""

@@ -364,7 +364,8 @@ def op_retire(req: dict[str, Any]) -> dict[str, Any]:
     """Stop a blue-green standby when its warm period ends (run detached on the host).
 
     Does nothing if a deploy or rollback holds the lock (it decides about the standby
-    itself) or if ``colors.json`` no longer names this standby (its token changed).
+    itself), if one stopped without finishing (its journal is there: the recovery
+    decides), or if ``colors.json`` no longer names this standby (its token changed).
     """
     import fcntl
     import subprocess
@@ -375,6 +376,8 @@ def op_retire(req: dict[str, Any]) -> dict[str, Any]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return {"retired": False, "why": "a deploy holds the lock"}
+        if req.get("journal") and os.path.exists(req["journal"]):
+            return {"retired": False, "why": "an unfinished deploy's journal is there"}
         with open(req["colors"]) as f:
             colors = json.load(f)
         standby = colors.get("standby") or {}

@@ -107,6 +107,7 @@ class LocalTransport(Transport):
             try:
                 os.write(fd, data)
                 os.fchmod(fd, mode)
+                os.fsync(fd)  # a journal entry must survive a reboot, not only a kill
             finally:
                 os.close(fd)
             os.replace(tmp, target)

@@ -9,9 +9,11 @@ argv lists joined with ``shlex.join`` (each word quoted), never strings with use
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import threading
+import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -161,10 +163,12 @@ class SshTransport(Transport):
 
     def _put(self, data: bytes, remote: str, mode: int) -> None:
         async def go() -> None:
-            tmp = f"{remote}.tmp-slipway"
+            tmp = f"{remote}.tmp-{uuid.uuid4().hex[:8]}"  # two writers never share one
             async with self._conn.start_sftp_client() as sftp:
                 async with sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=mode)) as f:
                     await f.write(data)
+                    with contextlib.suppress(asyncssh.SFTPOpUnsupported):
+                        await f.fsync()  # OpenSSH's fsync@openssh.com: survive a reboot
                 await sftp.chmod(tmp, mode)
                 await sftp.posix_rename(tmp, remote)
 
