@@ -160,21 +160,23 @@ def test_failure_rolls_back_to_a_healthy_previous_release(env: Env, ref: str, st
     assert not is_held(LocalTransport(), env.deployer().layout)
 
 
-def test_destructive_migration_that_fails_health_restores_database(env: Env):
+def test_destructive_migration_that_fails_health_restores_database(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+):
     """v3 drops the projects table; if that release then fails its gate, data comes back."""
     count = len(httpx.get(env.url("/api/projects")).json())
     assert count >= 1
-    # A v3 whose health gate fails: comprehensive level with an impossible check.
-    d = env.deployer()
-    original = d._gate
+    from slipway.deploy import restart
 
-    def failing_gate(state):  # the release runs its migrations, then is judged unhealthy
-        original(state)
+    original = restart.gate
+
+    def failing_gate(d, state):  # the release runs its migrations, then is judged unhealthy
+        original(d, state)
         raise RuntimeError("injected: post-start check failed")
 
-    d._gate = failing_gate  # type: ignore[method-assign]
+    monkeypatch.setattr(restart, "gate", failing_gate)
     with pytest.raises(DeployFailed) as info:
-        d.deploy("v3")
+        env.deployer().deploy("v3")
     assert info.value.rolled_back
     assert "database restored" in (info.value.hint or "")
     projects = httpx.get(env.url("/api/projects")).json()
@@ -493,7 +495,8 @@ def test_cli_metrics_from_real_records(env: Env, capsys: pytest.CaptureFixture[s
     rows = [r for r in all_rows if r["kind"] == "deploy" and r["finished_at"]]
     assert m["deploys"] == len(rows)
     assert m["successful"] == sum(r["status"] == "succeeded" for r in rows)
-    assert m["failed"] == sum(r["status"] in ("failed", "rolled_back") for r in rows)
+    failed = ("failed", "rolled_back", "interrupted")
+    assert m["failed"] == sum(r["status"] in failed for r in rows)
     assert m["lead_time_median_s"] is not None and m["lead_time_median_s"] > 0
     assert m["time_to_restore_median_s"] is not None
     code, out, _ = cli(env, capsys, "metrics", "testing", "--format", "prometheus")

@@ -317,3 +317,77 @@ def test_an_interrupted_restore_starts_the_live_release_with_the_journals_strate
     assert d.recovered is not None and d.recovered.serving
     row = records.deployments(d.transport, d.layout, 1)[0]
     assert (row["kind"], row["status"]) == ("restore", "interrupted")
+
+
+def test_recovery_failures_are_recorded_and_keep_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The undo itself fails (the router refuses, say), the incident cannot be written,
+    and the journal names a strategy this version does not know: the record says so,
+    the journal is kept, nothing raises."""
+    from slipway.deploy import incident, restart
+
+    d, _ = make_deployer(tmp_path, monkeypatch)
+    link_current(d, OLD)
+    leave_journal(d, ["start"], RunState(swapped=True))
+    data = journal.read(d.transport, d.layout)
+    assert data is not None
+    Journal(d.transport, d.layout, {**data, "strategy": "canary-from-the-future"}).write()
+
+    def refuses(*args: Any) -> tuple[bool, str]:
+        raise SlipwayError("router refused the switch")
+
+    def no_disk(*args: Any) -> str:
+        raise SlipwayError("no space left for the report")
+
+    monkeypatch.setattr(restart.Restart, "recover", refuses)
+    monkeypatch.setattr(incident, "write", no_disk)
+    recover(d)
+    assert d.recovered is not None and not d.recovered.serving
+    assert d.recovered.note == "recovery failed: router refused the switch"
+    row = records.deployments(d.transport, d.layout, 1)[0]
+    assert row["status"] == "interrupted" and "router refused" not in (row["error"] or "")
+    assert journal.read(d.transport, d.layout) is not None
+
+
+def test_a_promoted_release_that_is_not_healthy_is_reported_not_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, pm = make_deployer(tmp_path, monkeypatch)
+    link_current(d, NEW)
+    leave_journal(d, ["promote"], RunState(swapped=True))
+    monkeypatch.setattr(
+        Deployer, "gate_report", lambda self, *a, **k: GateReport(False, 3, 0, 8.0, reason="500s")
+    )
+    recover(d)
+    assert d.recovered is not None and not d.recovered.serving
+    assert d.recovered.note.startswith(f"{NEW} was promoted but is not healthy: 500s")
+    assert ("stop", d.app_names) not in pm.calls
+
+
+def test_an_interrupted_restore_whose_release_stays_down_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, _ = make_deployer(tmp_path, monkeypatch)
+    link_current(d, OLD)
+    leave_journal(d, ["restore"], RunState(swapped=True), kind="restore", release=OLD)
+    monkeypatch.setattr(
+        Deployer, "gate_report", lambda self, *a, **k: GateReport(False, 3, 0, 8.0, reason="down")
+    )
+    recover(d)
+    assert d.recovered is not None and not d.recovered.serving
+    assert d.recovered.note == "the live release did not come back healthy"
+
+
+def test_a_lost_lock_during_a_recovery_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slipway.state.lock import DeployLock
+
+    d, _ = make_deployer(tmp_path, monkeypatch)
+    link_current(d, OLD)
+    leave_journal(d, ["start"], RunState(swapped=True))
+    monkeypatch.setattr(DeployLock, "lost", lambda self: True)
+    with pytest.raises(LockLost):
+        d.take_lock(ref="x", reason="deploy", wait=0)
+    assert journal.read(d.transport, d.layout) is not None  # left for the new holder
