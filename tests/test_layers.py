@@ -21,7 +21,12 @@ LAYERS: list[list[str]] = [
     ["slipway.deploy.recovery"],
     ["slipway.deploy.strategies"],
     ["slipway.deploy.bluegreen", "slipway.deploy.restart"],
-    ["slipway.deploy.hold", "slipway.deploy.database", "slipway.deploy.incident"],
+    [
+        "slipway.deploy.steps",
+        "slipway.deploy.hold",
+        "slipway.deploy.database",
+        "slipway.deploy.incident",
+    ],
     ["slipway.deploy.strategy"],
     ["slipway.deploy.context"],
     ["slipway.deploy.journal"],

@@ -82,12 +82,7 @@ def start_new_color(d: HostContext, release: str, commit: str, color: str, state
         # The new release takes the standby's colour: cancel its retirement job (a
         # failed deploy brings the standby back, see restore_standby).
         d.write_colors({**colors, "standby": None})
-    d.pm.stop(d.app_names_of(color))
-    d.ensure_ports_free(color)
-    d.pm.start(
-        d.app_specs(release, commit, color),
-        f"{d.layout.release(release)}/.slipway-ecosystem-{color}.json",
-    )
+    d.start_processes(release, color, commit)
 
 
 def gate_color(d: HostContext, color: str, state: RunState) -> None:
@@ -224,13 +219,7 @@ def ensure_built_for(d: HostContext, release: str, color: str) -> None:
 
 def start_on(d: HostContext, release: str, color: str) -> GateReport:
     ensure_built_for(d, release, color)
-    d.pm.stop(d.app_names_of(color))
-    d.ensure_ports_free(color)
-    commit = str(d.release_meta(release).get("commit", "unknown"))
-    d.pm.start(
-        d.app_specs(release, commit, color),
-        f"{d.layout.release(release)}/.slipway-ecosystem-{color}.json",
-    )
+    d.start_processes(release, color)
     return d.gate_report(color)
 
 

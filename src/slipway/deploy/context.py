@@ -358,6 +358,18 @@ class HostContext:
             )
         return specs
 
+    def start_processes(self, release: str, color: str | None = None, commit: str = "") -> None:
+        """Put ``release`` on ``color``'s ports (or the public ones): its specs first (a
+        broken env file fails before anything stops), then stop what runs there, wait
+        for the ports to be free, and start it from its own run spec. The one way every
+        flow starts a release."""
+        commit = commit or str(self.release_meta(release).get("commit", "unknown"))
+        specs = self.app_specs(release, commit, color)
+        self.pm.stop(self.app_names_of(color))
+        self.ensure_ports_free(color)
+        suffix = f"-{color}" if color else ""
+        self.pm.start(specs, f"{self.layout.release(release)}/.slipway-ecosystem{suffix}.json")
+
     def ensure_ports_free(self, color: str | None = None) -> None:
         """Wait (briefly) for the ports to be free; never start on a busy port (CodeFRAME's
         backend ran its migrations before failing with EADDRINUSE)."""

@@ -31,10 +31,7 @@ if TYPE_CHECKING:
 
 def start_release(d: HostContext, release: str) -> GateReport:
     """Stop this environment's apps, start ``release``'s, and gate on health."""
-    d.pm.stop(d.app_names)
-    meta = d.release_meta(release)
-    specs = d.app_specs(release, str(meta.get("commit", "unknown")))
-    d.pm.start(specs, f"{d.layout.release(release)}/.slipway-ecosystem.json")
+    d.start_processes(release)
     return d.gate_report()
 
 
@@ -61,12 +58,10 @@ def roll_back_after_failure(
 
 def swap(d: HostContext, release: str, commit: str, state: RunState) -> None:
     """The ``start`` step: stop the live processes, check the ports are free, start."""
-    specs = d.app_specs(release, commit)
+    d.app_specs(release, commit)  # a broken env file fails here, before anything stops
     state.swapped = True
     d.checkpoint("start", state)
-    d.pm.stop(d.app_names)
-    d.ensure_ports_free()
-    d.pm.start(specs, f"{d.layout.release(release)}/.slipway-ecosystem.json")
+    d.start_processes(release, commit=commit)
 
 
 def gate(d: HostContext, state: RunState) -> None:

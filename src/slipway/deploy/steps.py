@@ -1,0 +1,196 @@
+"""The strategy-neutral steps of a deploy: nothing here changes what serves.
+
+upload (``git archive`` of the resolved commit into a new release directory), link (the
+env file, mode 0600, must hold every required key; the database directory), install
+(per-release virtualenv; ``npm ci`` or the previous release's ``node_modules`` when the
+lock file is unchanged), build (the frontend, or the previous build when its sources
+and build-time variables are unchanged; the release's run spec is saved), backup (a
+one-step online SQLite backup), and the deployer-side hooks. The strategy's steps
+(start, health, switch, watch, promote) follow them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+from typing import TYPE_CHECKING
+
+from slipway.commands import build as build_cmd
+from slipway.commands import host as cmd
+from slipway.config.model import ProcessKind
+from slipway.deploy import runspec
+from slipway.deploy.context import RELEASE_META
+from slipway.errors import SlipwayError
+from slipway.state.host import call
+
+if TYPE_CHECKING:
+    from slipway.deploy.context import HostContext
+    from slipway.deploy.run import RunState
+    from slipway.deploy.source import Source
+
+
+def upload(d: HostContext, source: Source, release: str) -> None:
+    archive = source.archive()
+    target = d.layout.release(release)
+    remote_tar = f"{target}.tar"
+    try:
+        d.run(cmd.mkdir_p(target, d.layout.shared, d.layout.logs))
+        d.transport.put(archive, remote_tar, mode=0o600)
+        d.run(cmd.extract_tar(remote_tar, target))
+        meta = {"commit": source.commit, "ref": source.ref, "message": source.message}
+        d.transport.put_text(json.dumps(meta), f"{target}/{RELEASE_META}")
+    finally:
+        archive.unlink(missing_ok=True)
+        d.transport.run(cmd.remove_tree(remote_tar), check=False)
+
+
+def mask_env_file_early(d: HostContext) -> None:
+    """Know the secrets before hooks run; a missing file is reported by the link step."""
+    with contextlib.suppress(SlipwayError):
+        d.read_env_file()
+
+
+def link_shared(d: HostContext, release: str) -> None:
+    values = d.read_env_file()
+    missing = [key for key in d.env.required_env if not values.get(key)]
+    if missing:
+        raise SlipwayError(
+            f"env file {d.env_file_path()} lacks required keys: {', '.join(missing)}"
+        )
+    path = d.env_file_path()
+    if path is not None:
+        d.run(cmd.chmod("600", path))
+        target = f"{d.layout.release(release)}/{d.env.env_file}"
+        d.run(["ln", "-sfn", path, target])
+    db_dir = d.layout.database(d.env.database).rsplit("/", 1)[0]
+    d.run(cmd.mkdir_p(db_dir))
+
+
+def reuse(
+    d: HostContext, source: Source, release: str, previous: str | None, path: str, what: str
+) -> bool:
+    """Hard-link the frontend's ``path`` from the previous release when its inputs
+    (lock file for node_modules; sources and build-time env for the build) are
+    unchanged. Releases stay immutable: hard links share files, never directories."""
+    frontend = d.config.processes.get("frontend")
+    key = content_key(d, source, what)
+    if frontend is None or key is None:
+        return False
+    # The previous release first; blue-green alternates colours, so a build for this
+    # colour is usually the one before it.
+    kept = [r for r in reversed(d.list_releases()) if r not in (release, previous)]
+    for candidate in [previous, *kept][:4]:
+        if candidate is None or d.release_meta(candidate).get(what) != key:
+            continue
+        src = f"{d.workdir(candidate, frontend)}/{path}"
+        if not d.transport.run(["test", "-e", src], check=False).ok:
+            continue
+        d.run(cmd.hardlink_copy(src, f"{d.workdir(release, frontend)}/{path}"))
+        return True
+    return False
+
+
+def content_key(d: HostContext, source: Source, what: str) -> str | None:
+    frontend = d.config.processes.get("frontend")
+    if frontend is None:
+        return None
+    if what == "node_modules":
+        return source.tree(f"{frontend.workdir}/package-lock.json")
+    tree = source.tree(frontend.workdir)
+    if tree is None:
+        return None
+    env = json.dumps(d.build_env(frontend), sort_keys=True)
+    return hashlib.sha256(f"{tree}\n{env}".encode()).hexdigest()
+
+
+def install(d: HostContext, source: Source, release: str, previous: str | None) -> None:
+    for name, process in d.config.processes.items():
+        workdir = d.workdir(release, process)
+        if process.kind is ProcessKind.PYTHON:
+            venv = f"{d.layout.release(release)}/.venv"
+            d.run(build_cmd.uv_venv(venv), cwd=workdir)
+            if process.requirements:
+                d.run(build_cmd.uv_install(venv, process.requirements), cwd=workdir)
+        if process.install:
+            if name == "frontend" and reuse(
+                d, source, release, previous, "node_modules", "node_modules"
+            ):
+                d.emit("install", "info", detail=f"{name}: node_modules unchanged, reused")
+            else:
+                d.run(process.install, cwd=workdir, timeout=900)
+    key = content_key(d, source, "node_modules")
+    if key:
+        d.save_meta(release, node_modules=key)
+
+
+def build(d: HostContext, source: Source, release: str, previous: str | None) -> None:
+    for name, process in d.config.processes.items():
+        if not process.build:
+            continue
+        workdir = d.workdir(release, process)
+        if name == "frontend" and reuse(d, source, release, previous, ".next", "build"):
+            d.emit("build", "info", detail=f"{name}: sources unchanged, build reused")
+            continue
+        d.run(process.build, cwd=workdir, env_extra=d.build_env(process))
+    key = content_key(d, source, "build")
+    if key:
+        d.save_meta(release, build=key, built_for=d.build_color or "public")
+    runspec.save(
+        d.transport,
+        d.layout.release(release),
+        d.configured_processes(),
+        list(d.read_env_file()),
+    )
+
+
+def backup(d: HostContext, release: str, commit: str, state: RunState) -> None:
+    """Always taken (the automatic rollback restores from it); sealed (encrypted) and
+    subject to retention when the deploy ends."""
+    db = d.layout.database(d.env.database)
+    state.db_before = call(d.transport, "describe", db=db)
+    if not state.db_before.get("exists"):
+        d.emit("backup", "info", detail="no database yet: nothing to back up")
+        return
+    manifest = d.backups.create(db, reason="pre-deploy", release=release, commit=commit)
+    if manifest is None:  # the database vanished in between: nothing to back up
+        return
+    state.backup = manifest
+    state.backup_path = d.backups.path_of(manifest)
+    d.emit(
+        "backup",
+        "info",
+        detail=f"{state.backup_path} ({manifest['size']} bytes, {manifest['seconds']}s)",
+    )
+
+
+def run_hooks(d: HostContext, which: str, source: Source, release: str) -> None:
+    hooks = getattr(d.env.hooks, which)
+    env = {
+        "SLIPWAY_ENV": d.env_name,
+        "SLIPWAY_REF": source.ref,
+        "SLIPWAY_COMMIT": source.commit,
+        "SLIPWAY_RELEASE": release,
+        "SLIPWAY_ACTOR": d.actor,
+        "SLIPWAY_HOOK": which,
+    }
+    for argv in hooks:
+        with d.step(f"hook {which}"):
+            result = subprocess.run(
+                argv,
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+                cwd=d.loaded.base_dir,
+                check=False,
+            )
+            if result.returncode != 0:
+                tail = d.masker((result.stdout + result.stderr).strip()[-800:])
+                command = d.masker(shlex.join(argv))
+                raise SlipwayError(
+                    f"{which} hook failed (exit {result.returncode}): {command}\n{tail}",
+                    hint="nothing was changed" if which == "pre_deploy" else None,
+                )
