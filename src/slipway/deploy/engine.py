@@ -88,10 +88,20 @@ class Deployer(HostContext):
         """See :func:`slipway.deploy.recovery.take_lock`."""
         return recovery.take_lock(self, ref=ref, reason=reason, wait=wait)
 
+    def _new_release_id(self, source: Source) -> str:
+        """``<time>-<sha8>``; a second deploy of one commit within the same second gets a
+        suffix, never the directory of a release that may be serving."""
+        base = release_id(source)
+        kept = set(self.list_releases())
+        release, n = base, 1
+        while release in kept:
+            release, n = f"{base}-{n}", n + 1
+        return release
+
     def _deploy_locked(self, source: Source, started: float, breaking: bool) -> Outcome:
         deployment_id = uuid.uuid4().hex[:12]
         self.deployment_id = deployment_id
-        release = release_id(source)
+        release = self._new_release_id(source)
         previous = self.current_release()
         strategy = strategies.for_env(self.env)
         self.build_color = strategy.build_color(self)

@@ -1,0 +1,197 @@
+"""The deploy pipeline end to end in about a second a deploy: a tiny git repository,
+the real local transport, host helper, SQLite records and backups, with the fake
+process manager (``tests/fakes.py``) and a health gate that answers as told.
+
+The integration tests start the example app under PM2 for real; these cover the
+pipeline's own branches (a lost lock, a failure that cannot be recorded, a backup
+restore that does not come back) in milliseconds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+from fakes import FakeProcessManager
+from support import free_port
+
+from slipway.backups.restore import restore_backup
+from slipway.config import load_config
+from slipway.deploy import incident, journal
+from slipway.deploy.engine import Deployer
+from slipway.errors import DeployFailed, HealthCheckFailed, LockLost, SlipwayError
+from slipway.health.gate import GateReport
+from slipway.state import records
+from slipway.state.lock import DeployLock, is_held
+from slipway.transports.local import LocalTransport
+
+CONFIG = """
+[project]
+name = "tiny"
+repository = "."
+
+[processes.backend]
+kind = "node"
+start = ["node", "server.js", "{{port}}"]
+port = "backend"
+health_path = "/health"
+
+[environments.testing]
+hosts = ["local"]
+root = "{root}"
+database = "testing/state.db"
+ports = {{ backend = {backend}, frontend = {frontend} }}
+strategy = "restart"
+health = "none"
+keep_releases = 2
+backups = {{ enabled = true, keep_last = 5 }}
+"""
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Deployer, FakeProcessManager]:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "server.js").write_text("// a stand-in: the fake process manager runs nothing\n")
+    text = CONFIG.format(root=tmp_path / "srv", backend=free_port(), frontend=free_port())
+    (repo / "slipway.toml").write_text(text)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "v1")
+    git(repo, "tag", "v1")
+    pm = FakeProcessManager()
+    d = Deployer(
+        load_config(repo / "slipway.toml"), "testing", LocalTransport(), process_manager=pm
+    )
+    monkeypatch.setattr(Deployer, "gate_report", lambda self, *a, **k: GateReport(True, 1, 1, 0.1))
+    return d, pm
+
+
+def fresh(d: Deployer) -> Deployer:
+    return Deployer(d.loaded, "testing", LocalTransport(), process_manager=d.pm)
+
+
+def test_a_deploy_runs_every_phase_and_leaves_no_journal(
+    tiny: tuple[Deployer, FakeProcessManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slipway.deploy import engine
+
+    d, pm = tiny
+    monkeypatch.setattr(engine, "release_id", lambda source: f"20261130120000-{source.commit[:8]}")
+    first = d.deploy("v1")
+    outcome = fresh(d).deploy("v1")  # the same commit again, within the same second
+    assert outcome.release == f"{first.release}-1"  # never the serving release's directory
+    assert outcome.status == "succeeded"
+    assert [s["step"] for s in outcome.steps] == [
+        "lock",
+        "upload",
+        "link",
+        "install",
+        "build",
+        "backup",
+        "start",
+        "health",
+        "promote",
+    ]
+    assert pm.calls[-2:] == [("start", ["tiny-testing-backend"]), ("save", [])]
+    assert journal.read(d.transport, d.layout) is None
+    assert Path(d.layout.release(outcome.release), ".slipway-run.json").exists()
+
+
+def test_a_deploy_that_loses_its_lock_stops_and_leaves_its_journal(
+    tiny: tuple[Deployer, FakeProcessManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, pm = tiny
+    seen: list[str] = []
+
+    def lost_after_build(self: DeployLock) -> bool:
+        return "build" in seen
+
+    d.emit_fn = lambda event: seen.append(event.step)
+    monkeypatch.setattr(DeployLock, "lost", lost_after_build)
+    with pytest.raises(LockLost, match="lost testing's lock"):
+        d.deploy("v1")
+    assert ("start", ["tiny-testing-backend"]) not in pm.calls  # nothing live changed
+    assert journal.read(d.transport, d.layout) is not None  # the next holder recovers it
+    assert records.deployments(d.transport, d.layout, 1)[0]["status"] == "running"
+    assert not is_held(d.transport, d.layout)
+
+
+def test_a_failure_that_cannot_be_recorded_still_rolls_back_and_says_so(
+    tiny: tuple[Deployer, FakeProcessManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, pm = tiny
+    assert d.deploy("v1").status == "succeeded"
+    d = fresh(d)
+    gates: list[bool] = []
+
+    def new_release_unhealthy(self: Deployer, *a: object, **k: object) -> GateReport:
+        gates.append(not gates)  # the first gate (the new release) fails, then all pass
+        return GateReport(len(gates) > 1, 2, 0, 2.0, reason="500")
+
+    monkeypatch.setattr(Deployer, "gate_report", new_release_unhealthy)
+
+    def records_down(*args: object, **kwargs: object) -> None:
+        raise SlipwayError("records.db is not writable")
+
+    def no_report(*args: object) -> str:
+        raise SlipwayError("disk full")
+
+    monkeypatch.setattr(incident, "write", no_report)
+    real_record = Deployer.record_event
+
+    def failing_final_record(self: Deployer, row: dict, event: str, **detail: object) -> None:
+        if event == "deploy.failed":
+            records_down()
+        real_record(self, row, event, **detail)
+
+    monkeypatch.setattr(Deployer, "record_event", failing_final_record)
+    with pytest.raises(DeployFailed) as info:
+        d.deploy("v1")
+    hint = info.value.hint or ""
+    assert info.value.step == "health" and info.value.rolled_back
+    assert "the incident report could not be written: disk full" in hint
+    assert "the failure could not be recorded: records.db is not writable" in hint
+    assert pm.calls[-2:] == [("start", ["tiny-testing-backend"]), ("save", [])]
+
+
+def test_a_backup_restore_whose_release_does_not_come_back_is_recovered_and_said(
+    tiny: tuple[Deployer, FakeProcessManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, _ = tiny
+    assert d.deploy("v1").status == "succeeded"
+    db = Path(d.layout.database(d.env.database))
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (x INTEGER)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    conn.close()
+    manifest = d.backups.create(str(db), reason="manual", release=None, commit=None)
+    assert manifest is not None
+    d = fresh(d)
+    monkeypatch.setattr(
+        Deployer, "gate_report", lambda self, *a, **k: GateReport(False, 2, 0, 2.0, reason="down")
+    )
+    with pytest.raises(HealthCheckFailed) as info:
+        restore_backup(d, manifest["id"])
+    assert "did not come back healthy" in str(info.value)
+    assert "the live release did not come back healthy" in (info.value.hint or "")
+    row = records.deployments(d.transport, d.layout, 1)[0]
+    assert (row["kind"], row["status"]) == ("restore", "failed")
+    kept = journal.read(d.transport, d.layout)
+    assert kept is not None and kept["attempts"] == 1  # `slipway recover` can try again
+    monkeypatch.setattr(Deployer, "gate_report", lambda self, *a, **k: GateReport(True, 1, 1, 0.1))
+    d = fresh(d)
+    lock = d.take_lock(ref="recover", reason="recover", wait=0)
+    lock.release()
+    assert d.recovered is not None and d.recovered.serving
+    assert journal.read(d.transport, d.layout) is None
