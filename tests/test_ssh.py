@@ -21,7 +21,7 @@ from slipway.errors import CommandFailed, DeployFailed, LockHeld, TransportError
 from slipway.secrets import Masker
 from slipway.state import records
 from slipway.state.host import Layout
-from slipway.state.lock import DeployLock, is_held
+from slipway.state.lock import DeployLock, force_release, is_held
 from slipway.transports import connect
 from slipway.transports.local import LocalTransport
 from slipway.transports.ssh import SshTransport
@@ -165,7 +165,16 @@ def test_lock_is_freed_when_the_holder_is_killed_over_ssh(server: SshServer, tmp
             assert freed_after < 15
             lock = DeployLock(t, layout)
             lock.acquire(actor="me", ref="v2", reason="deploy")
+            assert not lock.lost()
+            # `slipway lock --release --force`: the holder ends, and the deploy that
+            # held the lock sees it is lost (a poll over the SSH channel, no wait).
+            assert force_release(t, layout) is not None
+            deadline = time.monotonic() + 10
+            while not lock.lost() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert lock.lost()
             lock.release()
+            assert not is_held(t, layout)
     finally:
         proc.kill()
 

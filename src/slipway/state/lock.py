@@ -106,8 +106,7 @@ class DeployLock:
     def lost(self) -> bool:
         """True when the holder process has ended while this deploy still runs (a forced
         release): the lock may already belong to another command."""
-        # A short wait, not zero: over SSH the exit status arrives on the event loop.
-        return self._handle is not None and self._handle.exit_code(timeout=0.01) is not None
+        return self._handle is not None and self._handle.exit_code(timeout=0) is not None
 
     def release(self) -> None:
         if self._handle is not None:

@@ -44,7 +44,8 @@ class Handle(ABC):
 
     @abstractmethod
     def exit_code(self, timeout: float) -> int | None:
-        """The exit code once finished, waiting at most ``timeout``; None if still running."""
+        """The exit code once finished, waiting at most ``timeout`` (0: a poll that never
+        blocks); None if still running."""
 
     @abstractmethod
     def close(self) -> None:

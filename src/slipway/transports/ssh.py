@@ -58,6 +58,10 @@ class SshHandle(Handle):
         return self._t._call(read())
 
     def exit_code(self, timeout: float) -> int | None:
+        if timeout <= 0:  # a poll: the transport's event loop thread records the exit
+            status = self._process.exit_status
+            return None if status is None else int(status)
+
         async def wait() -> int | None:
             try:
                 done = await asyncio.wait_for(self._process.wait(), timeout)
