@@ -109,3 +109,24 @@ def test_registries_refuse_what_they_do_not_have() -> None:
         manager.start([], "/nowhere")
     with pytest.raises(UsageError, match='process_manager = "none"'):
         manager.stop(["a"])
+
+
+def test_a_deploy_that_meets_a_status_probe_on_the_lock_still_takes_it(tmp_path: Path) -> None:
+    """`slipway status` and `slipway lock` probe the lock by taking it for a moment; a
+    deploy starting at that moment once failed with "locked by an unknown deploy"."""
+    import subprocess
+
+    from slipway.state.host import Layout
+    from slipway.state.lock import DeployLock
+
+    layout = Layout(str(tmp_path), "testing")
+    (tmp_path / "testing" / ".slipway").mkdir(parents=True)
+    probe = subprocess.Popen(["flock", layout.lock_file, "sleep", "0.4"])
+    try:
+        time.sleep(0.1)  # the probe holds the lock now
+        lock = DeployLock(LocalTransport(), layout)
+        owner = lock.acquire(actor="me", ref="v1", reason="deploy", wait=0)
+        assert owner.owner == "me"
+        lock.release()
+    finally:
+        probe.wait(timeout=5)

@@ -23,6 +23,9 @@ from slipway.state.host import Layout
 from slipway.transports.base import Handle, Transport
 
 
+PROBE_GRACE_SECONDS = 1.0
+
+
 @dataclass(frozen=True)
 class LockOwner:
     owner: str
@@ -65,6 +68,9 @@ class DeployLock:
 
     def acquire(self, *, actor: str, ref: str, reason: str, wait: float = 0) -> LockOwner:
         self.transport.run(cmd.mkdir_p(self.layout.state_dir))
+        # A probe (`slipway status`, `slipway lock`) holds the lock for a few ms: never
+        # refuse a deploy because it met one.
+        wait = max(wait, PROBE_GRACE_SECONDS)
         handle = self.transport.spawn(cmd.lock_holder(self.layout.lock_file, wait))
         line = handle.readline(timeout=wait + 30) or ""
         if not line.startswith("locked "):
