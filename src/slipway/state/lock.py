@@ -22,7 +22,6 @@ from slipway.errors import LockHeld, SlipwayError
 from slipway.state.host import Layout
 from slipway.transports.base import Handle, Transport
 
-
 PROBE_GRACE_SECONDS = 1.0
 
 
