@@ -12,6 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
+from slipway.deploy.context import HostContext
+from slipway.health.gate import GateReport
 from slipway.processes.base import AppSpec, ProcessManager, ProcessState
 from slipway.routers.base import SwitchReport, Target
 
@@ -62,3 +66,9 @@ class FakeRouter:
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(f"FakeRouter has no {name}")
+
+
+def answer_gates(monkeypatch: pytest.MonkeyPatch, ok: bool, reason: str = "") -> None:
+    """Every health gate answers ``ok`` (no app runs behind the fake process manager)."""
+    report = GateReport(ok, 2, 2 if ok else 0, 0.1, reason=reason)
+    monkeypatch.setattr(HostContext, "gate_report", lambda self, *a, **k: report)

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fakes import FakeProcessManager
+from fakes import FakeProcessManager, answer_gates
 from support import free_port
 
 from slipway.backups.restore import restore_backup
@@ -73,7 +73,7 @@ def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Deployer, Fak
     d = Deployer(
         load_config(repo / "slipway.toml"), "testing", LocalTransport(), process_manager=pm
     )
-    monkeypatch.setattr(Deployer, "gate_report", lambda self, *a, **k: GateReport(True, 1, 1, 0.1))
+    answer_gates(monkeypatch, True)
     return d, pm
 
 
@@ -178,9 +178,7 @@ def test_a_backup_restore_whose_release_does_not_come_back_is_recovered_and_said
     manifest = d.backups.create(str(db), reason="manual", release=None, commit=None)
     assert manifest is not None
     d = fresh(d)
-    monkeypatch.setattr(
-        Deployer, "gate_report", lambda self, *a, **k: GateReport(False, 2, 0, 2.0, reason="down")
-    )
+    answer_gates(monkeypatch, False, "down")
     with pytest.raises(HealthCheckFailed) as info:
         restore_backup(d, manifest["id"])
     assert "did not come back healthy" in str(info.value)
@@ -189,7 +187,7 @@ def test_a_backup_restore_whose_release_does_not_come_back_is_recovered_and_said
     assert (row["kind"], row["status"]) == ("restore", "failed")
     kept = journal.read(d.transport, d.layout)
     assert kept is not None and kept["attempts"] == 1  # `slipway recover` can try again
-    monkeypatch.setattr(Deployer, "gate_report", lambda self, *a, **k: GateReport(True, 1, 1, 0.1))
+    answer_gates(monkeypatch, True)
     d = fresh(d)
     lock = d.take_lock(ref="recover", reason="recover", wait=0)
     lock.release()

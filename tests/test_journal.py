@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from apprepo import blue_green_table, write_config, write_env_file
-from fakes import FakeProcessManager, FakeRouter
+from fakes import FakeProcessManager, FakeRouter, answer_gates
 
 from slipway.config import load_config
 from slipway.deploy import bluegreen, journal, runspec
@@ -23,7 +23,6 @@ from slipway.deploy.engine import Deployer
 from slipway.deploy.journal import Journal
 from slipway.deploy.run import RunState
 from slipway.errors import LockLost, SlipwayError
-from slipway.health.gate import GateReport
 from slipway.state import records
 from slipway.state.lock import is_held
 from slipway.transports.local import LocalTransport
@@ -48,7 +47,7 @@ def make_deployer(
     d = Deployer(
         load_config(config), "testing", LocalTransport(), process_manager=pm, router=router
     )
-    monkeypatch.setattr(Deployer, "gate_report", lambda self, *a, **k: GateReport(True, 2, 2, 0.1))
+    answer_gates(monkeypatch, True)
     for release in (OLD, NEW):
         path = Path(d.layout.release(release))
         path.mkdir(parents=True)
@@ -288,15 +287,13 @@ def test_a_recovery_that_cannot_bring_a_release_back_keeps_the_journal(
     d, _ = make_deployer(tmp_path, monkeypatch)
     link_current(d, OLD)
     leave_journal(d, ["start"], RunState(swapped=True))
-    monkeypatch.setattr(
-        Deployer, "gate_report", lambda self, *a, **k: GateReport(False, 3, 0, 8.0, reason="down")
-    )
+    answer_gates(monkeypatch, False, "down")
     recover(d)
     assert d.recovered is not None and not d.recovered.serving
     kept = journal.read(d.transport, d.layout)
     assert kept is not None and kept["attempts"] == 1
     assert records.deployments(d.transport, d.layout, 1)[0]["rolled_back_to"] is None
-    monkeypatch.setattr(Deployer, "gate_report", lambda self, *a, **k: GateReport(True, 2, 2, 0.1))
+    answer_gates(monkeypatch, True)
     recover(d)  # fixed: the next try succeeds and ends it
     assert d.recovered is not None and d.recovered.serving
     assert journal.read(d.transport, d.layout) is None
@@ -356,9 +353,7 @@ def test_a_promoted_release_that_is_not_healthy_is_reported_not_undone(
     d, pm = make_deployer(tmp_path, monkeypatch)
     link_current(d, NEW)
     leave_journal(d, ["promote"], RunState(swapped=True))
-    monkeypatch.setattr(
-        Deployer, "gate_report", lambda self, *a, **k: GateReport(False, 3, 0, 8.0, reason="500s")
-    )
+    answer_gates(monkeypatch, False, "500s")
     recover(d)
     assert d.recovered is not None and not d.recovered.serving
     assert d.recovered.note.startswith(f"{NEW} was promoted but is not healthy: 500s")
@@ -371,9 +366,7 @@ def test_an_interrupted_restore_whose_release_stays_down_is_reported(
     d, _ = make_deployer(tmp_path, monkeypatch)
     link_current(d, OLD)
     leave_journal(d, ["restore"], RunState(swapped=True), kind="restore", release=OLD)
-    monkeypatch.setattr(
-        Deployer, "gate_report", lambda self, *a, **k: GateReport(False, 3, 0, 8.0, reason="down")
-    )
+    answer_gates(monkeypatch, False, "down")
     recover(d)
     assert d.recovered is not None and not d.recovered.serving
     assert d.recovered.note == "the live release did not come back healthy"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from slipway.deploy import recovery, strategies
 from slipway.deploy.database import restore_database
 from slipway.deploy.run import RunState
-from slipway.errors import BackupError, HealthCheckFailed, LockLost, SlipwayError
+from slipway.errors import BackupError, HealthCheckFailed, LockLost
 from slipway.state.host import call
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def restore_backup(d: HostContext, backup_id: str, *, lock_wait: float = 0) -> s
             except LockLost:
                 raise
             except (Exception, KeyboardInterrupt) as exc:
-                raise _recovered(d, exc) from exc
+                raise recovery.undo_failed(d, exc, "restore", notify=True) from exc
         row.update(status="succeeded", finished_at=time.time(), steps=json.dumps(d.steps))
         d.record_event(row, "backup.restored", backup=backup_id, note=note)
         d.end_journal()
@@ -69,18 +69,13 @@ def _begin(d: HostContext, backup_id: str) -> dict[str, Any]:
     current = d.current_release()
     d.deployment_id = f"restore-{uuid.uuid4().hex[:8]}"
     commit = str(d.release_meta(current).get("commit", "unknown")) if current else "unknown"
-    row: dict[str, Any] = {
-        "id": d.deployment_id,
-        "env": d.env_name,
-        "ref": f"restore:{backup_id}",
-        "commit_sha": commit,
-        "release": current or "-",
-        "actor": d.actor,
-        "started_at": time.time(),
-        "status": "running",
-        "previous_release": current,
-        "kind": "restore",
-    }
+    row = d.new_record(
+        "restore",
+        ref=f"restore:{backup_id}",
+        release=current or "-",
+        previous=current,
+        commit=commit,
+    )
     d.record_event(row, "backup.restore_started", backup=backup_id)
     d.begin_journal("restore", row)
     return row
@@ -100,12 +95,3 @@ def _restore_and_start(d: HostContext, path: str, backup_id: str) -> str:
             hint=f"{note}; check the app's logs",
         )
     return note
-
-
-def _recovered(d: HostContext, exc: BaseException) -> SlipwayError:
-    cause = "interrupted (Ctrl-C or SIGINT)" if isinstance(exc, KeyboardInterrupt) else str(exc)
-    data = d.journal.data if d.journal is not None else None
-    note = recovery.recover(d, data, cause=d.masker(cause)).note if data else ""
-    error = exc if isinstance(exc, SlipwayError) else SlipwayError(f"restore failed: {cause}")
-    error.hint = "; ".join(x for x in (error.hint, note) if x) or None
-    return error

@@ -204,6 +204,25 @@ class HostContext:
     def journal_kind(self) -> str:
         return str(self.journal.data.get("kind", "deploy")) if self.journal else "deploy"
 
+    def new_record(
+        self, kind: str, *, ref: str, release: str, previous: str | None, commit: str, **more: Any
+    ) -> dict[str, Any]:
+        """The ``running`` record of a deploy, rollback or restore under way (its id is
+        ``deployment_id``); ``more`` adds columns (``committed_at``, ``message``)."""
+        return {
+            "id": self.deployment_id,
+            "env": self.env_name,
+            "ref": ref,
+            "commit_sha": commit,
+            "release": release,
+            "actor": self.actor,
+            "started_at": time.time(),
+            "status": "running",
+            "previous_release": previous,
+            "kind": kind,
+            **more,
+        }
+
     def begin_journal(self, kind: str, row: dict[str, Any]) -> None:
         """Start the journal of a run whose record ``row`` was just saved."""
         self.journal = Journal.begin(

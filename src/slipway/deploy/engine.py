@@ -31,7 +31,7 @@ from slipway.deploy.context import (
 from slipway.deploy.incident import Incident
 from slipway.deploy.run import Emit, Outcome, Recovery, RunState, StepEvent
 from slipway.deploy.source import Source, release_id, resolve
-from slipway.deploy.strategy import Step
+from slipway.deploy.strategy import Step, Strategy
 from slipway.errors import DeployFailed, LockLost, SlipwayError, UsageError
 from slipway.notify import message
 from slipway.state.lock import DeployLock
@@ -84,6 +84,11 @@ class Deployer(HostContext):
             steps.run_hooks(self, "post_deploy", source, outcome.release)
         return outcome
 
+    @property
+    def strategy(self) -> Strategy:
+        """This environment's strategy (``strategy`` in the configuration)."""
+        return strategies.for_env(self.env)
+
     def take_lock(self, *, ref: str, reason: str, wait: float) -> DeployLock:
         """See :func:`slipway.deploy.recovery.take_lock`."""
         return recovery.take_lock(self, ref=ref, reason=reason, wait=wait)
@@ -103,22 +108,17 @@ class Deployer(HostContext):
         self.deployment_id = deployment_id
         release = self._new_release_id(source)
         previous = self.current_release()
-        strategy = strategies.for_env(self.env)
+        strategy = self.strategy
         self.build_color = strategy.build_color(self)
-        row: dict[str, Any] = {
-            "id": deployment_id,
-            "env": self.env_name,
-            "ref": source.ref,
-            "commit_sha": source.commit,
-            "committed_at": source.committed_at,
-            "message": self.masker(source.message)[:500],
-            "release": release,
-            "actor": self.actor,
-            "started_at": time.time(),
-            "status": "running",
-            "previous_release": previous,
-            "kind": "deploy",
-        }
+        row = self.new_record(
+            "deploy",
+            ref=source.ref,
+            release=release,
+            previous=previous,
+            commit=source.commit,
+            committed_at=source.committed_at,
+            message=self.masker(source.message)[:500],
+        )
         self.transport.run(cmd.mkdir_p(self.layout.state_dir))
         self.record_event(
             row,
@@ -189,7 +189,7 @@ class Deployer(HostContext):
             row, "deploy.succeeded", release=release, previous=previous, seconds=round(seconds, 3)
         )
         self.end_journal()
-        self.prune(keep={release, previous} | strategies.for_env(self.env).protected(self))
+        self.prune(keep={release, previous} | self.strategy.protected(self))
         note = self.finish_backup(state, keep=False)
         if note:
             self.emit("promote", "info", detail=note)
@@ -223,8 +223,7 @@ class Deployer(HostContext):
             cause = "interrupted (Ctrl-C or SIGINT) during this step"
         rolled_back, rollback_note = True, "nothing live had changed"
         if state.swapped:
-            strategy = strategies.for_env(self.env)
-            rolled_back, rollback_note = strategy.recover(self, previous, state, row["id"])
+            rolled_back, rollback_note = self.strategy.recover(self, previous, state, row["id"])
         if DISK_FULL in cause:
             # Keeping the failed release for inspection would keep the disk full.
             self.transport.run(cmd.remove_tree(self.layout.release(row["release"])), check=False)
@@ -252,9 +251,7 @@ class Deployer(HostContext):
                 row, "deploy.failed", step=step, error=cause[-500:], rollback=rollback_note
             )
             self.end_journal()
-            self.prune(
-                keep={row["release"], previous} | strategies.for_env(self.env).protected(self)
-            )
+            self.prune(keep={row["release"], previous} | self.strategy.protected(self))
         except SlipwayError as record_error:  # the deploy's own error matters more
             rollback_note += f"; the failure could not be recorded: {record_error}"
         self.notify(

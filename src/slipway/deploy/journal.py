@@ -82,8 +82,7 @@ class Journal:
 
     @property
     def step(self) -> str:
-        steps: list[dict[str, Any]] = self.data.get("steps", [])
-        return str(steps[-1]["step"]) if steps else "prepare"
+        return last_step(self.data)
 
     def intent(self, step: str, state: RunState | None = None, **assume: Any) -> None:
         """About to run ``step`` (or to change live state inside it); ``assume`` holds

@@ -101,6 +101,17 @@ def recover(
     return Recovery(str(row["id"]), kind, str(row["release"]), step, serving, note)
 
 
+def undo_failed(d: HostContext, exc: BaseException, what: str, *, notify: bool) -> SlipwayError:
+    """A rollback or restore failed part way: undo it from its journal (as after a
+    failed deploy) and return the error to raise, its hint saying what serves now."""
+    cause = "interrupted (Ctrl-C or SIGINT)" if isinstance(exc, KeyboardInterrupt) else str(exc)
+    data = d.journal.data if d.journal is not None else None
+    note = recover(d, data, cause=d.masker(cause), notify=notify).note if data else ""
+    error = exc if isinstance(exc, SlipwayError) else SlipwayError(f"{what} failed: {cause}")
+    error.hint = "; ".join(x for x in (error.hint, note) if x) or None
+    return error
+
+
 def _bring_back(
     d: HostContext, data: dict[str, Any], kind: str, state: RunState
 ) -> tuple[bool, bool, str]:
@@ -123,11 +134,7 @@ def _bring_back(
 
 def _strategy_of(d: HostContext, data: dict[str, Any]) -> Strategy:
     """The strategy the run used (the configuration may have changed since)."""
-    name = data.get("strategy")
-    for key, strategy in strategies.STRATEGIES.items():
-        if key.value == name:
-            return strategy
-    return strategies.for_env(d.env)
+    return strategies.named(str(data.get("strategy"))) or strategies.for_env(d.env)
 
 
 def _roll_forward(

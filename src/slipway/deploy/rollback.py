@@ -86,7 +86,8 @@ def manual_rollback(
         except LockLost:
             raise
         except (Exception, KeyboardInterrupt) as exc:
-            raise _recovered(d, exc) from exc
+            # The rollback_failed notification below says it all: no second message.
+            raise recovery.undo_failed(d, exc, "rollback", notify=False) from exc
         return _succeeded(d, row, current, notes, summary, started, state)
     except SlipwayError as exc:
         if not isinstance(exc, UsageError | LockLost):  # bad input touched nothing
@@ -110,32 +111,12 @@ def _begin(d: HostContext, target: str, current: str | None) -> dict[str, Any]:
     is recovered by bringing ``current`` back."""
     d.deployment_id = uuid.uuid4().hex[:12]
     commit = str(d.release_meta(target).get("commit", "unknown"))
-    row: dict[str, Any] = {
-        "id": d.deployment_id,
-        "env": d.env_name,
-        "ref": f"rollback:{target}",
-        "commit_sha": commit,
-        "release": target,
-        "actor": d.actor,
-        "started_at": time.time(),
-        "status": "running",
-        "previous_release": current,
-        "kind": "rollback",
-    }
+    row = d.new_record(
+        "rollback", ref=f"rollback:{target}", release=target, previous=current, commit=commit
+    )
     d.record_event(row, "rollback.started", release=target, previous=current)
     d.begin_journal("rollback", row)
     return row
-
-
-def _recovered(d: HostContext, exc: BaseException) -> SlipwayError:
-    """A rollback failed part way: bring back the release that was live before it (as
-    after a failed deploy), and return the error to raise, its hint saying what serves."""
-    cause = "interrupted (Ctrl-C or SIGINT)" if isinstance(exc, KeyboardInterrupt) else str(exc)
-    data = d.journal.data if d.journal is not None else None
-    note = recovery.recover(d, data, cause=d.masker(cause), notify=False).note if data else ""
-    error = exc if isinstance(exc, SlipwayError) else SlipwayError(f"rollback failed: {cause}")
-    error.hint = note or error.hint
-    return error
 
 
 def _succeeded(

@@ -19,6 +19,11 @@ STRATEGIES: dict[StrategyName, Strategy] = {
 }
 
 
+def named(name: str) -> Strategy | None:
+    """The strategy a journal names, or None for a name this version does not know."""
+    return next((s for key, s in STRATEGIES.items() if key.value == name), None)
+
+
 def for_env(env: EnvironmentConfig) -> Strategy:
     found = STRATEGIES.get(env.strategy)
     if found is None:
