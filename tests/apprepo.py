@@ -1,6 +1,6 @@
 """A git repository of the example app with one commit per variant, and its config.
 
-Tags ``v1``, ``v2``, ``v3`` are good releases; branches ``broken/<variant>`` hold the
+Tags ``v1``, ``v2``, ``v3``, ``v2-rebuild`` are good releases; branches ``broken/<variant>`` hold the
 broken builds. The configuration deploys it under a temporary root with free ports, its
 own PM2_HOME (so the test's PM2 daemon is its own) and short health deadlines.
 """
@@ -53,6 +53,10 @@ def make_repo(path: Path) -> Path:
         set_variant(path, good)
         git(path, "commit", "-q", "-am", good)
         git(path, "tag", good)
+    git(path, "checkout", "-q", "-b", "migrations/rebuild", "v2")
+    set_variant(path, "v2-rebuild")
+    git(path, "commit", "-q", "-am", "v2-rebuild")
+    git(path, "tag", "v2-rebuild")
     for broken in VARIANTS_BROKEN:
         git(path, "checkout", "-q", "-b", f"broken/{broken}", "v1")
         set_variant(path, broken)

@@ -150,7 +150,32 @@ def test_deploy_with_migration_under_load_loses_nothing(env: Env) -> None:
     assert db["schema_version"] == 2
 
 
-@pytest.mark.parametrize("variant", ["crash", "health500", "dbfail", "ws-refused", "slow"])
+@pytest.mark.parametrize("variant", ["crash", "slow"])
+def test_a_release_that_cannot_start_on_a_copy_is_stopped_before_anything_live(
+    env: Env, variant: str
+) -> None:
+    """The rehearsal starts the release's backend on a copy of the database: one that
+    exits or never answers fails the deploy there, with its output, and the colours and
+    the warm standby are as they were."""
+    colors = env.colors()
+    with (
+        Load(env.port, websockets=5) as load,
+        load.phase("broken"),
+        pytest.raises(DeployFailed) as failed,
+    ):
+        env.deployer().deploy(f"broken/{variant}")
+    assert failed.value.step == "rehearse" and failed.value.rolled_back
+    assert_no_failures(load, "broken")
+    assert env.colors() == colors
+    if variant == "crash":
+        assert "exited (code 1) before it answered" in str(failed.value)
+        assert "crashing at start (variant crash)" in str(failed.value)  # its own output
+    else:
+        assert "did not answer within" in str(failed.value)
+    assert f"codeframe-mini-testing-backend-{colors['standby']['color']}" in env.online()
+
+
+@pytest.mark.parametrize("variant", ["health500", "dbfail", "ws-refused"])
 def test_broken_release_never_gets_public_traffic(env: Env, variant: str) -> None:
     before = env.colors()["live"]
     standby_before = env.colors()["standby"]
@@ -366,8 +391,8 @@ def test_failed_migration_restores_the_database_and_the_old_colour_serves(env: E
         )
         assert r.status_code == 201
     rows_before = len(env.public("/api/projects").json())
-    with pytest.raises(DeployFailed) as failed:
-        env.deployer().deploy("broken/destructive-crash")
+    with pytest.raises(DeployFailed) as failed:  # no rehearsal: the failure happens live
+        env.deployer().deploy("broken/destructive-crash", rehearse=False)
     assert failed.value.rolled_back
     hint = failed.value.hint or ""
     assert "database restored from" in hint and "-pre-restore-" in hint
@@ -420,7 +445,7 @@ def test_a_restart_environment_moves_to_blue_green(tmp_path: Path) -> None:
         # A first blue-green deploy that migrates destructively and fails: the restart
         # strategy's processes stop for the restore, then serve v1 with its rows again.
         with pytest.raises(DeployFailed) as failed:
-            e.deployer().deploy("broken/destructive-crash")
+            e.deployer().deploy("broken/destructive-crash", rehearse=False)
         assert "database restored from" in (failed.value.hint or "")
         assert [p["name"] for p in e.public("/api/projects").json()] == ["p1"]
         assert "codeframe-mini-testing-backend" in e.online()

@@ -94,7 +94,7 @@ def test_a_failed_breaking_deploy_loses_no_acknowledged_write(env: Env) -> None:
     with Traffic(env.port) as traffic:
         time.sleep(1.0)
         with pytest.raises(DeployFailed) as failed:
-            env.deployer().deploy("broken/destructive-crash", breaking=True)
+            env.deployer().deploy("broken/destructive-crash", breaking=True, rehearse=False)
         time.sleep(1.0)
     assert failed.value.rolled_back
     hint = failed.value.hint or ""

@@ -142,8 +142,8 @@ def test_console_script_runs_and_reports_version():
 def test_plan_of_blue_green_production(capsys):
     code, out, _ = run_cli(["--config", str(EXAMPLE_CONFIG), "plan", "production"], capsys)
     assert code == 0
-    steps = [line.split()[1] for line in out.splitlines()[:11]]
-    assert steps[6:] == ["start", "health", "switch", "watch", "promote"]
+    steps = [line.split()[1] for line in out.splitlines()[:12]]
+    assert steps[7:] == ["start", "health", "switch", "watch", "promote"]
     assert "blue 8201/8101, green 8202/8102" in out
     assert "traefik on ports 8200/8100" in out
     assert "traffic switches back to the old colour" in out
@@ -154,8 +154,8 @@ def test_plan_of_a_breaking_release_adds_the_hold_before_the_backup(capsys, tmp_
         ["--config", str(EXAMPLE_CONFIG), "plan", "production", "--breaking"], capsys
     )
     assert code == 0
-    steps = [line.split()[1] for line in out.splitlines()[:12]]
-    assert steps[4:8] == ["build", "hold", "backup", "start"]
+    steps = [line.split()[1] for line in out.splitlines()[:13]]
+    assert steps[4:9] == ["build", "rehearse", "hold", "backup", "start"]
     assert "traefik -> a holding proxy" in out and "deadline 60s" in out
     # Listed in the configuration by glob: the restart strategy stops the writers instead.
     config = tmp_path / "slipway.toml"
@@ -175,12 +175,13 @@ def test_plan_prints_steps_without_running(capsys):
     )
     assert code == 0
     lines = out.splitlines()
-    assert [line.split()[1] for line in lines[:9]] == [
+    assert [line.split()[1] for line in lines[:10]] == [
         "lock",
         "upload",
         "link",
         "install",
         "build",
+        "rehearse",
         "backup",
         "start",
         "health",

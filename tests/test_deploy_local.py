@@ -92,6 +92,7 @@ def test_first_deploy_serves_v1(env: Env):
         "link",
         "install",
         "build",
+        "rehearse",
         "backup",
         "start",
         "health",
@@ -129,9 +130,9 @@ def test_v2_migration_keeps_data(env: Env):
 @pytest.mark.parametrize(
     ("ref", "step"),
     [
-        ("broken/crash", "health"),
+        ("broken/crash", "rehearse"),  # exits on the copy: nothing live changes
         ("broken/health500", "health"),
-        ("broken/migration-error", "health"),
+        ("broken/migration-error", "rehearse"),
         ("does-not-exist", None),
     ],
 )
@@ -163,7 +164,8 @@ def test_failure_rolls_back_to_a_healthy_previous_release(env: Env, ref: str, st
 def test_destructive_migration_that_fails_health_restores_database(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ):
-    """v3 drops the projects table; if that release then fails its gate, data comes back."""
+    """v3 drops the projects table (allowed here); if that release then fails its gate,
+    data comes back."""
     count = len(httpx.get(env.url("/api/projects")).json())
     assert count >= 1
     from slipway.deploy import restart
@@ -176,7 +178,7 @@ def test_destructive_migration_that_fails_health_restores_database(
 
     monkeypatch.setattr(restart, "gate", failing_gate)
     with pytest.raises(DeployFailed) as info:
-        env.deployer().deploy("v3")
+        env.deployer().deploy("v3", allow_data_loss=["projects"])
     assert info.value.rolled_back
     assert "database restored" in (info.value.hint or "")
     projects = httpx.get(env.url("/api/projects")).json()
@@ -339,7 +341,7 @@ def test_cli_status_and_audit(env: Env):
 
 def test_cli_deploy_failure_exit_code_and_message(env: Env):
     result = subprocess.run(
-        slipway_cmd(env, "deploy", "testing", "--ref", "broken/crash"),
+        slipway_cmd(env, "deploy", "testing", "--ref", "broken/health500"),
         capture_output=True,
         text=True,
         check=False,

@@ -98,6 +98,7 @@ def test_a_deploy_runs_every_phase_and_leaves_no_journal(
         "link",
         "install",
         "build",
+        "rehearse",
         "backup",
         "start",
         "health",

@@ -150,7 +150,7 @@ def test_restart_killed_after_the_swap_starts_the_previous_release_from_its_own_
     runspec.save(d.transport, d.layout.release(OLD), good, ["API_TOKEN"])
     typo = good["backend"].model_copy(update={"start": ["{python}", "-m", "codeframe_minii"]})
     monkeypatch.setattr(Deployer, "configured_processes", lambda self: {"backend": typo})
-    leave_journal(d, ["upload", "build", "backup", "start"], RunState(swapped=True))
+    leave_journal(d, ["upload", "build", "rehearse", "backup", "start"], RunState(swapped=True))
     pm.calls.clear()
     recover(d)
     names = d.app_names

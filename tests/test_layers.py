@@ -22,6 +22,7 @@ LAYERS: list[list[str]] = [
     ["slipway.deploy.strategies"],
     ["slipway.deploy.bluegreen", "slipway.deploy.restart"],
     [
+        "slipway.deploy.rehearsal",
         "slipway.deploy.steps",
         "slipway.deploy.hold",
         "slipway.deploy.database",

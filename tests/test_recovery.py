@@ -242,7 +242,9 @@ def test_killed_during_the_rollback_of_a_failed_deploy(bluegreen_env: Env) -> No
     the database. Killed in that rollback, the recovery finishes it."""
     d = bluegreen_env.deployer()
     live = d.read_colors()["live"]
-    bluegreen_env.deploy_killed_at("broken/destructive-crash", "rollback", "start")
+    bluegreen_env.deploy_killed_at(
+        "broken/destructive-crash", "rollback", "start", "--no-rehearsal"
+    )
     result = bluegreen_env.cli("recover", "testing", "--json")
     assert result.returncode == 0, result.stderr
     done = json.loads(result.stdout.splitlines()[-1])["recovered"]

@@ -113,3 +113,13 @@ class BackupError(SlipwayError):
 
 class HoldExpired(SlipwayError):
     """A breaking deploy held requests at the proxy past its deadline (it rolls back)."""
+
+
+class RehearsalFailed(SlipwayError):
+    """The release's backend exited or never answered on a copy of the database, before
+    anything live changed (it would not have started live either)."""
+
+
+class DataLossRefused(SlipwayError):
+    """The migration rehearsal found tables that would lose rows, and the deployer did
+    not allow it (``--allow-data-loss``). Nothing live changed."""

@@ -49,6 +49,23 @@ def _m3_recreate(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m4_rebuild(conn: sqlite3.Connection) -> None:
+    # The careful way to change a table SQLite cannot ALTER: build a new one, copy every
+    # row, swap. No row is lost, but the new NOT NULL column (no default) breaks the
+    # inserts of any older release still running: a breaking change.
+    conn.execute(
+        "CREATE TABLE projects_new (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+        " description TEXT NOT NULL DEFAULT '', status TEXT NOT NULL,"
+        " created_at TEXT NOT NULL DEFAULT (datetime('now')))"
+    )
+    conn.execute(
+        "INSERT INTO projects_new (id, name, description, status, created_at)"
+        " SELECT id, name, description, 'active', created_at FROM projects"
+    )
+    conn.execute("DROP TABLE projects")
+    conn.execute("ALTER TABLE projects_new RENAME TO projects")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 
@@ -56,7 +73,9 @@ def migrations_for(variant: str, level: int) -> list[tuple[int, str, Migration]]
     steps: list[tuple[int, str, Migration]] = [(1, "create projects", _m1_projects)]
     if level >= 2:
         steps.append((2, "add projects.description", _m2_description))
-    if level >= 3:
+    if variant == "v2-rebuild":
+        steps.append((4, "rebuild projects with a NOT NULL status", _m4_rebuild))
+    elif level >= 3:
         steps.append((3, "recreate projects with status", _m3_recreate))
     if variant == "migration-error":  # fails whatever release came before it
         steps.append((99, "broken migration", _m99_broken))

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from codeframe_mini import db, variant
 
-VERSIONS = {"v1": "1.0.0", "v2": "2.0.0", "v3": "3.0.0"}
+VERSIONS = {"v1": "1.0.0", "v2": "2.0.0", "v3": "3.0.0", "v2-rebuild": "2.1.0"}
 AGENT_NAMES = ("lead", "backend-worker", "frontend-worker")
 
 
@@ -201,7 +201,13 @@ def _late_failing(started: float) -> bool:
 def _insert_project(path: str, project: ProjectIn, schema: int) -> sqlite3.Row:
     conn = db.connect(path)
     try:
-        if schema >= 2:
+        if schema == 4:  # v2-rebuild: status is NOT NULL without a default
+            cur = conn.execute(
+                "INSERT INTO projects (name, description, status) VALUES (?, ?, 'active')"
+                " RETURNING *",
+                (project.name, project.description),
+            )
+        elif schema >= 2:
             cur = conn.execute(
                 "INSERT INTO projects (name, description) VALUES (?, ?) RETURNING *",
                 (project.name, project.description),

@@ -3,8 +3,10 @@
 The variant comes from ``CODEFRAME_MINI_VARIANT`` if set, else from the ``VARIANT`` file
 next to this module (so a fixture git repository can hold one commit per variant).
 
-Good variants: ``v1``, ``v2`` (adds a column), ``v3`` (drops and recreates a table, as
-one CodeFRAME migration once did: data is lost).
+Good variants: ``v1``, ``v2`` (adds a column with a default: additive), ``v3`` (drops
+and recreates a table, as one CodeFRAME migration once did: destructive, data is lost),
+``v2-rebuild`` (v2, then rebuilds the table copying every row, with a new NOT NULL
+column older code cannot fill: breaking, nothing lost).
 Broken variants, each a failure slipway must survive:
 ``crash`` (exits at start), ``health500`` (``/health`` answers 500), ``dbfail`` (the DB
 health check fails), ``slow`` (listens only after ``CODEFRAME_MINI_SLOW_SECONDS``,
@@ -22,7 +24,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-GOOD = ("v1", "v2", "v3")
+GOOD = ("v1", "v2", "v3", "v2-rebuild")
 BROKEN = (
     "crash",
     "health500",
@@ -49,6 +51,6 @@ def schema_level(variant: str) -> int:
     """How many migrations this variant ships. Broken variants build on v1."""
     if variant in ("v3", "destructive-crash"):
         return 3
-    if variant == "v2":
+    if variant in ("v2", "v2-rebuild"):
         return 2
     return 1

@@ -49,6 +49,7 @@ def build(
         "sha256": info["sha256"],
         "schema_version": info.get("schema_version"),
         "tables": info.get("tables", {}),
+        "schema": info.get("schema", {}),
         "integrity": info.get("integrity"),
         "seconds": info.get("seconds"),
         "copy_seconds": info.get("copy_seconds"),

@@ -57,11 +57,19 @@ class BackupStore:
     # --- taking backups -----------------------------------------------------------------
 
     def create(
-        self, db: str, *, reason: str, release: str | None, commit: str | None
+        self,
+        db: str,
+        *,
+        reason: str,
+        release: str | None,
+        commit: str | None,
+        deploying: str | None = None,
     ) -> dict[str, Any] | None:
-        """Back up ``db`` now; None when there is no database yet. Not yet sealed."""
+        """Back up ``db`` now; None when there is no database yet. Not yet sealed.
+        ``release`` and ``commit`` are what was live (whose data it is); ``deploying``
+        names the release whose deploy it precedes (its id says so)."""
         at = time.time()
-        name = mf.backup_id(reason, release, at)
+        name = mf.backup_id(reason, deploying or release, at)
         info = call(self.transport, "backup", db=db, dest=self._path(f"{name}.db"))
         if not info.get("exists"):
             return None
@@ -74,6 +82,8 @@ class BackupStore:
             at=at,
             file=f"{name}.db",
         )
+        if deploying:
+            manifest["deploying"] = deploying
         self._write_manifest(manifest)
         return manifest
 
@@ -124,6 +134,24 @@ class BackupStore:
                 return m
         what = " ".join(filter(None, [reason, f"of {release}" if release else None]))
         raise UsageError(f"no {what or ''} backup in {self.env_name}".replace("  ", " "))
+
+    def before_deploy_of(self, release: str) -> dict[str, Any]:
+        """The backup taken just before ``release`` was deployed (older manifests, which
+        were labelled with the release deployed, are found too)."""
+        for m in self.list():
+            if m["reason"] == "pre-deploy" and m.get("deploying", m["release"]) == release:
+                return m
+        raise UsageError(f"no backup was taken before {release} was deployed in {self.env_name}")
+
+    def newest_of_live(self) -> dict[str, Any]:
+        """The newest backup of the live database: never a copy a restore set aside."""
+        for m in self.list():
+            if m["reason"] != "pre-restore":
+                return m
+        raise UsageError(
+            f"no backup of the live database in {self.env_name}",
+            hint="copies set aside by a restore are verified by id: slipway backup ENV list",
+        )
 
     @contextlib.contextmanager
     def plaintext(self, manifest: dict[str, Any], identity: Path | None) -> Iterator[str]:

@@ -100,7 +100,8 @@ def verify(
     start_app: bool,
     as_json: bool,
 ) -> None:
-    """Restore a backup (default: the newest) into a scratch file and check it.
+    """Restore a backup (default: the newest backup of the live database, never a copy a
+    restore set aside) into a scratch file and check it.
 
     With --start-app, also start the live release's backend against a copy of it (on a
     free port, outside PM2, never touching the live database) and run its API and
@@ -111,7 +112,7 @@ def verify(
     """
     failed = False
     for d in _sessions(ctx):
-        manifest = d.backups.get(backup_id) if backup_id else d.backups.latest()
+        manifest = d.backups.get(backup_id) if backup_id else d.backups.newest_of_live()
         result = d.backups.verify(manifest, identity)
         if start_app and result["ok"]:
             trial = start_app_on_copy(d, manifest, identity)

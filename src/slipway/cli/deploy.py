@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,6 +16,8 @@ from slipway.deploy.engine import Deployer
 from slipway.deploy.run import Outcome
 from slipway.errors import DeployFailed
 from slipway.github.api import GitHub
+
+TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,127}")
 
 
 @click.command(name="deploy")
@@ -39,6 +43,21 @@ from slipway.github.api import GitHub
     help="This release's migrations are breaking (as if listed in [migrations] breaking):"
     " hold requests at the proxy from the backup until it is live.",
 )
+@click.option(
+    "--no-rehearsal",
+    is_flag=True,
+    help="Skip the migration rehearsal (the release's migrations on a copy of the live"
+    " database): the release is not classified, and only --breaking takes the hold.",
+)
+@click.option(
+    "--allow-data-loss",
+    "allow_data_loss",
+    metavar="TABLE[,TABLE]",
+    default="",
+    callback=lambda _ctx, _param, value: _table_list(value),
+    help="Tables this release's migrations may empty or drop (the rehearsal refuses the"
+    " deploy otherwise). Audited, notified and written up as an incident.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Emit JSON events and a JSON result.")
 @click.pass_context
 def command(
@@ -53,22 +72,36 @@ def command(
     github_deployment: bool,
     incident_dir: Path | None,
     breaking: bool,
+    no_rehearsal: bool,
+    allow_data_loss: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Deploy REF to ENVIRONMENT on each of its hosts.
 
-    Steps: lock, upload, link, install, build, backup, start, health, promote (blue-green:
-    start, health, switch, watch, promote). A release with breaking migrations adds a
-    hold step before the backup: requests wait at a holding proxy (blue-green) or the
-    old processes stop (restart) until the new release is live, so no write lands after
-    the backup. A failure at any step rolls back automatically and exits 1; a held lock
-    exits 3.
+    Steps: lock, upload, link, install, build, rehearse, backup, start, health, promote
+    (blue-green: start, health, switch, watch, promote). The rehearsal runs the
+    release's migrations on a copy of the live database and classifies them: unchanged,
+    additive, breaking or destructive. Destructive (a table loses rows) is refused
+    unless allowed with --allow-data-loss; breaking adds a hold step before the backup:
+    requests wait at a holding proxy (blue-green) or the old processes stop (restart)
+    until the new release is live, so no write lands after the backup. A failure at
+    any step rolls back automatically and exits 1; a held lock exits 3.
+
+    \b
+    Examples:
+      slipway deploy staging main
+      slipway deploy production v1.4.0 --allow-data-loss sessions
     """
     loaded = with_overrides(loaded_config(ctx), environment, host, root, ssh_key)
     progress = Progress(as_json=as_json, color=not ctx.obj["no_color"])
     gh = GitHub.from_env() if github_deployment else None
     for deployer in host_session(loaded, environment, emit=progress, actor=actor):
-        outcome = _deploy(deployer, ref, lock_wait, gh, incident_dir, breaking or None)
+        options: dict[str, Any] = {
+            "breaking": breaking or None,
+            "rehearse": False if no_rehearsal else None,
+            "allow_data_loss": allow_data_loss,
+        }
+        outcome = _deploy(deployer, ref, lock_wait, gh, incident_dir, options)
         if as_json:
             echo_json_line(
                 {
@@ -80,6 +113,7 @@ def command(
                     "steps": outcome.steps,
                     "health": outcome.health,
                     "hold": outcome.hold,
+                    "rehearsal": outcome.rehearsal,
                 }
             )
         else:
@@ -89,6 +123,17 @@ def command(
             )
             if outcome.hold:
                 click.echo(f"hold: {outcome.hold}")
+
+
+def _table_list(value: str) -> tuple[str, ...]:
+    """``a,b`` -> ("a", "b"); a name with spaces or control characters is refused."""
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    for name in names:
+        if not TABLE_NAME.fullmatch(name):
+            raise click.BadParameter(
+                f"{name!r} is not a table name", param_hint="--allow-data-loss"
+            )
+    return names
 
 
 def _run_url() -> str | None:
@@ -105,7 +150,7 @@ def _deploy(
     lock_wait: float,
     gh: GitHub | None,
     incident_dir: Path | None,
-    breaking: bool | None,
+    options: dict[str, Any],
 ) -> Outcome:
     """One host's deploy, reported to GitHub and with its incident kept, if asked."""
     deployment_id = None
@@ -114,7 +159,7 @@ def _deploy(
         deployment_id = int(created["id"])
         gh.create_deployment_status(deployment_id, "in_progress", "deploying", _run_url())
     try:
-        outcome = d.deploy(ref, lock_wait=lock_wait, breaking=breaking)
+        outcome = d.deploy(ref, lock_wait=lock_wait, **options)
     except DeployFailed as exc:
         if gh is not None and deployment_id is not None:
             summary = (

@@ -15,6 +15,11 @@ STEPS = [
     ("link", "link {env_file} (mode 0600, must hold: {required}); database dir for {database}"),
     ("install", "backend: uv venv + lock file; frontend: npm ci (reused if the lock is unchanged)"),
     ("build", "frontend build (reused if sources unchanged); the release's run spec saved"),
+    (
+        "rehearse",
+        "the release's backend migrates a copy of {database} on a free port; the change is"
+        " classified: destructive is refused, breaking adds the hold",
+    ),
     ("backup", "online SQLite backup of {database} to {root}/{env}/backups/"),
 ]
 
@@ -28,7 +33,7 @@ def command(ctx: click.Context, environment: str, ref: str, breaking: bool) -> N
     """Print the steps `slipway deploy ENVIRONMENT` would take. Runs nothing.
 
     A REF listed in [migrations] breaking (by name or glob) or --breaking adds the hold
-    step before the backup."""
+    step before the backup; so does a release the rehearsal finds breaking."""
     config = loaded_config(ctx).config
     env = config.environment(environment)
     values = {
@@ -50,9 +55,11 @@ def command(ctx: click.Context, environment: str, ref: str, breaking: bool) -> N
     strategy = strategies.for_env(env)
     values |= strategy.plan_values(env)
     steps = [*STEPS, *strategy.plan(env)]
+    if not config.migrations.rehearse:
+        steps = [s for s in steps if s[0] != "rehearse"]
     if breaking or config.migrations.is_breaking(ref, ""):
         values["hold"] = f"{config.migrations.hold_seconds:g}"
-        steps.insert(len(STEPS) - 1, ("hold", strategy.hold_text()))
+        steps.insert([s[0] for s in steps].index("backup"), ("hold", strategy.hold_text()))
     for number, (name, text) in enumerate(steps, 1):
         click.echo(f"{number}. {name:<8} {text.format(**values)}")
     click.echo(strategy.on_failure())

@@ -404,15 +404,23 @@ def _check_release_pattern(value: str) -> str:
 
 
 class MigrationsConfig(Strict):
-    """Releases whose migrations the running release cannot live with (a dropped or
-    renamed column or table): traffic is held at the proxy from the backup until the new
-    release is live, so no write lands in between (blue-green); with the restart
-    strategy the old processes stop before the backup instead."""
+    """The database side of a deploy. Each release's migrations are rehearsed on a copy
+    first; releases whose migrations the running release cannot live with (a dropped or
+    changed column or table, found by the rehearsal or listed in ``breaking``) hold
+    traffic at the proxy from the backup until the new release is live, so no write
+    lands in between (blue-green); with the restart strategy the old processes stop
+    before the backup instead."""
 
     breaking: list[Annotated[str, AfterValidator(_check_release_pattern)]] = Field(
         default_factory=list,
         description="Refs as deployed (tags, branches, globs like 'v3.*') or commit"
         " prefixes (7+ hex digits) whose migrations are breaking.",
+    )
+    rehearse: bool = Field(
+        default=True,
+        description="Run each release's migrations on a copy of the live database before"
+        " anything live changes, and classify them (unchanged, additive, breaking,"
+        " destructive): destructive is refused, breaking takes the hold.",
     )
     hold_seconds: Number = Field(
         default=60,

@@ -1,4 +1,17 @@
-"""The database side of a deploy: did a release change the schema, and putting a backup back.
+"""The database side of a deploy: what a release's migrations do to the data (its class),
+did a release change the schema, and putting a backup back.
+
+A release's class comes from comparing the database before and after its migrations ran
+on a copy (:mod:`slipway.deploy.rehearsal`), table by table:
+
+- **unchanged**: same tables, columns and indexes; no table has fewer rows;
+- **additive**: only new tables, new columns old code can ignore (nullable, or with a
+  default), new indexes; no table has fewer rows: old and new code share the database;
+- **breaking**: any other schema change (a column removed, changed, or added NOT NULL
+  without a default; an index or an empty table dropped): old code must not write to
+  the new schema, so the deploy holds requests from the backup to the switch;
+- **destructive**: a table lost rows or disappeared with rows in it: refused unless the
+  table is named in ``--allow-data-loss``.
 
 Order matters: every writer is stopped before the database is touched (the caller's
 job); the live database is itself backed up before a restore overwrites it (a restore
@@ -13,7 +26,8 @@ temporary file into place).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from slipway.state.host import call
@@ -25,6 +39,118 @@ OnAside = Callable[[dict[str, Any], dict[str, Any]], None]
 if TYPE_CHECKING:
     from slipway.deploy.context import HostContext
     from slipway.deploy.run import RunState
+
+
+CLASSES = ("unchanged", "additive", "breaking", "destructive")  # mildest first
+
+
+@dataclass(frozen=True)
+class TableChange:
+    """What a release's migrations did to one table."""
+
+    table: str
+    kind: str  # one of CLASSES
+    rows_before: int | None  # None: the table is new
+    rows_after: int | None  # None: the table is gone
+    changes: tuple[str, ...]
+
+    def describe(self) -> str:
+        rows = f"rows {_count(self.rows_before)} -> {_count(self.rows_after)}"
+        return f"{self.table}: {', '.join(self.changes)} ({rows})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "class": self.kind,
+            "rows_before": self.rows_before,
+            "rows_after": self.rows_after,
+            "changes": list(self.changes),
+        }
+
+
+def _count(rows: int | None) -> str:
+    return "-" if rows is None else str(rows)
+
+
+@dataclass(frozen=True)
+class Classification:
+    """A release's class and the tables that made it so (unchanged tables left out)."""
+
+    kind: str
+    tables: tuple[TableChange, ...]
+
+    @property
+    def holds(self) -> bool:
+        """Old code must not run against the new schema: the deploy holds requests."""
+        return self.kind in ("breaking", "destructive")
+
+    def lost(self) -> list[TableChange]:
+        return [t for t in self.tables if t.kind == "destructive"]
+
+    def summary(self) -> str:
+        if not self.tables:
+            return f"{self.kind}: no table changed"
+        return f"{self.kind}: " + "; ".join(t.describe() for t in self.tables)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"class": self.kind, "tables": [t.to_json() for t in self.tables]}
+
+
+def classify(before: dict[str, Any], after: dict[str, Any]) -> Classification:
+    """Compare two descriptions of a database (the host helper's ``describe``: row counts
+    and per-table shape) and say what kind of change separates them."""
+    rows_before, rows_after = before.get("tables", {}), after.get("tables", {})
+    shape_before, shape_after = before.get("schema", {}), after.get("schema", {})
+    changed: list[TableChange] = []
+    for table in sorted(set(rows_before) | set(rows_after)):
+        n_before, n_after = rows_before.get(table), rows_after.get(table)
+        if n_before is None:
+            change = TableChange(table, "additive", None, n_after, ("new table",))
+        elif n_after is None:
+            kind = "destructive" if n_before else "breaking"
+            change = TableChange(table, kind, n_before, None, ("dropped",))
+        else:
+            found = _shape_changes(shape_before.get(table, {}), shape_after.get(table, {}))
+            kind = _worst(k for k, _ in found)
+            notes = [note for _, note in found]
+            if n_after < n_before:
+                kind = "destructive"
+                notes.append(f"{n_before - n_after} rows lost")
+            if kind == "unchanged":
+                continue
+            change = TableChange(table, kind, n_before, n_after, tuple(notes))
+        changed.append(change)
+    return Classification(_worst(t.kind for t in changed), tuple(changed))
+
+
+def _worst(kinds: Iterable[str]) -> str:
+    return max(kinds, key=CLASSES.index, default="unchanged")
+
+
+def _shape_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str]]:
+    """(class, note) for each difference in one table's columns and indexes."""
+    found: list[tuple[str, str]] = []
+    cols_before, cols_after = before.get("columns", {}), after.get("columns", {})
+    for name in sorted(set(cols_before) - set(cols_after)):
+        found.append(("breaking", f"column {name} removed"))
+    for name in sorted(set(cols_before) & set(cols_after)):
+        if list(cols_before[name]) != list(cols_after[name]):
+            found.append(("breaking", f"column {name} changed"))
+    for name in sorted(set(cols_after) - set(cols_before)):
+        _type, not_null, default, _pk = cols_after[name]
+        if not_null and default is None:
+            found.append(("breaking", f"column {name} added NOT NULL without a default"))
+        else:
+            found.append(("additive", f"column {name} added"))
+    idx_before, idx_after = before.get("indexes", {}), after.get("indexes", {})
+    for name in sorted(set(idx_before) - set(idx_after)):
+        found.append(("breaking", f"index {name} removed"))
+    for name in sorted(set(idx_before) & set(idx_after)):
+        if list(idx_before[name]) != list(idx_after[name]):
+            found.append(("breaking", f"index {name} changed"))
+    for name in sorted(set(idx_after) - set(idx_before)):
+        found.append(("additive", f"index {name} added"))
+    return found
 
 
 def schema_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
@@ -73,7 +199,7 @@ def restore_from_latest(
 ) -> str:
     """Restore the pre-deploy backup taken when ``release`` was deployed (writers
     stopped by the caller; an encrypted backup needs ``d.identity``)."""
-    manifest = d.backups.latest(release=release, reason="pre-deploy")
+    manifest = d.backups.before_deploy_of(release)
     with d.backups.plaintext(manifest, d.identity) as path:
         return restore_database(d, path, manifest["id"], on_aside)
 

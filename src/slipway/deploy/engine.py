@@ -16,10 +16,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from slipway.commands import host as cmd
-from slipway.deploy import hold, incident, recovery, steps, strategies
+from slipway.deploy import hold, incident, recovery, rehearsal, steps, strategies
 from slipway.deploy.context import (
     BIND_HOST,
     CRASH_LOOP_RESTARTS,
@@ -52,9 +54,21 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
+class DeployPlan:
+    """What this deploy was asked to do about the database."""
+
+    breaking: bool  # force the hold (``--breaking`` or ``[migrations] breaking``)
+    rehearse: bool  # run the migrations on a copy first
+    allow_data_loss: tuple[str, ...]  # tables the migrations may empty or drop
+
+
 class Deployer(HostContext):
     """Deploys one environment of one app to one host: the deploy flow on top of the
     host context's tools."""
+
+    rehearsed: rehearsal.Rehearsal | None = None  # what the migration rehearsal found
+    current_step = "prepare"
 
     def deploy(
         self,
@@ -63,21 +77,29 @@ class Deployer(HostContext):
         lock_wait: float = 0,
         reason: str = "deploy",
         breaking: bool | None = None,
+        rehearse: bool | None = None,
+        allow_data_loss: Sequence[str] = (),
     ) -> Outcome:
-        """Deploy ``ref``. ``breaking`` overrides ``[migrations] breaking`` for this
-        release (see :mod:`slipway.deploy.hold`)."""
+        """Deploy ``ref``. ``breaking`` forces the hold for this release (see
+        :mod:`slipway.deploy.hold`); otherwise the migration rehearsal decides
+        (``rehearse``, default ``[migrations] rehearse``; see
+        :mod:`slipway.deploy.rehearsal`). ``allow_data_loss`` names the tables the
+        release's migrations may empty or drop."""
         repo = self.loaded.repository_path()
         if repo is None:
             raise UsageError("deploying from a remote repository URL is not supported yet")
         source = resolve(repo, ref)
         if breaking is None:
             breaking = self.config.migrations.is_breaking(source.ref, source.commit)
+        if rehearse is None:
+            rehearse = self.config.migrations.rehearse
+        plan = DeployPlan(breaking, rehearse, tuple(allow_data_loss))
         steps.mask_env_file_early(self)
         steps.run_hooks(self, "pre_deploy", source, "")
         started = time.monotonic()
         lock = self.take_lock(ref=ref, reason=reason, wait=lock_wait)
         try:
-            outcome = self._deploy_locked(source, started, breaking)
+            outcome = self._deploy_locked(source, started, plan)
         finally:
             lock.release()
         if outcome.status == "succeeded":
@@ -103,7 +125,7 @@ class Deployer(HostContext):
             release, n = f"{base}-{n}", n + 1
         return release
 
-    def _deploy_locked(self, source: Source, started: float, breaking: bool) -> Outcome:
+    def _deploy_locked(self, source: Source, started: float, plan: DeployPlan) -> Outcome:
         deployment_id = uuid.uuid4().hex[:12]
         self.deployment_id = deployment_id
         release = self._new_release_id(source)
@@ -126,35 +148,38 @@ class Deployer(HostContext):
             ref=source.ref,
             commit=source.commit,
             release=release,
-            breaking=breaking,
+            breaking=plan.breaking,
         )
         self.begin_journal("deploy", row)
         state = RunState()
-        current_step = "prepare"
+        self.current_step = "prepare"
         try:
-            plan: list[Step] = [
-                ("upload", lambda: steps.upload(self, source, release)),
-                ("link", lambda: steps.link_shared(self, release)),
-                ("install", lambda: steps.install(self, source, release, previous)),
-                ("build", lambda: steps.build(self, source, release, previous)),
-            ]
-            if breaking:
-                plan.append(("hold", lambda: strategy.hold(self, state)))
-            plan.append(("backup", lambda: steps.backup(self, release, source.commit, state)))
-            plan += strategy.activate(self, release, previous, source.commit, state)
-            for name, action in plan:
-                current_step = name
-                self.checkpoint(name, state)
-                with self.step(name):
-                    action()
-                    hold.check_deadline(self, state)
-                self.step_done(name, state)
+            self._run_steps(
+                [
+                    ("upload", lambda: steps.upload(self, source, release)),
+                    ("link", lambda: steps.link_shared(self, release)),
+                    ("install", lambda: steps.install(self, source, release, previous)),
+                    ("build", lambda: steps.build(self, source, release, previous)),
+                ],
+                state,
+            )
+            if plan.rehearse:
+                self._run_steps(
+                    [("rehearse", lambda: self._rehearse(row, release, source.commit, plan))],
+                    state,
+                )
+            later: list[Step] = []
+            if plan.breaking or (self.rehearsed is not None and self.rehearsed.holds):
+                later.append(("hold", lambda: strategy.hold(self, state)))
+            later.append(("backup", lambda: steps.backup(self, release, previous, state)))
+            later += strategy.activate(self, release, previous, source.commit, state)
+            self._run_steps(later, state)
         except LockLost:
             raise  # another command owns the environment now: touch nothing
         except (Exception, KeyboardInterrupt) as exc:
             # Every failure ends in the same rollback path, Ctrl-C included: stopping
             # half way could leave requests held and the old colour stopped.
-            return self._fail(row, current_step, exc, previous, state, started)
+            return self._fail(row, self.current_step, exc, previous, state, started)
         self._finish_success(row, release, previous, started, state)
         return Outcome(
             deployment_id,
@@ -165,6 +190,71 @@ class Deployer(HostContext):
             self.steps,
             state.gate.summary() if state.gate else "",
             state.hold_result.summary() if state.hold_result else "",
+            self.rehearsed.to_json() if self.rehearsed else None,
+        )
+
+    def _run_steps(self, plan: list[Step], state: RunState) -> None:
+        """Each step journaled before it runs and after it ends; a hold's deadline is
+        checked after every step."""
+        for name, action in plan:
+            self.current_step = name
+            self.checkpoint(name, state)
+            with self.step(name):
+                action()
+                hold.check_deadline(self, state)
+            self.step_done(name, state)
+
+    def _rehearse(self, row: dict[str, Any], release: str, commit: str, plan: DeployPlan) -> None:
+        """Run the migrations on a copy and classify them (see
+        :mod:`slipway.deploy.rehearsal`); a destructive release not allowed is refused
+        here, before anything live changes."""
+        found = rehearsal.rehearse(self, release, commit, plan.allow_data_loss)
+        if found is None:
+            self.emit("rehearse", "info", detail="no database yet: nothing to rehearse")
+            return
+        self.rehearsed = found
+        row["rehearsal"] = json.dumps(found.to_json())
+        self.record_event(row, "deploy.rehearsed", **found.to_json())
+        self.emit("rehearse", "info", detail=f"migrations {found.classification.summary()}")
+        rehearsal.refuse_data_loss(found)
+        if found.allowed:
+            self._allow_data_loss(row, found)
+        if found.classification.holds:
+            self.emit(
+                "rehearse",
+                "info",
+                detail="the schema changes: requests are held from the backup to the switch",
+            )
+
+    def _allow_data_loss(self, row: dict[str, Any], found: rehearsal.Rehearsal) -> None:
+        """The deployer accepted the loss: audited, written up, and the deploy holds."""
+        lost = [t for t in found.classification.lost() if t.table in found.allowed]
+        self.record_event(
+            row,
+            "data_loss.allowed",
+            tables={t.table: [t.rows_before, t.rows_after] for t in lost},
+        )
+        report = Incident(
+            env=self.env_name,
+            kind="data loss allowed",
+            deployment_id=row["id"],
+            actor=self.actor,
+            release=row["release"],
+            previous=row.get("previous_release"),
+            commit=row["commit_sha"],
+            failed_step="rehearse",
+            error="; ".join(t.describe() for t in lost),
+            outcome="the deployer allowed these tables to lose rows (--allow-data-loss)",
+            rolled_back=False,
+            backup=None,
+            steps=list(self.steps),
+        )
+        where = incident.write(self, report)
+        self.emit(
+            "rehearse",
+            "warning",
+            detail=f"data loss allowed by {self.actor}: {', '.join(found.allowed)};"
+            f" incident report: {where}",
         )
 
     # --- steps ----------------------------------------------------------------------
@@ -268,7 +358,10 @@ class Deployer(HostContext):
                 url=self.public_url(),
             )
         )
-        raise DeployFailed(step, cause, rolled_back=rolled_back, hint=rollback_note) from exc
+        hint = rollback_note
+        if isinstance(exc, SlipwayError) and exc.hint:
+            hint += f"; {exc.hint}"
+        raise DeployFailed(step, cause, rolled_back=rolled_back, hint=hint) from exc
 
     def _incident(
         self,

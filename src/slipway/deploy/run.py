@@ -40,6 +40,7 @@ class Outcome:
     steps: list[dict[str, Any]] = field(default_factory=list)
     health: str = ""
     hold: str = ""  # a breaking release's hold: how many requests waited, how long
+    rehearsal: dict[str, Any] | None = None  # the migrations' class and changed tables
 
 
 @dataclass(frozen=True)

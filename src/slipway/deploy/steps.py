@@ -147,15 +147,19 @@ def build(d: HostContext, source: Source, release: str, previous: str | None) ->
     )
 
 
-def backup(d: HostContext, release: str, commit: str, state: RunState) -> None:
+def backup(d: HostContext, release: str, live: str | None, state: RunState) -> None:
     """Always taken (the automatic rollback restores from it); sealed (encrypted) and
-    subject to retention when the deploy ends."""
+    subject to retention when the deploy ends. Labelled with the release that was live
+    (and its commit): the data is that release's."""
     db = d.layout.database(d.env.database)
     state.db_before = call(d.transport, "describe", db=db)
     if not state.db_before.get("exists"):
         d.emit("backup", "info", detail="no database yet: nothing to back up")
         return
-    manifest = d.backups.create(db, reason="pre-deploy", release=release, commit=commit)
+    commit = d.release_meta(live).get("commit") if live else None
+    manifest = d.backups.create(
+        db, reason="pre-deploy", release=live, commit=commit, deploying=release
+    )
     if manifest is None:  # the database vanished in between: nothing to back up
         return
     state.backup = manifest

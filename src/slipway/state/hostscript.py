@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     release TEXT NOT NULL, actor TEXT NOT NULL, started_at REAL NOT NULL,
     finished_at REAL, duration_s REAL, status TEXT NOT NULL, failed_step TEXT,
     error TEXT, previous_release TEXT, rolled_back_to TEXT, kind TEXT NOT NULL DEFAULT 'deploy',
-    steps TEXT NOT NULL DEFAULT '[]', committed_at REAL, message TEXT
+    steps TEXT NOT NULL DEFAULT '[]', committed_at REAL, message TEXT, rehearsal TEXT
 );
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL,
@@ -71,6 +71,7 @@ DEPLOYMENT_COLUMNS = frozenset(
         "steps",
         "committed_at",
         "message",
+        "rehearsal",
     ]
 )
 
@@ -106,8 +107,23 @@ def _describe(conn: sqlite3.Connection) -> dict[str, Any]:
         "tables": counts,
         "schema_version": version,
         "schema_hash": schema_hash,
+        "schema": {t: _table_shape(conn, t) for t in tables},
         "integrity": integrity,
     }
+
+
+def _table_shape(conn: sqlite3.Connection, table: str) -> dict[str, Any]:
+    """A table's columns (name -> [type, not null, default, primary key position]) and
+    its indexes (name -> [unique, columns]): what a migration can change under old code."""
+    columns = {
+        row[1]: [str(row[2]).upper(), bool(row[3]), row[4], int(row[5])]
+        for row in conn.execute(f"PRAGMA table_info({_ident(table)})")
+    }
+    indexes = {}
+    for row in conn.execute(f"PRAGMA index_list({_ident(table)})"):
+        cols = [c[2] for c in conn.execute(f"PRAGMA index_info({_ident(row[1])})")]
+        indexes[row[1]] = [bool(row[2]), cols]
+    return {"columns": columns, "indexes": indexes}
 
 
 def _flush_and_hash(path: str, chunk: int = 8 << 20) -> str:
@@ -225,6 +241,54 @@ def op_restore(req: dict[str, Any]) -> dict[str, Any]:
     return {"restored": True, "sha256": _sha256(db)}
 
 
+def op_diff(req: dict[str, Any]) -> dict[str, Any]:
+    """Rows of ``db`` that ``other`` does not have, per table (by rowid, or by primary
+    key for a WITHOUT ROWID table): what a restore from ``other`` would set aside."""
+    conn = sqlite3.connect(f"file:{req['db']}?mode=ro", uri=True, timeout=10)
+    try:
+        conn.execute("ATTACH DATABASE ? AS other", (f"file:{req['other']}?mode=ro",))
+        mine = _user_tables(conn, "main")
+        theirs = set(_user_tables(conn, "other"))
+        only: dict[str, int] = {}
+        for table in mine:
+            t = _ident(table)
+            if table not in theirs:
+                count = conn.execute(f"SELECT COUNT(*) FROM main.{t}").fetchone()[0]  # noqa: S608
+            else:
+                key = _row_key(conn, table)
+                count = conn.execute(
+                    f"SELECT COUNT(*) FROM main.{t} WHERE ({key}) NOT IN"  # noqa: S608
+                    f" (SELECT {key} FROM other.{t})"
+                ).fetchone()[0]
+            if count:
+                only[table] = count
+    finally:
+        conn.close()
+    return {"only": only, "tables": mine}
+
+
+def _user_tables(conn: sqlite3.Connection, schema: str) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            f"SELECT name FROM {schema}.sqlite_master"  # noqa: S608 - fixed schema names
+            " WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+    ]
+
+
+def _row_key(conn: sqlite3.Connection, table: str) -> str:
+    """The columns that identify a row: the primary key if declared, else rowid."""
+    pk = sorted(
+        (row[5], row[1])
+        for row in conn.execute(f"PRAGMA main.table_info({_ident(table)})")
+        if row[5]
+    )
+    if not pk:
+        return "rowid"
+    return ", ".join(_ident(name) for _, name in pk)
+
+
 def op_free_port(req: dict[str, Any]) -> dict[str, Any]:
     """A port nothing listens on now (the kernel's pick), for a short-lived process."""
     with socket.socket() as sock:
@@ -245,7 +309,8 @@ def _records(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.executescript(RECORDS_SCHEMA)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(deployments)")}
-    for column in ("committed_at REAL", "message TEXT"):  # added after 0.1.0's first records
+    # Columns added after 0.1.0's first records.
+    for column in ("committed_at REAL", "message TEXT", "rehearsal TEXT"):
         if column.split()[0] not in columns:
             conn.execute(f"ALTER TABLE deployments ADD COLUMN {column}")
     os.chmod(path, 0o600)
@@ -562,6 +627,7 @@ OPS = {
     "traffic": op_traffic,
     "backup": op_backup,
     "describe": op_describe,
+    "diff": op_diff,
     "restore": op_restore,
     "port_free": op_port_free,
     "record": op_record,

@@ -1,0 +1,178 @@
+"""The migration rehearsal: a release's migrations run on a copy before anything live changes.
+
+After the build, a consistent snapshot of the live database is taken into a private
+scratch directory (``<env>/.slipway/rehearsal``, 0700) and the new release's backend is
+started on a copy of it, on a free port, outside the process manager (as ``backup verify
+--start-app`` does). Its start-up migrations run against the copy; once it answers HTTP
+(any status: the gate judges health later) it is stopped, and the copy is compared with
+the snapshot: tables, columns, indexes and row counts
+(:func:`slipway.deploy.database.classify`). The class decides the rest of the deploy:
+
+- **destructive** is refused unless every table that loses rows is allowed
+  (``--allow-data-loss``): the deploy fails here, and nothing live has changed;
+- **breaking** (and allowed destructive) take the hold: no old code ever runs on the
+  new schema, and no write is acknowledged by the old code after the backup;
+- **unchanged** and **additive** keep the normal switch.
+
+A backend that exits or never answers on the copy fails the deploy here as well, with
+the last lines of its output: it would not have started live either. The backend is
+stopped when slipway's end of its stdin closes, so a slipway killed mid-rehearsal takes
+it down too; the next rehearsal clears the scratch directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from slipway.commands import host as cmd
+from slipway.config.model import ProcessKind
+from slipway.deploy.database import Classification, classify
+from slipway.errors import DataLossRefused, RehearsalFailed
+from slipway.state.host import call
+
+if TYPE_CHECKING:
+    from slipway.deploy.context import HostContext
+    from slipway.transports.base import Handle
+
+LOG_LINES = 30  # lines of the backend's output kept for an error report
+POLL_SECONDS = 0.1
+
+# Runs the backend with its output in a log file; ends it when our stdin closes (over SSH
+# as well as locally); prints its exit code when it ends on its own.
+# (A background job's stdin is /dev/null unless redirected: fd 3 keeps ours.)
+_SUPERVISE = (
+    'cd "$1" || exit 1; log=$2; shift 2; exec 3<&0; "$@" >"$log" 2>&1 </dev/null & child=$!;'
+    ' (cat <&3 >/dev/null; kill "$child" 2>/dev/null) >/dev/null 2>&1 &'
+    ' exec 3<&-; wait "$child"; echo "exited $?"'
+)
+
+
+@dataclass(frozen=True)
+class Rehearsal:
+    """What the release's migrations did to a copy of the live database."""
+
+    classification: Classification
+    seconds: float
+    allowed: tuple[str, ...] = ()  # destructive tables the deployer allowed to lose rows
+
+    @property
+    def holds(self) -> bool:
+        return self.classification.holds
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.classification.to_json(),
+            "seconds": round(self.seconds, 2),
+            "allowed_data_loss": list(self.allowed),
+        }
+
+
+def scratch_dir(d: HostContext) -> str:
+    return f"{d.layout.state_dir}/rehearsal"
+
+
+def rehearse(
+    d: HostContext, release: str, commit: str, allow_data_loss: tuple[str, ...] = ()
+) -> Rehearsal | None:
+    """Run ``release``'s migrations on a copy of the live database and classify them.
+    None when there is nothing to rehearse (no database yet, or no Python process)."""
+    process = _migrating_process(d, release)
+    if process is None:
+        return None
+    scratch = scratch_dir(d)
+    d.run(cmd.remove_tree(scratch))
+    d.run(["mkdir", "-p", "-m", "0700", "--", scratch])
+    started = time.monotonic()
+    try:
+        before = call(
+            d.transport, "backup", db=d.layout.database(d.env.database), dest=f"{scratch}/a.db"
+        )
+        if not before.get("exists"):
+            return None
+        copy = f"{scratch}/b.db"
+        d.run(["cp", "--", f"{scratch}/a.db", copy])
+        _run_on_copy(d, release, commit, process, copy)
+        after = call(d.transport, "describe", db=copy)
+    finally:
+        d.run(cmd.remove_tree(scratch), check=False)
+    found = classify(before, after)
+    allowed = tuple(t.table for t in found.lost() if t.table in allow_data_loss)
+    return Rehearsal(found, time.monotonic() - started, allowed)
+
+
+def refuse_data_loss(found: Rehearsal) -> None:
+    """Refuse a release whose migrations lose rows in a table not allowed to."""
+    refused = [t for t in found.classification.lost() if t.table not in found.allowed]
+    if not refused:
+        return
+    tables = "; ".join(t.describe() for t in refused)
+    names = ",".join(t.table for t in refused)
+    raise DataLossRefused(
+        f"this release's migrations lose data: {tables}",
+        hint="fix the migration so it keeps the rows (copy them"
+        f" into the new table), or deploy again with --allow-data-loss {names} to accept"
+        " the loss (audited, notified, written up as an incident)",
+    )
+
+
+def _migrating_process(d: HostContext, release: str) -> str | None:
+    """The process that owns the database: the first Python process (it gets
+    ``DATABASE_PATH``)."""
+    for name, process in d.processes_of(release).items():
+        if process.kind is ProcessKind.PYTHON:
+            return name
+    return None
+
+
+def _run_on_copy(d: HostContext, release: str, commit: str, process: str, copy: str) -> None:
+    port = int(call(d.transport, "free_port")["port"])
+    spec = next(
+        s
+        for s in d.app_specs(release, commit, ports={process: port})
+        if s.name == d.app_name(process)
+    )
+    log = f"{scratch_dir(d)}/backend.log"
+    env = {**spec.env, "DATABASE_PATH": copy}
+    handle = d.transport.spawn(["sh", "-c", _SUPERVISE, "sh", spec.cwd, log, *spec.argv], env=env)
+    try:
+        problem = _wait_answering(d, handle, port, d.processes_of(release)[process].health_path)
+    finally:
+        handle.close()
+    if problem is not None:
+        tail = d.run(["tail", "-n", str(LOG_LINES), "--", log], check=False)
+        raise RehearsalFailed(
+            f"the release's {process} {problem} on a copy of the database"
+            f" ({d.masker(shlex.join(spec.argv))}); last lines of its output:\n"
+            + d.masker(tail.rstrip() or "(no output)"),
+            hint="the release would not have started live either",
+        )
+
+
+def _wait_answering(d: HostContext, handle: Handle, port: int, path: str) -> str | None:
+    """None once the backend answers HTTP on ``port``; else what went wrong."""
+    deadline = time.monotonic() + d.config.health.deadline_seconds
+    local = d.transport.tunnel(port)
+    with httpx.Client(timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            code = handle.exit_code(0)
+            if code is not None:
+                return f"exited (code {_exit_code(handle, code)}) before it answered"
+            with contextlib.suppress(httpx.HTTPError):
+                client.get(f"http://127.0.0.1:{local}{path}")
+                return None
+            time.sleep(POLL_SECONDS)
+    return f"did not answer within {d.config.health.deadline_seconds:g}s"
+
+
+def _exit_code(handle: Handle, shell_code: int) -> str:
+    """The backend's own exit code, which the supervising shell printed."""
+    line = handle.readline(0.5)
+    if line and line.startswith("exited "):
+        return line.removeprefix("exited ")
+    return str(shell_code)
