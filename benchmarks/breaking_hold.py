@@ -37,8 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from apprepo import make_repo, write_config, write_env_file  # noqa: E402
-from support import free_port, stop_pm2  # noqa: E402
+from apprepo import blue_green_config, make_repo  # noqa: E402
+from support import stop_pm2  # noqa: E402
 from writeload import Traffic, rows  # noqa: E402
 
 from slipway.config import load_config  # noqa: E402
@@ -49,22 +49,7 @@ from slipway.transports.local import LocalTransport  # noqa: E402
 
 
 def environment(base: Path, repo: Path, name: str, quick: bool) -> Deployer:
-    root = base / f"srv-{name}"
-    table = f"""
-[environments.testing.blue_green]
-router = "traefik"
-api_port = {free_port()}
-blue = {{ backend = {free_port()}, frontend = {free_port()} }}
-green = {{ backend = {free_port()}, frontend = {free_port()} }}
-standby_seconds = 600
-watch_seconds = {0.5 if quick else 3}
-"""
-    written = write_config(
-        repo, root, health="comprehensive", strategy="blue-green", blue_green=table
-    )
-    config = repo / f"slipway-{name}.toml"
-    written.rename(config)
-    write_env_file(root, "API_TOKEN=bench-token\n")
+    config = blue_green_config(repo, base, name, watch=0.5 if quick else 3)
     return Deployer(load_config(config), "testing", LocalTransport(), actor="bench")
 
 
@@ -89,7 +74,7 @@ def measure(d: Deployer, breaking: bool, quick: bool) -> dict[str, Any]:
             outcome = fresh(d).deploy("v2", breaking=breaking)
             seconds = time.monotonic() - started
             time.sleep(pause)
-        manifest = d.backups.latest(reason="pre-deploy", release=outcome.release)
+        manifest = d.backups.before_deploy_of(outcome.release)
         in_backup = rows(Path(d.backups.path_of(manifest)))
         writes = traffic.writes
         by_old = {w.name for w in writes if w.status == 201 and w.color == live_before}

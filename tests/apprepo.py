@@ -145,3 +145,28 @@ def write_env_file(root: Path, text: str, name: str = "testing") -> Path:
     path = shared / f".env.{name}"
     path.write_text(text)
     return path
+
+
+def blue_green_config(
+    repo: Path, base: Path, name: str, watch: float, standby: float = 600
+) -> Path:
+    """A blue-green (Traefik) configuration of its own under ``base/srv-<name>``, written
+    as ``repo/slipway-<name>.toml`` with its env file: several environments of one
+    fixture repository side by side (the benchmarks)."""
+    root = base / f"srv-{name}"
+    table = f"""
+[environments.testing.blue_green]
+router = "traefik"
+api_port = {free_port()}
+blue = {{ backend = {free_port()}, frontend = {free_port()} }}
+green = {{ backend = {free_port()}, frontend = {free_port()} }}
+standby_seconds = {standby}
+watch_seconds = {watch}
+"""
+    written = write_config(
+        repo, root, health="comprehensive", strategy="blue-green", blue_green=table
+    )
+    config = repo / f"slipway-{name}.toml"
+    written.rename(config)
+    write_env_file(root, "API_TOKEN=bench-token\n")
+    return config

@@ -554,7 +554,7 @@ def test_incident_report_renders_a_timeline() -> None:
 
 
 def test_backup_restore_in_blue_green(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    """A restore stops both colours (no writer may hold the database), then brings the
+    """A restore holds requests and stops both colours (no writer may hold the database), then brings the
     live colour back and confirms the router on it; a damaged backup is refused first."""
     cli = ["--config", str(env.config_path), "backup", "testing"]
     code, out, err = run_cli([*cli, "create", "--json"], capsys)

@@ -58,7 +58,7 @@ def test_a_breaking_release_is_held_from_the_backup_to_the_switch(env: Env) -> N
         time.sleep(1.0)
     assert outcome.status == "succeeded"
     steps = [s["step"] for s in outcome.steps]
-    assert steps.index("build") + 1 == steps.index("hold") == steps.index("backup") - 1
+    assert steps.index("rehearse") + 1 == steps.index("hold") == steps.index("backup") - 1
     new = env.colors()["live"]["color"]
     assert new != old and env.colors()["standby"] is None  # no warm old schema
 
@@ -72,7 +72,7 @@ def test_a_breaking_release_is_held_from_the_backup_to_the_switch(env: Env) -> N
     assert by_old and by_new and held
     assert by_old | by_new | held == {w.name for w in writes}
     # Nothing the old release acknowledged is missing from the pre-deploy backup...
-    manifest = d.backups.latest(reason="pre-deploy", release=outcome.release)
+    manifest = d.backups.before_deploy_of(outcome.release)
     assert by_old <= rows(Path(d.backups.path_of(manifest)))
     # ... and every acknowledged write is in the live database.
     assert {w.name for w in writes} <= rows(database(env))

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import EXAMPLE_APP
 
 from slipway.deploy.database import Classification, classify
 from slipway.state import hostscript as hs
-from support import EXAMPLE_APP
 
 sys.path.insert(0, str(EXAMPLE_APP))
-from codeframe_mini import db as app_db  # noqa: E402
+from codeframe_mini import db as app_db
 
 
 def app_database(path: Path, variant: str, level: int, rows: int = 5) -> Path:

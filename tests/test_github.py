@@ -131,6 +131,11 @@ def test_workflows_use_the_design_secrets_and_never_cancel_a_deploy(generated: P
         assert data["concurrency"]["cancel-in-progress"] is False
         assert "chmod 600 ~/.ssh/slipway_deploy" in text and "known_hosts" in text
     assert yaml.safe_load(prod)["jobs"]["deploy"]["environment"]["name"] == "production"
+    # Data loss is allowed only through an input the approver sees, never by default.
+    inputs = yaml.safe_load(prod)[True]["workflow_dispatch"]["inputs"]
+    assert inputs["allow_data_loss"]["default"] == "" and not inputs["allow_data_loss"]["required"]
+    assert '--allow-data-loss "$ALLOW_DATA_LOSS"' in prod
+    assert "--allow-data-loss" not in staging
 
 
 # --- against the GitHub stand-in ------------------------------------------------------------

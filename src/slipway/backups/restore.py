@@ -5,9 +5,12 @@ or truncated file is refused before anything stops); every writer stops; the liv
 database is itself backed up (reason ``pre-restore``: a restore sets data aside, never
 destroys it); the backup is restored to a temporary file, checked, stale
 ``-wal``/``-shm`` files are removed and it is renamed into place (the host helper's
-``restore``); the live release starts again and must pass the health gate. The site is
-down while this runs: a restore is maintenance, announced as such. It is journaled
-(kind ``restore``): killed half way, the next command starts the live release again.
+``restore``); the live release starts again and must pass the health gate. With
+blue-green, requests are held at the holding proxy from before the writers stop until
+the live release serves again (none fails; the longest wait is reported); with the
+restart strategy the site is down while this runs (its gap). It is journaled (kind
+``restore``): killed half way, the next command starts the live release again and
+releases any held requests.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from slipway.deploy import recovery, strategies
+from slipway.deploy import hold, recovery, strategies
 from slipway.deploy.database import restore_database
 from slipway.deploy.run import RunState
 from slipway.errors import BackupError, HealthCheckFailed, LockLost
@@ -82,13 +85,25 @@ def _begin(d: HostContext, backup_id: str) -> dict[str, Any]:
 
 
 def _restore_and_start(d: HostContext, path: str, backup_id: str) -> str:
+    """Hold, stop every writer, restore, start the live release, release the held
+    requests: with blue-green requests wait at the holding proxy meanwhile (none fails);
+    with the restart strategy the site is down for the restore (its gap)."""
     state = RunState(swapped=True)
+    strategy = strategies.for_env(d.env)
+    with d.step("hold"):
+        d.checkpoint("hold", state)
+        strategy.hold(d, state)
     with d.step("restore"):
         d.checkpoint("restore", state)
         stop_writers(d)
         note = restore_database(d, path, backup_id)
     with d.step("start"):
-        ok = strategies.for_env(d.env).start_live(d)
+        ok = strategy.start_live(d)
+    # To the live colour once it serves, else 503. (On a failure the recovery does it,
+    # after it started the live release again.)
+    held = hold.settle(d, state)
+    if held:
+        note += f"; {held}"
     if not ok:
         raise HealthCheckFailed(
             "the release did not come back healthy after the restore",

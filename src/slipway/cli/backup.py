@@ -1,4 +1,4 @@
-"""``slipway backup ENV create|list|verify|restore|prune``."""
+"""``slipway backup ENV create|list|verify|restore|diff|prune``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from slipway.backups.trial import start_app_on_copy
 from slipway.cli.context import echo_json, loaded_config
 from slipway.cli.hosts import host_session
 from slipway.cli.output import Progress
+from slipway.deploy.database import set_aside_rows
 
 IDENTITY = click.option(
     "--identity",
@@ -150,6 +151,39 @@ def restore(ctx: click.Context, backup_id: str, identity: Path | None, lock_wait
     for d in _sessions(ctx, progress):
         d.identity = identity
         click.echo(restore_backup(d, backup_id, lock_wait=lock_wait))
+
+
+@command.command(name="diff")
+@click.argument("first")
+@click.argument("second")
+@IDENTITY
+@JSON
+@click.pass_context
+def diff(ctx: click.Context, first: str, second: str, identity: Path | None, as_json: bool) -> None:
+    """Rows of backup FIRST that backup SECOND does not have, per table (by primary
+    key, else rowid), and the other way round.
+
+    After a restore, FIRST is the copy it set aside and SECOND the backup it restored:
+    the rows listed are the writes the restore took off the live site.
+
+    \b
+    Example:
+      slipway backup production diff 20261130T101500.123-pre-restore \
+        20261130T100000.001-pre-deploy-20261130100000-ab12cd34
+    """
+    for d in _sessions(ctx):
+        a, b = d.backups.get(first), d.backups.get(second)
+        with d.backups.plaintext(a, identity) as path_a, d.backups.plaintext(b, identity) as path_b:
+            only_a = set_aside_rows(d, path_a, path_b)
+            only_b = set_aside_rows(d, path_b, path_a)
+        if as_json:
+            echo_json(
+                {"first": a["id"], "second": b["id"], "only_first": only_a, "only_second": only_b}
+            )
+            continue
+        for name, only in ((a["id"], only_a), (b["id"], only_b)):
+            tables = ", ".join(f"{t} {n}" for t, n in sorted(only.items())) or "none"
+            click.echo(f"rows only in {name}: {tables}")
 
 
 @command.command(name="prune")

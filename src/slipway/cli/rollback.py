@@ -10,7 +10,8 @@ import click
 from slipway.cli.context import echo_json_line, loaded_config
 from slipway.cli.hosts import host_session
 from slipway.cli.output import Progress
-from slipway.deploy.rollback import manual_rollback
+from slipway.deploy.engine import Deployer
+from slipway.deploy.rollback import manual_rollback, rolled_back_from
 from slipway.errors import SlipwayError
 from slipway.github.api import GitHub, report_deployment
 
@@ -53,14 +54,22 @@ def command(
     standby period after a deploy), this is an instant switch back (under a second).
     Afterwards the release is started on the free colour, gated, then switched to.
 
-    The database is left as it is unless --restore-db is given (then the live database
-    is first set aside as a backup, never destroyed). If the target is unhealthy, the
+    The database is left as it is unless --restore-db is given, or the schema changed
+    since the target ran (then the backup taken before the current release is restored
+    while requests wait at the holding proxy; the live database is first set aside as a
+    backup, never destroyed, and the rows only in it are reported per table). After an
+    instant rollback, --restore-db alone restores the data as it was before the release
+    rolled back from. If the target is unhealthy, the
     current release is started again and the command exits 1.
     """
     loaded = loaded_config(ctx)
     progress = Progress(as_json=as_json, color=not ctx.obj["no_color"])
     for deployer in host_session(loaded, environment, emit=progress):
         deployer.identity = identity
+        source = rolled_back_from(deployer) if restore_db and to is None else None
+        if source is not None:
+            _restore_data_of(deployer, source, lock_wait, as_json)
+            continue
         gh = GitHub.from_env() if github_deployment else None
         try:
             outcome = manual_rollback(deployer, to, restore_db=restore_db, lock_wait=lock_wait)
@@ -90,3 +99,22 @@ def command(
             )
         else:
             click.echo(f"rolled {environment} back to {outcome.release} ({outcome.health})")
+
+
+def _restore_data_of(d: Deployer, source: str, lock_wait: float, as_json: bool) -> None:
+    """After an instant rollback away from ``source``: put back the database as it was
+    before ``source`` was deployed (the live release stays; see ``backup restore``)."""
+    from slipway.backups.restore import restore_backup
+
+    manifest = d.backups.before_deploy_of(source)
+    d.emit(
+        "rollback",
+        "info",
+        detail=f"the live release came back from {source} by a rollback: restoring the"
+        f" backup taken before {source} was deployed ({manifest['id']})",
+    )
+    note = restore_backup(d, str(manifest["id"]), lock_wait=lock_wait)
+    if as_json:
+        echo_json_line({"event": "result", "status": "succeeded", "detail": note})
+    else:
+        click.echo(note)

@@ -32,6 +32,7 @@ from slipway.deploy.database import (
     restore_database,
     restore_from_latest,
     schema_changed,
+    schema_fits,
 )
 from slipway.deploy.restart import start_release
 from slipway.deploy.strategy import Step
@@ -89,8 +90,8 @@ def gate_color(d: HostContext, color: str, state: RunState) -> None:
     state.gate = d.gate_report(color, **hold.gate_pacing(d, state))
     if not state.gate.ok:
         hold.check_deadline(d, state)  # a gate cut short by the hold says so
-        raise HealthCheckFailed(
-            f"{color} is not healthy, traffic was not switched: {state.gate.summary()}"
+        raise d.failure_with_logs(
+            f"{color} is not healthy, traffic was not switched: {state.gate.summary()}", color
         )
     d.emit("health", "info", detail=f"{color}: {state.gate.summary()}")
 
@@ -131,13 +132,13 @@ def watch(d: HostContext, color: str) -> None:
     while True:
         aborted = d.processes_abort(color)
         if aborted:
-            raise HealthCheckFailed(f"after the switch: {aborted}")
+            raise d.failure_with_logs(f"after the switch: {aborted}", color)
         results = run_round(checks)
         failures = [r for r in results if not r.ok]
         failed_rounds = failed_rounds + 1 if failures else 0
         if failed_rounds >= FAILED_ROUNDS_TO_FAIL:
             problems = "; ".join(f"{r.name}: {r.error}" for r in failures)
-            raise HealthCheckFailed(f"after the switch, through the router: {problems}")
+            raise d.failure_with_logs(f"after the switch, through the router: {problems}", color)
         if time.monotonic() >= deadline:
             return
         time.sleep(d.config.health.interval_seconds)
@@ -306,6 +307,12 @@ def rollback_locked(d: HostContext, release: str, restore_db: bool, state: RunSt
     live, standby = colors["live"], colors["standby"]
     current = d.current_release()
     notes: list[str] = []
+    if not restore_db:
+        fits, why = schema_fits(d, current, release)
+        if not fits:
+            restore_db = True
+            notes.append(why)
+            d.emit("rollback", "info", detail=why)
     warm = bool(standby) and standby["release"] == release and d.color_online(standby["color"])
     color = str(standby["color"]) if warm and not restore_db else None
     color = color or (other(live["color"]) if live else COLORS[0])
@@ -324,7 +331,9 @@ def rollback_locked(d: HostContext, release: str, restore_db: bool, state: RunSt
     else:
         state.swapped = True
         if restore_db and current:
-            state.switched = True  # the live colour stops: nothing serves until the switch
+            # Requests wait at the holding proxy while no writer may run (none fails).
+            hold.hold_writers(d, state)
+            state.switched = True  # the live colour stopped: nothing serves until the switch
             d.checkpoint("restore", state)
             d.pm.stop(d.app_names_of(live["color"]) if live else d.app_names)
             notes.append(restore_from_latest(d, current, on_aside=journal_aside(d, state)))
@@ -341,6 +350,9 @@ def rollback_locked(d: HostContext, release: str, restore_db: bool, state: RunSt
         state.switched = True
         notes.append(f"started {release} on {color}; switched in {switched.seconds:.2f}s")
         d.audit("traffic.switched", to=color, previous=switched.previous, seconds=switched.seconds)
+        hold.release_to(d, state, color)
+        if state.hold_result is not None:
+            notes.append(state.hold_result.summary())
     if live and live["color"] != color:
         d.checkpoint("drain", state)
         d.drain(live["color"])

@@ -36,7 +36,7 @@ from slipway.config.model import (
 from slipway.deploy import runspec
 from slipway.deploy.journal import Journal
 from slipway.deploy.run import Emit, Recovery, RunState, StepEvent
-from slipway.errors import LockLost, SlipwayError, UsageError
+from slipway.errors import HealthCheckFailed, LockLost, SlipwayError, UsageError
 from slipway.health import build_checks, wait_healthy
 from slipway.health import host as host_health
 from slipway.health.checks import Check
@@ -54,6 +54,7 @@ from slipway.transports.base import Transport
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BIND_HOST = "127.0.0.1"
 RELEASE_META = ".slipway-release.json"
+LOG_TAIL_LINES = 30  # a failed release's log lines kept in its error and incident
 CRASH_LOOP_RESTARTS = 2  # a new release restarted twice while being gated is not healthy
 
 
@@ -402,6 +403,26 @@ class HostContext:
                         hint="another program holds it; slipway will not start on a busy port",
                     )
                 time.sleep(0.2)
+
+    def log_tail(self, color: str | None = None, lines: int = LOG_TAIL_LINES) -> str:
+        """The last ``lines`` of each of ``color``'s processes' error and output logs,
+        masked: why a release crashed or failed its gate, for the error, the incident
+        report and the notification."""
+        parts = []
+        for name in self.app_names_of(color):
+            for stream in ("err", "out"):
+                path = f"{self.layout.logs}/{name}.{stream}.log"
+                text = self.transport.run(["tail", "-n", str(lines), "--", path], check=False)
+                if text.ok and text.stdout.strip():
+                    parts.append(
+                        f"--- {name}.{stream}.log (last {lines} lines)\n{text.stdout.rstrip()}"
+                    )
+        return self.masker("\n".join(parts))
+
+    def failure_with_logs(self, message: str, color: str | None = None) -> HealthCheckFailed:
+        """A gate or watch failure that carries the processes' last log lines."""
+        tail = self.log_tail(color)
+        return HealthCheckFailed(f"{message}\n{tail}" if tail else message)
 
     def processes_abort(self, color: str | None = None) -> str | None:
         """Why waiting for health is pointless: a process errored or is crash-looping."""

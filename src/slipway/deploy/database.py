@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from slipway.errors import UsageError
 from slipway.state.host import call
 
 # Told the set-aside copy's manifest and the live database's description, before a
@@ -96,9 +97,10 @@ class Classification:
         return {"class": self.kind, "tables": [t.to_json() for t in self.tables]}
 
 
-def classify(before: dict[str, Any], after: dict[str, Any]) -> Classification:
+def classify(before: dict[str, Any], after: dict[str, Any], *, rows: bool = True) -> Classification:
     """Compare two descriptions of a database (the host helper's ``describe``: row counts
-    and per-table shape) and say what kind of change separates them."""
+    and per-table shape) and say what kind of change separates them. ``rows=False``
+    judges the schema only (a dropped table is then breaking)."""
     rows_before, rows_after = before.get("tables", {}), after.get("tables", {})
     shape_before, shape_after = before.get("schema", {}), after.get("schema", {})
     changed: list[TableChange] = []
@@ -107,13 +109,13 @@ def classify(before: dict[str, Any], after: dict[str, Any]) -> Classification:
         if n_before is None:
             change = TableChange(table, "additive", None, n_after, ("new table",))
         elif n_after is None:
-            kind = "destructive" if n_before else "breaking"
+            kind = "destructive" if n_before and rows else "breaking"
             change = TableChange(table, kind, n_before, None, ("dropped",))
         else:
             found = _shape_changes(shape_before.get(table, {}), shape_after.get(table, {}))
             kind = _worst(k for k, _ in found)
             notes = [note for _, note in found]
-            if n_after < n_before:
+            if rows and n_after < n_before:
                 kind = "destructive"
                 notes.append(f"{n_before - n_after} rows lost")
             if kind == "unchanged":
@@ -179,16 +181,53 @@ def restore_database(
     aside = d.backups.create(db, reason="pre-restore", release=d.current_release(), commit=None)
     if aside is not None and on_aside is not None:
         on_aside(aside, before)
-    restored = call(d.transport, "describe", db=backup)
     call(d.transport, "restore", db=db, src=backup)
     if aside is None:
         return f"database restored from {backup} (there was no live database to set aside)"
+    only = set_aside_rows(d, d.backups.path_of(aside), backup)
     if on_aside is None:
         d.backups.seal(aside)
-    newer = sum(aside["tables"].values()) - sum(restored.get("tables", {}).values())
+    d.audit("database.restored", backup=label, set_aside=aside["id"], rows_set_aside=only)
     return (
-        f"database restored from {backup}; the replaced database ({newer:+d} rows against"
-        f" the backup) is kept as backup {aside['id']}"
+        f"database restored from {backup}; the replaced database is kept as backup"
+        f" {aside['id']}; {describe_set_aside(only)}"
+    )
+
+
+def set_aside_rows(d: HostContext, aside: str, restored: str) -> dict[str, int]:
+    """Per table, the rows of the set-aside database that the restored one does not
+    have (by primary key, else rowid): writes a restore takes off the live site."""
+    only: dict[str, int] = call(d.transport, "diff", db=aside, other=restored)["only"]
+    return only
+
+
+def describe_set_aside(only: dict[str, int]) -> str:
+    if not only:
+        return "no row of the replaced database is missing from the restored one"
+    tables = ", ".join(f"{table} {count}" for table, count in sorted(only.items()))
+    return f"rows only in the set-aside copy (not in the restored database): {tables}"
+
+
+def schema_fits(d: HostContext, current: str | None, target: str) -> tuple[bool, str]:
+    """Can ``target``'s code run on the live database as it is now? Compares the live
+    database with the backup taken before ``current`` was deployed (which holds the
+    data ``target`` ran on, when ``target`` was live then): unchanged or additive fits.
+    (True, "") when there is nothing to compare with."""
+    if current is None:
+        return True, ""
+    try:
+        manifest = d.backups.before_deploy_of(current)
+    except UsageError:
+        return True, ""
+    if manifest.get("release") != target or "schema" not in manifest:
+        return True, ""
+    live = call(d.transport, "describe", db=d.layout.database(d.env.database))
+    found = classify(manifest, live, rows=False)  # rows come and go in normal use
+    if found.kind in ("unchanged", "additive"):
+        return True, ""
+    return False, (
+        f"the schema changed since {target} ran ({found.summary()}): its data is restored"
+        f" from backup {manifest['id']}"
     )
 
 

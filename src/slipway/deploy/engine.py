@@ -295,6 +295,7 @@ class Deployer(HostContext):
                 checks=state.gate.last if state.gate else [],
                 url=self.public_url(),
                 extra=[("Previous", previous or "-")]
+                + ([("Migrations", self.rehearsed.summary())] if self.rehearsed else [])
                 + ([("Hold", state.hold_result.summary())] if state.hold_result else []),
             )
         )

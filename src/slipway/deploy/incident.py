@@ -33,6 +33,7 @@ class Incident:
     backup: str | None
     steps: list[dict[str, Any]] = field(default_factory=list)
     at: float = field(default_factory=time.time)
+    previous_commit: str | None = None  # the previous release's own commit
 
 
 def _when(ts: float) -> str:
@@ -48,7 +49,8 @@ def render(incident: Incident) -> str:
         f"- **When:** {_when(incident.at)}",
         f"- **Deployment:** `{incident.deployment_id}` by {incident.actor}",
         f"- **Release:** `{incident.release}` (commit `{incident.commit[:12]}`)",
-        f"- **Previous release:** `{incident.previous or '-'}`",
+        f"- **Previous release:** `{incident.previous or '-'}`"
+        + (f" (commit `{incident.previous_commit[:12]}`)" if incident.previous_commit else ""),
         f"- **Failed step:** {incident.failed_step or '-'}",
         f"- **Backup:** {incident.backup or 'none taken'}",
         "",

@@ -119,7 +119,11 @@ def _bring_back(
     row = data["row"]
     release, previous = str(row["release"]), row.get("previous_release")
     if kind == "restore":  # every writer had stopped: start the live release again
-        if _strategy_of(d, data).start_live(d):
+        serving = _strategy_of(d, data).start_live(d)
+        if data.get("state", {}).get("holding"):
+            state.hold = hold.proxy_for(d)
+            hold.settle(d, state)  # the held requests go to the live release, else 503
+        if serving:
             return True, True, "the live release started again after the interrupted restore"
         return False, False, "the live release did not come back healthy"
     if d.current_release() == release and release != previous:

@@ -65,6 +65,10 @@ class Rehearsal:
     def holds(self) -> bool:
         return self.classification.holds
 
+    def summary(self) -> str:
+        allowed = f"; data loss allowed: {', '.join(self.allowed)}" if self.allowed else ""
+        return self.classification.summary() + allowed
+
     def to_json(self) -> dict[str, Any]:
         return {
             **self.classification.to_json(),

@@ -17,6 +17,7 @@ from slipway.deploy.database import (
     restore_database,
     restore_from_latest,
     schema_changed,
+    schema_fits,
 )
 from slipway.deploy.strategy import Step
 from slipway.errors import HealthCheckFailed
@@ -67,7 +68,7 @@ def swap(d: HostContext, release: str, commit: str, state: RunState) -> None:
 def gate(d: HostContext, state: RunState) -> None:
     state.gate = d.gate_report()
     if not state.gate.ok:
-        raise HealthCheckFailed(f"health gate failed: {state.gate.summary()}")
+        raise d.failure_with_logs(f"health gate failed: {state.gate.summary()}")
     d.emit("health", "info", detail=state.gate.summary())
 
 
@@ -77,6 +78,10 @@ def rollback_to(
     """``slipway rollback``: stop, (restore the database,) start ``release``, gate,
     promote. A failure is undone by the caller through :func:`roll_back_after_failure`."""
     notes: list[str] = []
+    if not restore_db:
+        fits, why = schema_fits(d, current, release)
+        restore_db = not fits
+        notes += [why] if why else []
     with d.step("start"):
         state.swapped = True
         d.checkpoint("start", state)

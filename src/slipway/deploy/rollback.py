@@ -37,6 +37,21 @@ def pick_target(d: HostContext, current: str | None) -> str:
     return older[-1]
 
 
+def rolled_back_from(d: HostContext) -> str | None:
+    """When the live release got there by a rollback (the newest successful record):
+    the release that rollback replaced. ``rollback --restore-db`` then restores the
+    backup taken before that release was deployed, keeping the live release."""
+    current = d.current_release()
+    for row in records.deployments(d.transport, d.layout, 20):
+        if row["status"] != "succeeded":
+            continue
+        if row["kind"] == "rollback" and row["release"] == current:
+            previous = row.get("previous_release")
+            return str(previous) if previous else None
+        return None
+    return None
+
+
 def kept_releases(d: HostContext) -> list[targets.KeptRelease]:
     found = []
     for release in d.list_releases():
@@ -149,7 +164,8 @@ def _succeeded(
         actor=d.actor,
         release=current or "-",
         previous=target,
-        commit=str(row["commit_sha"]),
+        commit=str(d.release_meta(current).get("commit", "unknown")) if current else "-",
+        previous_commit=str(row["commit_sha"]),
         failed_step=None,
         error="rolled back by hand (slipway rollback)",
         outcome=f"{target} live again: " + "; ".join(notes or [summary]),
