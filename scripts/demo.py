@@ -1,15 +1,16 @@
 """`make demo`: a real blue-green deploy of the example app on this machine, under load.
 
-1. builds a git repository of examples/codeframe-mini (tags v1, v2; broken branches)
+1. builds a git repository of examples/codeframe-mini (tags v1, v2, v3; broken branches)
    under .demo/, configured like production: blue-green behind Traefik, comprehensive
    health checks (API, database, agents, frontend, WebSocket), a backup before deploys;
 2. `slipway deploy demo --ref v1`: backend and Next.js frontend on the blue colour,
    the router started on the public ports;
 3. under steady load on the public port (keep-alive and `Connection: close` GETs,
    POSTs writing to the database, 20 WebSockets), with the failed requests counted:
-   `deploy v2` (a migration) goes to green and traffic switches; a broken release
-   (crashes at start) is refused before any traffic reaches it; `slipway rollback`
-   switches back to the warm blue colour instantly;
+   `deploy v2` (an additive migration) goes to green and traffic switches; `deploy v3`
+   (a migration that drops a table with rows) is refused by the rehearsal; a broken
+   release (crashes at start) fails on a copy of the database before anything live
+   changes; `slipway rollback` switches back to the warm blue colour instantly;
 4. `slipway status demo` and `slipway audit demo`.
 Everything lives in .demo/ (its own PM2_HOME); `make clean` removes it.
 """
@@ -101,12 +102,17 @@ def main() -> int:
         banner("3. deploy v2 (a migration) to green, switch, keep blue warm")
         if under_load(load, "deploy v2", "deploy", "demo", "--ref", "v2", "--actor", "demo"):
             return 1
-        banner("4. deploy a broken release: it crashes at start, traffic never reaches it")
+        banner("4. deploy v3: its migration drops a table with rows; the rehearsal refuses it")
+        code = under_load(load, "destructive", "deploy", "demo", "--ref", "v3")
+        if code != 1:
+            print(f"expected the destructive deploy to be refused with exit 1, got {code}")
+            return 1
+        banner("5. deploy a broken release: it crashes on a copy, nothing live changes")
         code = under_load(load, "broken", "deploy", "demo", "--ref", "broken/crash")
         if code != 1:
             print(f"expected the broken deploy to fail with exit 1, got {code}")
             return 1
-        banner("5. instant rollback to the warm blue colour")
+        banner("6. instant rollback to the warm blue colour (v2's schema still fits v1)")
         if under_load(load, "rollback", "rollback", "demo"):
             return 1
     total = load.summary()
@@ -114,7 +120,7 @@ def main() -> int:
         f"load total: {total['requests']} requests, {total['failed']} failed"
         f" ({total['rate']} req/s)"
     )
-    banner("6. what the host's records say")
+    banner("7. what the host's records say")
     run("status", "demo")
     run("audit", "demo", "--limit", "12")
     print(

@@ -383,8 +383,9 @@ def test_rollback_with_restore_db_sets_live_data_aside(
     live = env.health()["release"]
     code, _, err = cli(env, capsys, "rollback", "testing", "--restore-db")
     assert code == 0, err
-    newest = records.audit_log(LocalTransport(), env.deployer().layout, 2)
-    assert [a["event"] for a in newest] == ["incident.written", "rollback.succeeded"]
+    newest = records.audit_log(LocalTransport(), env.deployer().layout, 3)
+    assert [a["event"] for a in newest][:2] == ["incident.written", "rollback.succeeded"]
+    assert "database.restored" in [a["event"] for a in newest]
     assert "database restored from" in newest[1]["detail"]
     incident = json.loads(newest[0]["detail"])
     report = Path(incident["path"]).read_text()

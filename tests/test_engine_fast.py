@@ -194,3 +194,31 @@ def test_a_backup_restore_whose_release_does_not_come_back_is_recovered_and_said
     lock.release()
     assert d.recovered is not None and d.recovered.serving
     assert journal.read(d.transport, d.layout) is None
+
+
+def test_a_rollback_checks_the_schema_its_target_ran_on(
+    tiny: tuple[Deployer, FakeProcessManager],
+) -> None:
+    """Each deploy saves the schema its release runs on; a rollback to it fits while
+    the live schema only grew (additive), and not once a column it knew is gone."""
+    from slipway.deploy.database import schema_fits
+
+    d, _ = tiny
+    db = Path(d.layout.database(d.env.database))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT)")
+    release = d.deploy("v1").release
+    assert set(d.release_meta(release)["schema"]["t"]["columns"]) == {"id", "a", "b"}
+    assert schema_fits(fresh(d), release, release) == (True, "")
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE t ADD COLUMN c TEXT")  # additive: v1's code ignores it
+    assert schema_fits(fresh(d), None, release) == (True, "")
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE t DROP COLUMN b")
+    fits, why = schema_fits(fresh(d), None, release)
+    assert not fits
+    assert "column b removed" in why and f"against {release}'s last live schema" in why
+    # A release with no saved schema and no backup to compare with: nothing to say.
+    d.save_meta(release, schema=None)
+    assert schema_fits(fresh(d), None, release) == (True, "")

@@ -23,6 +23,7 @@ from support import TOOLS_BIN, require_binary, run_cli
 from test_bluegreen import Env
 from writeload import Traffic, rows
 
+from slipway.errors import DeployFailed
 from slipway.state import records
 from slipway.transports.local import LocalTransport
 
@@ -87,6 +88,24 @@ def test_a_destructive_release_is_refused_before_anything_live_changes(
     projects = next(t for t in found["tables"] if t["table"] == "projects")
     assert projects["rows_after"] == 0 and projects["rows_before"] > 0
     assert "deploy.rehearsed" in [e["event"] for e in audit_events(env)]
+
+
+def test_plan_rehearse_says_the_class_and_changes_nothing(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = ["--config", str(env.config_path)]
+    colors, releases = env.colors(), sorted((env.root / "testing" / "releases").iterdir())
+    code, out, err = run_cli([*config, "plan", "testing", "--ref", "v3", "--rehearse"], capsys)
+    assert code == 1, out + err
+    assert "rehearsal on local: migrations destructive: projects:" in out
+    assert "a deploy would be refused" in out
+    code, out, err = run_cli(
+        [*config, "plan", "testing", "--ref", "v2", "--rehearse", "--json"], capsys
+    )
+    assert code == 0, err
+    assert json.loads(out)["rehearsal"]["class"] == "additive"
+    assert env.colors() == colors
+    assert sorted((env.root / "testing" / "releases").iterdir()) == releases  # scratch gone
 
 
 def test_an_additive_release_switches_as_usual_and_keeps_the_old_colour_warm(env: Env) -> None:
@@ -193,3 +212,16 @@ def test_a_backup_restore_holds_requests_and_reports_what_it_set_aside(
     # verify without an id checks a backup of the live database, not the set-aside copy
     code, out, err = run_cli([*config, "backup", "testing", "verify"], capsys)
     assert code == 0 and "pre-restore" not in out, out + err
+
+
+def test_a_crash_cause_reaches_the_error_and_the_incident(env: Env) -> None:
+    """Without the rehearsal a crashing release fails live, at its gate: the error and
+    the incident report carry its own last output lines, not only "crash-looping"."""
+    with pytest.raises(DeployFailed) as failed:
+        env.deployer().deploy("broken/crash", rehearse=False)
+    assert failed.value.step == "health" and failed.value.rolled_back
+    assert "crashing at start (variant crash)" in str(failed.value)
+    assert ".err.log (last 30 lines)" in str(failed.value)
+    hint = failed.value.hint or ""
+    path = Path(hint.split("incident report: ", 1)[1].split(";", 1)[0].strip())
+    assert "crashing at start (variant crash)" in path.read_text()

@@ -283,6 +283,80 @@ def test_killed_while_requests_are_held_the_recovery_releases_them(bluegreen_env
     assert released and released[0]["to"] == live["color"]
 
 
+def test_killed_during_the_rehearsal_nothing_live_changed_and_no_copy_runs(
+    bluegreen_env: Env,
+) -> None:
+    """Killed while the new release's backend migrates a copy: its backend dies with
+    slipway (its stdin closes), the site never noticed, and the recovery and the next
+    deploy find nothing to undo and clear the scratch copy."""
+    env = bluegreen_env
+    live = env.deployer().read_colors()["live"]
+    with Traffic(env.port, writers=2, websockets=0) as traffic:
+        time.sleep(0.3)
+        events = env.deploy_killed_at("v2", "rehearse", "info")
+        port = int(events[-1]["detail"].rsplit(" ", 1)[-1])
+        deadline = time.monotonic() + 10
+        while _listening(port):  # the copy's backend goes down with its supervisor
+            assert time.monotonic() < deadline, f"the rehearsal backend on {port} survived"
+            time.sleep(0.1)
+        result = env.cli("recover", "testing", "--json")
+        assert result.returncode == 0, result.stderr
+        done = json.loads(result.stdout.splitlines()[-1])["recovered"]
+        assert done["serving"] and done["step"] == "rehearse"
+        assert "nothing live had changed" in done["note"]
+        time.sleep(0.3)
+    writes = traffic.writes
+    assert writes and all(w.status == 201 for w in writes), [w for w in writes if w.status != 201]
+    assert {w.name for w in writes} <= rows(env.db)
+    assert env.deployer().read_colors()["live"] == live
+    assert env.deployer().deploy("v2").status == "succeeded"
+    assert not (env.root / "testing" / ".slipway" / "rehearsal").exists()
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_killed_during_a_backup_restore_the_recovery_releases_the_held_requests(
+    bluegreen_env: Env,
+) -> None:
+    """`backup restore` holds requests while it replaces the database. Killed right
+    there, the next command starts the live release again and releases them to it."""
+    env = bluegreen_env
+    created = env.cli("backup", "testing", "create", "--json")
+    assert created.returncode == 0, created.stderr
+    backup_id = json.loads(created.stdout)["id"]
+    live = env.deployer().read_colors()["live"]
+    layout = env.deployer().layout
+    exe = str(Path(sys.executable).with_name("slipway"))
+    with Traffic(env.port, writers=2, websockets=0) as traffic:
+        time.sleep(0.3)
+        proc = subprocess.Popen(
+            [exe, "--config", str(env.config_path), "backup", "testing", "restore", backup_id],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while journal.last_step(journal.read(LocalTransport(), layout) or {}) != "restore":
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        result = env.cli("recover", "testing", "--json")
+        assert result.returncode == 0, result.stderr
+        time.sleep(0.5)
+    writes = traffic.writes
+    assert writes and all(w.status == 201 for w in writes), [w for w in writes if w.status != 201]
+    assert "hold" in {w.color for w in writes}  # requests waited instead of failing
+    assert env.deployer().read_colors()["live"]["color"] == live["color"]
+    assert env.health().status_code == 200
+    events = records.audit_log(LocalTransport(), layout, 40)
+    assert "restore.interrupted" in [e["event"] for e in events]
+
+
 def test_forced_lock_release_ends_the_holder_and_only_one_deploy_succeeds(
     restart_env: Env,
 ) -> None:

@@ -61,7 +61,11 @@ def test_graceful_shutdown_drains_requests_and_closes_websockets_1001(tmp_path, 
         assert ws.close_code == 1001
         # uvicorn re-raises the captured signal once shutdown is complete (so a
         # supervisor sees "stopped by signal"); a crash (1) or SIGKILL (-9) fails here.
-        assert proc.wait(timeout=10) == -sig
+        # For SIGINT the re-raise reaches asyncio.run's own SIGINT handler, which only
+        # schedules a cancel: when the server's coroutine returns first (a loaded
+        # machine), the exit is a clean 0. Both are a graceful stop.
+        clean = {-sig, 0} if sig == signal.SIGINT else {-sig}
+        assert proc.wait(timeout=10) in clean
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
     finally:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from slipway.cli.context import loaded_config
+from slipway.cli.context import echo_json, loaded_config
+from slipway.cli.hosts import host_session
+from slipway.cli.output import Progress
 from slipway.config.summary import checks_for
 from slipway.deploy import strategies
 
@@ -28,12 +30,29 @@ STEPS = [
 @click.argument("environment")
 @click.option("--ref", default="HEAD", show_default=True)
 @click.option("--breaking", is_flag=True, help="Plan REF as a release with breaking migrations.")
+@click.option(
+    "--rehearse",
+    is_flag=True,
+    help="Also run REF's migrations on a copy of the live database on each host and print"
+    " their class (uploads and installs REF in a scratch release; changes nothing live).",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --rehearse: print the classes as JSON.")
 @click.pass_context
-def command(ctx: click.Context, environment: str, ref: str, breaking: bool) -> None:
-    """Print the steps `slipway deploy ENVIRONMENT` would take. Runs nothing.
+def command(
+    ctx: click.Context, environment: str, ref: str, breaking: bool, rehearse: bool, as_json: bool
+) -> None:
+    """Print the steps `slipway deploy ENVIRONMENT` would take. Runs nothing, unless
+    --rehearse.
 
     A REF listed in [migrations] breaking (by name or glob) or --breaking adds the hold
-    step before the backup; so does a release the rehearsal finds breaking."""
+    step before the backup; so does a release the rehearsal finds breaking.
+
+    With --rehearse, exit 1 when the deploy would be refused (its migrations lose rows).
+
+    \b
+    Examples:
+      slipway plan production --ref v1.4.0
+      slipway plan production --ref v1.4.0 --rehearse"""
     config = loaded_config(ctx).config
     env = config.environment(environment)
     values = {
@@ -60,6 +79,28 @@ def command(ctx: click.Context, environment: str, ref: str, breaking: bool) -> N
     if breaking or config.migrations.is_breaking(ref, ""):
         values["hold"] = f"{config.migrations.hold_seconds:g}"
         steps.insert([s[0] for s in steps].index("backup"), ("hold", strategy.hold_text()))
-    for number, (name, text) in enumerate(steps, 1):
-        click.echo(f"{number}. {name:<8} {text.format(**values)}")
-    click.echo(strategy.on_failure())
+    if not as_json:
+        for number, (name, text) in enumerate(steps, 1):
+            click.echo(f"{number}. {name:<8} {text.format(**values)}")
+        click.echo(strategy.on_failure())
+    if rehearse and _rehearse(ctx, environment, ref, as_json):
+        ctx.exit(1)
+
+
+def _rehearse(ctx: click.Context, environment: str, ref: str, as_json: bool) -> bool:
+    """Rehearse REF on each host; True when a deploy would be refused."""
+    refused = False
+    progress = Progress(as_json=False, color=not ctx.obj["no_color"]) if not as_json else None
+    for d in host_session(loaded_config(ctx), environment, emit=progress):
+        found = d.rehearse_only(ref)
+        host = d.transport.name
+        refused = refused or bool(found and found.classification.lost())
+        if as_json:
+            echo_json({"host": host, "rehearsal": found.to_json() if found else None})
+        elif found is None:
+            click.echo(f"rehearsal on {host}: nothing to rehearse (no database yet)")
+        else:
+            click.echo(f"rehearsal on {host}: migrations {found.summary()}")
+            if found.classification.lost():
+                click.echo("  a deploy would be refused: add --allow-data-loss TABLE to accept")
+    return refused

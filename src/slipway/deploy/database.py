@@ -208,27 +208,51 @@ def describe_set_aside(only: dict[str, int]) -> str:
     return f"rows only in the set-aside copy (not in the restored database): {tables}"
 
 
+def live_schema(d: HostContext) -> dict[str, Any]:
+    """The live database's tables, columns and indexes (cheap: no row counts)."""
+    db = d.layout.database(d.env.database)
+    schema: dict[str, Any] = call(d.transport, "schema", db=db)["schema"]
+    return schema
+
+
 def schema_fits(d: HostContext, current: str | None, target: str) -> tuple[bool, str]:
-    """Can ``target``'s code run on the live database as it is now? Compares the live
-    database with the backup taken before ``current`` was deployed (which holds the
-    data ``target`` ran on, when ``target`` was live then): unchanged or additive fits.
-    (True, "") when there is nothing to compare with."""
-    if current is None:
-        return True, ""
-    try:
-        manifest = d.backups.before_deploy_of(current)
-    except UsageError:
-        return True, ""
-    if manifest.get("release") != target or "schema" not in manifest:
-        return True, ""
-    live = call(d.transport, "describe", db=d.layout.database(d.env.database))
-    found = classify(manifest, live, rows=False)  # rows come and go in normal use
+    """Can ``target``'s code run on the live database as it is now? Its schema when it
+    was last live (kept in its release metadata; for releases older than that, the
+    backup taken before ``current`` was deployed, when ``target`` was live then) against
+    the live one: unchanged or additive fits. (True, "") when there is nothing to
+    compare with."""
+    ran_on = d.release_meta(target).get("schema")
+    label = f"{target}'s last live schema"
+    if not isinstance(ran_on, dict):
+        manifest = _backup_of(d, current, target)
+        if manifest is None:
+            return True, ""
+        ran_on, label = manifest["schema"], f"backup {manifest['id']}"
+    now = live_schema(d)
+    found = classify(_shape_only(ran_on), _shape_only(now), rows=False)
     if found.kind in ("unchanged", "additive"):
         return True, ""
     return False, (
-        f"the schema changed since {target} ran ({found.summary()}): its data is restored"
-        f" from backup {manifest['id']}"
+        f"the schema changed since {target} ran ({found.summary()}, against {label}):"
+        " the database is restored from the backup taken before the live release"
     )
+
+
+def _shape_only(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"tables": dict.fromkeys(schema, 0), "schema": schema}
+
+
+def _backup_of(d: HostContext, current: str | None, target: str) -> dict[str, Any] | None:
+    """The backup taken before ``current`` was deployed, if it holds ``target``'s data."""
+    if current is None:
+        return None
+    try:
+        manifest = d.backups.before_deploy_of(current)
+    except UsageError:
+        return None
+    if manifest.get("release") != target or "schema" not in manifest:
+        return None
+    return manifest
 
 
 def restore_from_latest(

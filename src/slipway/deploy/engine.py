@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slipway.commands import host as cmd
-from slipway.deploy import hold, incident, recovery, rehearsal, steps, strategies
+from slipway.deploy import database, hold, incident, recovery, rehearsal, steps, strategies
 from slipway.deploy.context import (
     BIND_HOST,
     CRASH_LOOP_RESTARTS,
@@ -105,6 +105,32 @@ class Deployer(HostContext):
         if outcome.status == "succeeded":
             steps.run_hooks(self, "post_deploy", source, outcome.release)
         return outcome
+
+    def rehearse_only(self, ref: str, *, lock_wait: float = 0) -> rehearsal.Rehearsal | None:
+        """``slipway plan --rehearse``: the deploy's prepare steps up to the rehearsal, in
+        a hidden scratch release that is removed afterwards. Nothing live changes and
+        nothing is recorded; the lock is held meanwhile (the install and the snapshot
+        must not race a deploy)."""
+        repo = self.loaded.repository_path()
+        if repo is None:
+            raise UsageError("rehearsing from a remote repository URL is not supported yet")
+        source = resolve(repo, ref)
+        steps.mask_env_file_early(self)
+        lock = self.take_lock(ref=ref, reason="plan --rehearse", wait=lock_wait)
+        release = f".rehearse-{uuid.uuid4().hex[:8]}"
+        try:
+            previous = self.current_release()
+            with self.step("upload"):
+                steps.upload(self, source, release)
+            with self.step("link"):
+                steps.link_shared(self, release)
+            with self.step("install"):
+                steps.install(self, source, release, previous)
+            with self.step("rehearse"):
+                return rehearsal.rehearse(self, release, source.commit)
+        finally:
+            self.transport.run(cmd.remove_tree(self.layout.release(release)), check=False)
+            lock.release()
 
     @property
     def strategy(self) -> Strategy:
@@ -279,6 +305,7 @@ class Deployer(HostContext):
             row, "deploy.succeeded", release=release, previous=previous, seconds=round(seconds, 3)
         )
         self.end_journal()
+        self._remember_schema(release)
         self.prune(keep={release, previous} | self.strategy.protected(self))
         note = self.finish_backup(state, keep=False)
         if note:
@@ -299,6 +326,14 @@ class Deployer(HostContext):
                 + ([("Hold", state.hold_result.summary())] if state.hold_result else []),
             )
         )
+
+    def _remember_schema(self, release: str) -> None:
+        """The schema this release runs on: a later rollback to it checks it still fits
+        (:func:`slipway.deploy.database.schema_fits`). Never fails the deploy."""
+        try:
+            self.save_meta(release, schema=database.live_schema(self))
+        except SlipwayError as exc:
+            self.emit("promote", "warning", detail=f"the release's schema was not saved: {exc}")
 
     def _fail(
         self,

@@ -144,6 +144,7 @@ def _run_on_copy(d: HostContext, release: str, commit: str, process: str, copy: 
     log = f"{scratch_dir(d)}/backend.log"
     env = {**spec.env, "DATABASE_PATH": copy}
     handle = d.transport.spawn(["sh", "-c", _SUPERVISE, "sh", spec.cwd, log, *spec.argv], env=env)
+    d.emit("rehearse", "info", detail=f"{process} migrating a copy of the database on port {port}")
     try:
         problem = _wait_answering(d, handle, port, d.processes_of(release)[process].health_path)
     finally:

@@ -216,6 +216,20 @@ def op_describe(req: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
+def op_schema(req: dict[str, Any]) -> dict[str, Any]:
+    """The database's tables, columns and indexes only (no row counts, no integrity
+    check): cheap enough to take after every deploy."""
+    db = req["db"]
+    if not os.path.exists(db):
+        return {"exists": False, "schema": {}}
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        tables = _user_tables(conn, "main")
+        return {"exists": True, "schema": {t: _table_shape(conn, t) for t in tables}}
+    finally:
+        conn.close()
+
+
 def op_restore(req: dict[str, Any]) -> dict[str, Any]:
     """Replace ``db`` by ``src``. The caller has stopped every writer first."""
     db, src = req["db"], req["src"]
@@ -628,6 +642,7 @@ OPS = {
     "backup": op_backup,
     "describe": op_describe,
     "diff": op_diff,
+    "schema": op_schema,
     "restore": op_restore,
     "port_free": op_port_free,
     "record": op_record,
