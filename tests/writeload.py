@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect as ws_connect
 
 COLOR_HEADER = "X-Slipway-Color"
@@ -94,9 +94,9 @@ class Traffic:
                 if code != 1001:  # 1001: the old colour drained; the client reconnects
                     with self._lock:
                         self.ws_failures.append(f"closed {code}")
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, InvalidHandshake) as exc:  # refused, 502, ...
                 with self._lock:
-                    self.ws_failures.append(type(exc).__name__)
+                    self.ws_failures.append(f"{type(exc).__name__}: {exc}"[:120])
                 self._stop.wait(0.2)
 
     def acknowledged(self) -> list[Write]:
