@@ -70,7 +70,13 @@ def test_drop_and_recreate_is_destructive_and_names_the_rows(tmp_path: Path, v1:
     assert (lost.table, lost.rows_before, lost.rows_after) == ("projects", 5, 0)
     assert "5 rows lost" in lost.describe()
     assert found.holds
-    assert found.to_json()["tables"][0]["class"] in ("destructive", "unchanged")
+    assert found.to_json()["tables"][0] == {
+        "table": "projects",
+        "class": "destructive",
+        "rows_before": 5,
+        "rows_after": 0,
+        "changes": ["column description added", "column status added", "5 rows lost"],
+    }
 
 
 def test_a_rebuild_that_copies_rows_is_breaking_not_destructive(tmp_path: Path) -> None:
@@ -135,3 +141,30 @@ def test_diff_counts_rows_only_in_the_set_aside_copy(tmp_path: Path, v1: Path) -
     assert answer["only"] == {"projects": 2, "extra": 1, "plain": 1}
     back = hs.op_diff({"db": str(backup), "other": str(v1)})
     assert back["only"] == {}
+
+
+def test_diff_with_composite_keys_null_keys_and_names_that_need_quoting(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    for path in (a, b):
+        with sqlite3.connect(path) as conn:
+            conn.execute('CREATE TABLE "order-items" (o TEXT, n INTEGER, PRIMARY KEY (o, n))')
+            conn.execute('CREATE TABLE "nk" (k TEXT PRIMARY KEY, v TEXT)')
+    with sqlite3.connect(a) as conn:
+        conn.executemany('INSERT INTO "order-items" VALUES (?, ?)', [("x", 1), ("x", 2), ("y", 1)])
+        conn.executemany('INSERT INTO "nk" VALUES (?, ?)', [(None, "a"), ("k1", "b")])
+    with sqlite3.connect(b) as conn:
+        conn.execute("INSERT INTO \"order-items\" VALUES ('x', 1)")
+        conn.execute("INSERT INTO \"nk\" VALUES (NULL, 'a')")  # a NULL key on both sides
+    answer = hs.op_diff({"db": str(a), "other": str(b)})
+    assert answer["only"] == {"order-items": 2, "nk": 1}
+
+
+def test_a_rebuilt_key_falls_back_to_rowid(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    with sqlite3.connect(a) as conn:
+        conn.execute("CREATE TABLE t (code TEXT PRIMARY KEY, v TEXT)")
+        conn.execute("INSERT INTO t VALUES ('c1', 'x'), ('c2', 'y')")
+    with sqlite3.connect(b) as conn:
+        conn.execute("CREATE TABLE t (v TEXT)")  # no declared key: rowids compared
+        conn.execute("INSERT INTO t VALUES ('x')")
+    assert hs.op_diff({"db": str(a), "other": str(b)})["only"] == {"t": 1}

@@ -295,10 +295,13 @@ def test_killed_during_the_rehearsal_nothing_live_changed_and_no_copy_runs(
         time.sleep(0.3)
         events = env.deploy_killed_at("v2", "rehearse", "info")
         port = int(events[-1]["detail"].rsplit(" ", 1)[-1])
+        # The copy's backend goes down with its supervisor (SIGTERM, SIGKILL 5 s later).
         deadline = time.monotonic() + 10
-        while _listening(port):  # the copy's backend goes down with its supervisor
+        while _backend_on(port):
             assert time.monotonic() < deadline, f"the rehearsal backend on {port} survived"
-            time.sleep(0.1)
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert not _backend_on(port) and not _listening(port)
         result = env.cli("recover", "testing", "--json")
         assert result.returncode == 0, result.stderr
         done = json.loads(result.stdout.splitlines()[-1])["recovered"]
@@ -311,6 +314,13 @@ def test_killed_during_the_rehearsal_nothing_live_changed_and_no_copy_runs(
     assert env.deployer().read_colors()["live"] == live
     assert env.deployer().deploy("v2").status == "succeeded"
     assert not (env.root / "testing" / ".slipway" / "rehearsal").exists()
+
+
+def _backend_on(port: int) -> bool:
+    found = subprocess.run(
+        ["pgrep", "-f", f"codeframe_mini.server --port {port}"], capture_output=True, check=False
+    )
+    return found.returncode == 0
 
 
 def _listening(port: int) -> bool:

@@ -17,7 +17,7 @@ from slipway.deploy.run import Outcome
 from slipway.errors import DeployFailed
 from slipway.github.api import GitHub
 
-TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,127}")
+TABLE_NAME = re.compile(r"[^\x00-\x1f\x7f,]{1,128}")  # any SQLite name but a comma
 
 
 @click.command(name="deploy")

@@ -103,4 +103,6 @@ def _rehearse(ctx: click.Context, environment: str, ref: str, as_json: bool) -> 
             click.echo(f"rehearsal on {host}: migrations {found.summary()}")
             if found.classification.lost():
                 click.echo("  a deploy would be refused: add --allow-data-loss TABLE to accept")
+            elif found.holds:
+                click.echo("  a deploy adds the hold step before the backup (breaking)")
     return refused

@@ -12,7 +12,7 @@ from slipway.cli.hosts import host_session
 from slipway.cli.output import Progress
 from slipway.deploy.engine import Deployer
 from slipway.deploy.rollback import manual_rollback, rolled_back_from
-from slipway.errors import SlipwayError
+from slipway.errors import SlipwayError, UsageError
 from slipway.github.api import GitHub, report_deployment
 
 
@@ -107,6 +107,14 @@ def _restore_data_of(d: Deployer, source: str, lock_wait: float, as_json: bool) 
     from slipway.backups.restore import restore_backup
 
     manifest = d.backups.before_deploy_of(source)
+    live = d.current_release()
+    if manifest.get("release") not in (live, None):
+        raise UsageError(
+            f"the backup taken before {source} was deployed holds {manifest['release']}'s"
+            f" data, not the live release {live}'s",
+            hint="choose a backup with `slipway backup ENV list` and restore it with"
+            " `slipway backup ENV restore ID`",
+        )
     d.emit(
         "rollback",
         "info",

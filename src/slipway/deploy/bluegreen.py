@@ -29,9 +29,9 @@ from slipway.config.model import COLORS
 from slipway.deploy import hold, journal
 from slipway.deploy.database import (
     journal_aside,
+    needs_restore,
     restore_database,
     restore_from_latest,
-    schema_changed,
     schema_fits,
 )
 from slipway.deploy.restart import start_release
@@ -268,7 +268,7 @@ def _roll_back(
         db = d.layout.database(d.env.database)
         restore = bool(state.backup_path) and (
             state.restored
-            or schema_changed(state.db_before or {}, call(d.transport, "describe", db=db))
+            or needs_restore(state.db_before or {}, call(d.transport, "describe", db=db))
         )
         untouched = old_running or not state.switched  # the old processes still serve
         if untouched and not restore:
@@ -313,6 +313,8 @@ def rollback_locked(d: HostContext, release: str, restore_db: bool, state: RunSt
             restore_db = True
             notes.append(why)
             d.emit("rollback", "info", detail=why)
+    if restore_db and current:
+        d.backups.before_deploy_of(current)  # a missing backup is refused before any stop
     warm = bool(standby) and standby["release"] == release and d.color_online(standby["color"])
     color = str(standby["color"]) if warm and not restore_db else None
     color = color or (other(live["color"]) if live else COLORS[0])
@@ -409,7 +411,7 @@ class BlueGreen:
         return (
             "on failure: before the switch traffic never moved (the new colour is stopped);"
             " after it, traffic switches back to the old colour, still running; the"
-            " database is restored only if its schema changed"
+            " database is restored only if the old code cannot live with it"
         )
 
     def build_color(self, ctx: HostContext) -> str | None:

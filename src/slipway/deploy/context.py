@@ -405,19 +405,22 @@ class HostContext:
                 time.sleep(0.2)
 
     def log_tail(self, color: str | None = None, lines: int = LOG_TAIL_LINES) -> str:
-        """The last ``lines`` of each of ``color``'s processes' error and output logs,
-        masked: why a release crashed or failed its gate, for the error, the incident
-        report and the notification."""
+        """The last ``lines`` of each of ``color``'s processes' error logs (their output
+        logs when the error logs are empty), masked: why a release crashed or failed its
+        gate, for the error, the incident report and the notification."""
+        errors = self._log_tails(color, "err", lines)  # where tracebacks go
+        return self.masker("\n".join(errors or self._log_tails(color, "out", lines)))
+
+    def _log_tails(self, color: str | None, stream: str, lines: int) -> list[str]:
         parts = []
         for name in self.app_names_of(color):
-            for stream in ("err", "out"):
-                path = f"{self.layout.logs}/{name}.{stream}.log"
-                text = self.transport.run(["tail", "-n", str(lines), "--", path], check=False)
-                if text.ok and text.stdout.strip():
-                    parts.append(
-                        f"--- {name}.{stream}.log (last {lines} lines)\n{text.stdout.rstrip()}"
-                    )
-        return self.masker("\n".join(parts))
+            path = f"{self.layout.logs}/{name}.{stream}.log"
+            text = self.transport.run(["tail", "-n", str(lines), "--", path], check=False)
+            if text.ok and text.stdout.strip():
+                parts.append(
+                    f"--- {name}.{stream}.log (last {lines} lines)\n{text.stdout.rstrip()}"
+                )
+        return parts
 
     def failure_with_logs(self, message: str, color: str | None = None) -> HealthCheckFailed:
         """A gate or watch failure that carries the processes' last log lines."""

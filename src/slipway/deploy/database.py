@@ -15,8 +15,9 @@ on a copy (:mod:`slipway.deploy.rehearsal`), table by table:
 
 Order matters: every writer is stopped before the database is touched (the caller's
 job); the live database is itself backed up before a restore overwrites it (a restore
-sets data aside, never destroys it). The database is restored only when a failed
-release changed its schema: otherwise the writes made in between are kept.
+sets data aside, never destroys it). After a failed release the database is restored
+only when the old code cannot live with it (breaking) or rows were lost
+(:func:`needs_restore`): otherwise the writes made in between are kept.
 
 SQLite facts this relies on: a file copy of a live database is not a backup (the host
 helper copies with ``Connection.backup`` in one step); restoring next to a stale
@@ -30,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from slipway.errors import UsageError
+from slipway.errors import SlipwayError, UsageError
 from slipway.state.host import call
 
 # Told the set-aside copy's manifest and the live database's description, before a
@@ -155,6 +156,17 @@ def _shape_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[
     return found
 
 
+def needs_restore(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """After a failed release: must the pre-deploy backup come back? Only when the old
+    code cannot live with what the release did (breaking), or rows were lost
+    (destructive). An unchanged or additive database is kept, and with it every write
+    made since the backup. (A description from before schemas were recorded falls back
+    to "did the schema change at all".)"""
+    if "schema" not in before:
+        return schema_changed(before, after)
+    return classify(before, after).kind in ("breaking", "destructive")
+
+
 def schema_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
     return bool(
         after.get("migrations") != before.get("migrations")
@@ -184,7 +196,7 @@ def restore_database(
     call(d.transport, "restore", db=db, src=backup)
     if aside is None:
         return f"database restored from {backup} (there was no live database to set aside)"
-    only = set_aside_rows(d, d.backups.path_of(aside), backup)
+    only = _compare_set_aside(d, d.backups.path_of(aside), backup)
     if on_aside is None:
         d.backups.seal(aside)
     d.audit("database.restored", backup=label, set_aside=aside["id"], rows_set_aside=only)
@@ -201,7 +213,18 @@ def set_aside_rows(d: HostContext, aside: str, restored: str) -> dict[str, int]:
     return only
 
 
-def describe_set_aside(only: dict[str, int]) -> str:
+def _compare_set_aside(d: HostContext, aside: str, restored: str) -> dict[str, int] | str:
+    """:func:`set_aside_rows`, or why the copies could not be compared: the restore has
+    happened, and a report that fails must not undo it."""
+    try:
+        return set_aside_rows(d, aside, restored)
+    except SlipwayError as exc:
+        return f"the set-aside copy could not be compared with the restored database: {exc}"
+
+
+def describe_set_aside(only: dict[str, int] | str) -> str:
+    if isinstance(only, str):
+        return only
     if not only:
         return "no row of the replaced database is missing from the restored one"
     tables = ", ".join(f"{table} {count}" for table, count in sorted(only.items()))

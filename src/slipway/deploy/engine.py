@@ -203,6 +203,10 @@ class Deployer(HostContext):
         except LockLost:
             raise  # another command owns the environment now: touch nothing
         except (Exception, KeyboardInterrupt) as exc:
+            # A step that failed because another command took the environment (its lock
+            # was released by force, and the new holder cleared our scratch files) must
+            # not undo or record anything either: that command recovers this run.
+            self.check_lock()
             # Every failure ends in the same rollback path, Ctrl-C included: stopping
             # half way could leave requests held and the old colour stopped.
             return self._fail(row, self.current_step, exc, previous, state, started)
@@ -418,7 +422,7 @@ class Deployer(HostContext):
             previous=row.get("previous_release"),
             commit=row["commit_sha"],
             failed_step=step,
-            error=cause[-3000:],
+            error=cause if len(cause) <= 3000 else f"{cause[:1500]}\n...\n{cause[-1500:]}",
             outcome=note,
             rolled_back=rolled_back,
             backup=state.backup_path,

@@ -17,7 +17,8 @@ lock release). That command completes it first (:mod:`slipway.deploy.recovery`):
   rolled *forward* (the colours file and the standby are brought in line);
 - processes were touched: the strategy's own undo runs, exactly as after a failure at
   that step (traffic back on the colour that served, or the previous release started
-  from its own run spec and gated; the database restored only if its schema changed);
+  from its own run spec and gated; the database restored only if the old code cannot live
+  with it);
 - nothing live changed: there is nothing to undo.
 
 Then the record is finalised as ``interrupted`` with the step, an incident report is

@@ -11,7 +11,8 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from slipway.deploy import hold, incident, strategies
+from slipway.commands import host as cmd
+from slipway.deploy import hold, incident, rehearsal, strategies
 from slipway.deploy import journal as journal_mod
 from slipway.deploy.run import Recovery, RunState
 from slipway.deploy.strategy import Strategy
@@ -33,6 +34,8 @@ def take_lock(d: HostContext, *, ref: str, reason: str, wait: float) -> DeployLo
         lock.acquire(actor=d.actor, ref=ref, reason=reason, wait=wait)
     d.lock = lock
     try:
+        # A rehearsal killed half way left a plaintext copy of the database behind.
+        d.run(cmd.remove_tree(rehearsal.scratch_dir(d)))
         d.recovered = complete_interrupted(d)
     except BaseException:
         lock.release()

@@ -43,12 +43,16 @@ if TYPE_CHECKING:
 LOG_LINES = 30  # lines of the backend's output kept for an error report
 POLL_SECONDS = 0.1
 
-# Runs the backend with its output in a log file; ends it when our stdin closes (over SSH
-# as well as locally); prints its exit code when it ends on its own.
-# (A background job's stdin is /dev/null unless redirected: fd 3 keeps ours.)
+# Runs the backend in a session of its own with its output in a log file; when our
+# stdin closes (over SSH as well as locally) the whole session is sent SIGTERM, then
+# SIGKILL 5 s later (a start command wrapped in ``sh -c`` or ``uv run`` dies too); prints
+# the backend's exit code when it ends on its own. (A background job's stdin is
+# /dev/null unless redirected: fd 3 keeps ours; dash's kill takes -PGID, not -- -PGID.)
 _SUPERVISE = (
-    'cd "$1" || exit 1; log=$2; shift 2; exec 3<&0; "$@" >"$log" 2>&1 </dev/null & child=$!;'
-    ' (cat <&3 >/dev/null; kill "$child" 2>/dev/null) >/dev/null 2>&1 &'
+    'cd "$1" || exit 1; log=$2; shift 2; exec 3<&0;'
+    ' setsid "$@" >"$log" 2>&1 </dev/null 3<&- & child=$!;'
+    ' (cat <&3 >/dev/null; kill -TERM -"$child"; sleep 5; kill -KILL -"$child")'
+    " >/dev/null 2>&1 &"
     ' exec 3<&-; wait "$child"; echo "exited $?"'
 )
 
@@ -106,7 +110,8 @@ def rehearse(
     finally:
         d.run(cmd.remove_tree(scratch), check=False)
     found = classify(before, after)
-    allowed = tuple(t.table for t in found.lost() if t.table in allow_data_loss)
+    wanted = {name.lower() for name in allow_data_loss}  # SQLite names ignore case
+    allowed = tuple(t.table for t in found.lost() if t.table.lower() in wanted)
     return Rehearsal(found, time.monotonic() - started, allowed)
 
 

@@ -2,7 +2,7 @@
 
 Simple and cheap (one set of ports, no router), with a gap while the processes restart.
 Undoing it (a failed deploy, a recovered journal, ``slipway rollback``) stops the new
-processes, restores the database only if its schema changed, and starts the previous
+processes, restores the database only if the old code cannot live with it, and starts the previous
 release from its own run spec; it must pass the same health gate as any deploy before
 it counts as rolled back.
 """
@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from slipway.deploy import hold
 from slipway.deploy.database import (
     journal_aside,
+    needs_restore,
     restore_database,
     restore_from_latest,
-    schema_changed,
     schema_fits,
 )
 from slipway.deploy.strategy import Step
@@ -45,7 +45,7 @@ def roll_back_after_failure(
         notes = []
         if state.backup_path:
             after = call(d.transport, "describe", db=d.layout.database(d.env.database))
-            if state.restored or schema_changed(state.db_before or {}, after):
+            if state.restored or needs_restore(state.db_before or {}, after):
                 notes.append(restore_database(d, state.backup_path, deployment_id))
         if previous is None:
             return False, "; ".join([*notes, "no previous release to start: the site is down"])
@@ -82,6 +82,8 @@ def rollback_to(
         fits, why = schema_fits(d, current, release)
         restore_db = not fits
         notes += [why] if why else []
+    if restore_db and current:
+        d.backups.before_deploy_of(current)  # a missing backup is refused before any stop
     with d.step("start"):
         state.swapped = True
         d.checkpoint("start", state)

@@ -38,17 +38,24 @@ def pick_target(d: HostContext, current: str | None) -> str:
 
 
 def rolled_back_from(d: HostContext) -> str | None:
-    """When the live release got there by a rollback (the newest successful record):
-    the release that rollback replaced. ``rollback --restore-db`` then restores the
-    backup taken before that release was deployed, keeping the live release."""
+    """When the live release got there by an instant blue-green rollback that left the
+    database as it was (the newest successful record): the release that rollback
+    replaced. ``rollback --restore-db`` then restores the backup taken before that
+    release was deployed, keeping the live release, instead of going back further."""
+    if not d.blue_green:
+        return None
     current = d.current_release()
     for row in records.deployments(d.transport, d.layout, 20):
         if row["status"] != "succeeded":
             continue
-        if row["kind"] == "rollback" and row["release"] == current:
-            previous = row.get("previous_release")
-            return str(previous) if previous else None
-        return None
+        if row["kind"] != "rollback" or row["release"] != current:
+            return None
+        restored = any(
+            e["event"] == "database.restored" and e.get("deployment_id") == row["id"]
+            for e in records.audit_log(d.transport, d.layout, 50)
+        )
+        previous = row.get("previous_release")
+        return str(previous) if previous and not restored else None
     return None
 
 

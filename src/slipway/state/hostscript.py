@@ -256,8 +256,10 @@ def op_restore(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def op_diff(req: dict[str, Any]) -> dict[str, Any]:
-    """Rows of ``db`` that ``other`` does not have, per table (by rowid, or by primary
-    key for a WITHOUT ROWID table): what a restore from ``other`` would set aside."""
+    """Rows of ``db`` that ``other`` does not have, per table: what a restore from
+    ``other`` sets aside. Rows are told apart by the primary key when both copies
+    declare the same one (NULLs compare equal, composite keys work: ``EXCEPT``), else by
+    rowid (a table rebuilt without a declared key renumbers them: counted as new)."""
     conn = sqlite3.connect(f"file:{req['db']}?mode=ro", uri=True, timeout=10)
     try:
         conn.execute("ATTACH DATABASE ? AS other", (f"file:{req['other']}?mode=ro",))
@@ -271,8 +273,8 @@ def op_diff(req: dict[str, Any]) -> dict[str, Any]:
             else:
                 key = _row_key(conn, table)
                 count = conn.execute(
-                    f"SELECT COUNT(*) FROM main.{t} WHERE ({key}) NOT IN"  # noqa: S608
-                    f" (SELECT {key} FROM other.{t})"
+                    f"SELECT COUNT(*) FROM (SELECT {key} FROM main.{t}"  # noqa: S608
+                    f" EXCEPT SELECT {key} FROM other.{t})"
                 ).fetchone()[0]
             if count:
                 only[table] = count
@@ -291,16 +293,18 @@ def _user_tables(conn: sqlite3.Connection, schema: str) -> list[str]:
     ]
 
 
+def _primary_key(conn: sqlite3.Connection, schema: str, table: str) -> list[str]:
+    rows = conn.execute(f"PRAGMA {schema}.table_info({_ident(table)})").fetchall()
+    return [name for _, name in sorted((row[5], row[1]) for row in rows if row[5])]
+
+
 def _row_key(conn: sqlite3.Connection, table: str) -> str:
-    """The columns that identify a row: the primary key if declared, else rowid."""
-    pk = sorted(
-        (row[5], row[1])
-        for row in conn.execute(f"PRAGMA main.table_info({_ident(table)})")
-        if row[5]
-    )
-    if not pk:
+    """The columns that identify a row in both copies: the primary key if both declare
+    the same one, else rowid."""
+    pk = _primary_key(conn, "main", table)
+    if not pk or pk != _primary_key(conn, "other", table):
         return "rowid"
-    return ", ".join(_ident(name) for _, name in pk)
+    return ", ".join(_ident(name) for name in pk)
 
 
 def op_free_port(req: dict[str, Any]) -> dict[str, Any]:
