@@ -8,7 +8,10 @@ the public port and WebSocket clients stay connected:
 - **breaking** v2 -> v2-rebuild (table rebuilt, every row copied, a NOT NULL column the
   old code cannot fill); full run only;
 - **crash** -> destructive-crash (drops and recreates the table, then exits at start);
-- **destructive** -> v3 (drops and recreates the table, nothing copied).
+- **destructive** -> v3 (drops and recreates the table, nothing copied);
+- **restore**: ``backup restore`` of a backup taken just before, under the same load
+  (requests held at the proxy; the writes since the backup set aside and reported); full
+  run only.
 
 Figures per case and setup: the class the rehearsal found, the deploy's status, failed
 requests (any write not answered 201, WebSocket failures), acknowledged writes lost
@@ -17,7 +20,7 @@ no report mentions (not in a copy a restore set aside), rows lost overall, the h
 longest wait, the deploy's duration.
 
 Targets: destructive refused with 0 rows lost; every other case 0 failed requests and
-0 acknowledged writes lost without a report.
+0 acknowledged writes lost without a report; restore under load 0 failed.
 
 Usage::
 
@@ -135,6 +138,39 @@ def run_case(d: Deployer, ref: str, rehearse: bool, pause: float) -> dict[str, A
     }
 
 
+def run_restore(d: Deployer, pause: float) -> dict[str, Any]:
+    """``backup restore`` of a fresh backup under the same load: requests are held, the
+    writes made since the backup are set aside and reported."""
+    from slipway.backups.restore import restore_backup
+
+    db = d.layout.database(d.env.database)
+    manifest = d.backups.create(db, reason="manual", release=d.current_release(), commit=None)
+    assert manifest is not None
+    since = time.time()
+    with Traffic(d.env.ports.backend, writers=3, websockets=3) as traffic:
+        time.sleep(pause)
+        started = time.monotonic()
+        restore_backup(fresh(d), str(manifest["id"]))
+        seconds = time.monotonic() - started
+        time.sleep(pause)
+    acked = {w.name for w in traffic.writes if w.status == 201}
+    lost = acked - live_rows(d)
+    hold = newest_audit(d, "traffic.released", since)
+    return {
+        "ref": manifest["id"],
+        "class": "-",
+        "status": "restored",
+        "error": "",
+        "writes": len(traffic.writes),
+        "failed": sum(1 for w in traffic.writes if w.status != 201) + len(traffic.ws_failures),
+        "acked_lost": len(lost),
+        "lost_unreported": len(lost - set_aside_since(d, since)),
+        "rows_lost": len(lost),
+        "longest_wait_s": float(hold.get("longest_wait", 0.0)),
+        "deploy_s": round(seconds, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="two cases, short pauses")
@@ -155,6 +191,8 @@ def main() -> None:
                     case: run_case(d, ref, rehearse, 0.3 if args.quick else 1.5)
                     for case, ref in cases
                 }
+                if not args.quick:  # restores hold whatever the rehearsal setting
+                    results[label]["restore"] = run_restore(d, 1.5)
         finally:
             for d in envs:
                 stop_pm2(Path(d.env.pm2_home or ""))
@@ -164,7 +202,8 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
-    for case, _ in cases:
+    rows = [case for case, _ in cases] + ([] if args.quick else ["restore"])
+    for case in rows:
         for label, _ in setups:
             r = results[label][case]
             print(
@@ -182,7 +221,7 @@ def main() -> None:
         "benchmark": "migrations",
         "quick": args.quick,
         "seconds": round(time.monotonic() - started, 1),
-        "failed": {c: [with_r[c]["failed"], without[c]["failed"]] for c, _ in cases},
+        "failed": {c: [with_r[c]["failed"], without[c]["failed"]] for c in rows},
         "rows_lost": {c: [with_r[c]["rows_lost"], without[c]["rows_lost"]] for c, _ in cases},
         "lost_unreported": {
             c: [with_r[c]["lost_unreported"], without[c]["lost_unreported"]] for c, _ in cases

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from support import EXAMPLE_APP
 
-from slipway.deploy.database import Classification, classify
+from slipway.deploy.database import Classification, classify, needs_restore
 from slipway.state import hostscript as hs
 
 sys.path.insert(0, str(EXAMPLE_APP))
@@ -168,3 +168,15 @@ def test_a_rebuilt_key_falls_back_to_rowid(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE t (v TEXT)")  # no declared key: rowids compared
         conn.execute("INSERT INTO t VALUES ('x')")
     assert hs.op_diff({"db": str(a), "other": str(b)})["only"] == {"t": 1}
+
+
+def test_a_new_table_is_additive_and_an_old_description_falls_back_to_any_change() -> None:
+    """Descriptions saved before per-table shapes were recorded have no ``schema``: a
+    restore is then needed whenever the tables, migrations or schema hash differ."""
+    before = {"tables": {"a": 1}, "schema_hash": "h1"}
+    grown = {"tables": {"a": 1, "b": 0}, "schema_hash": "h2"}
+    assert classify(before, grown).kind == "additive"
+    assert classify(before, grown).tables[0].describe().startswith("b")
+    assert needs_restore(before, grown)
+    assert not needs_restore(before, dict(before))
+    assert needs_restore(before, {**before, "schema_hash": "h3"})

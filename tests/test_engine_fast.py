@@ -9,6 +9,8 @@ restore that does not come back) in milliseconds.
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -21,7 +23,7 @@ from slipway.backups.restore import restore_backup
 from slipway.config import load_config
 from slipway.deploy import incident, journal
 from slipway.deploy.engine import Deployer
-from slipway.errors import DeployFailed, HealthCheckFailed, LockLost, SlipwayError
+from slipway.errors import DeployFailed, HealthCheckFailed, LockLost, SlipwayError, UsageError
 from slipway.health.gate import GateReport
 from slipway.state import records
 from slipway.state.lock import DeployLock, is_held
@@ -222,3 +224,99 @@ def test_a_rollback_checks_the_schema_its_target_ran_on(
     # A release with no saved schema and no backup to compare with: nothing to say.
     d.save_meta(release, schema=None)
     assert schema_fits(fresh(d), None, release) == (True, "")
+
+
+def table_rows(db: Path) -> list[int]:
+    with sqlite3.connect(db) as conn:
+        found = [row[0] for row in conn.execute("SELECT x FROM t ORDER BY x")]
+    conn.close()
+    return found
+
+
+def write_row(db: Path, value: int) -> None:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER PRIMARY KEY, a TEXT, b TEXT)")
+        conn.execute("INSERT INTO t (x) VALUES (?)", (value,))
+    conn.close()
+
+
+def test_a_release_without_a_saved_schema_is_checked_against_the_backup_holding_its_data(
+    tiny: tuple[Deployer, FakeProcessManager],
+) -> None:
+    """Releases deployed before schemas were saved: the backup taken before the next
+    release holds their data and its schema; any other backup says nothing."""
+    from slipway.deploy.database import schema_fits
+
+    d, _ = tiny
+    db = Path(d.layout.database(d.env.database))
+    write_row(db, 1)
+    first = d.deploy("v1").release
+    second = fresh(d).deploy("v1").release
+    d.save_meta(first, schema=None)
+    assert schema_fits(fresh(d), second, first) == (True, "")
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE t DROP COLUMN b")
+    conn.close()
+    fits, why = schema_fits(fresh(d), second, first)
+    manifest = d.backups.before_deploy_of(second)
+    assert not fits and f"against backup {manifest['id']}" in why and "column b removed" in why
+    # The backup before `first` holds no release's data; `nowhere` has no backup at all.
+    assert schema_fits(fresh(d), first, first) == (True, "")
+    assert schema_fits(fresh(d), "nowhere", first) == (True, "")
+
+
+def test_a_restore_that_cannot_compare_the_set_aside_copy_says_so_and_stands(
+    tiny: tuple[Deployer, FakeProcessManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slipway.deploy import database
+
+    d, _ = tiny
+    db = Path(d.layout.database(d.env.database))
+    write_row(db, 1)
+    manifest = d.backups.create(str(db), reason="manual", release=None, commit=None)
+    assert manifest is not None
+    write_row(db, 2)
+
+    def unreadable(*_: object) -> dict[str, int]:
+        raise SlipwayError("diff: disk I/O error")
+
+    monkeypatch.setattr(database, "set_aside_rows", unreadable)
+    path = d.backups.path_of(manifest)
+    note = database.restore_database(d, path, manifest["id"])
+    assert "could not be compared with the restored database: diff: disk I/O error" in note
+    assert table_rows(db) == [1]  # the restore was not undone by the report failing
+    db.unlink()
+    note = database.restore_database(fresh(d), path, manifest["id"])
+    assert "there was no live database to set aside" in note
+    assert table_rows(db) == [1]
+
+
+def test_restore_db_restores_only_a_backup_of_the_live_release(
+    tiny: tuple[Deployer, FakeProcessManager], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``rollback --restore-db`` after a rollback away from ``second``: the backup taken
+    before ``second`` holds ``first``'s data, so it is restored only while ``first`` is
+    live (else a usage error, and nothing changes)."""
+    from slipway.cli.rollback import _restore_data_of
+    from slipway.deploy.rollback import manual_rollback
+
+    d, _ = tiny
+    db = Path(d.layout.database(d.env.database))
+    write_row(db, 1)
+    first = d.deploy("v1").release
+    write_row(db, 2)
+    second = fresh(d).deploy("v1").release
+    write_row(db, 3)
+    with pytest.raises(UsageError, match=re.escape(f"holds {first}'s data, not the live")):
+        _restore_data_of(fresh(d), second, 0, False)
+    assert table_rows(db) == [1, 2, 3]
+    assert manual_rollback(fresh(d), first).release == first
+    capsys.readouterr()
+    _restore_data_of(fresh(d), second, 0, True)
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["status"] == "succeeded" and "database restored from" in result["detail"]
+    assert "rows only in the set-aside copy (not in the restored database): t 1" in (
+        result["detail"]
+    )
+    assert table_rows(db) == [1, 2]

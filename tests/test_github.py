@@ -229,6 +229,15 @@ def test_deploy_reports_a_github_deployment_and_keeps_the_incident(
     assert code == 2, err
     assert gh.deployment_statuses[-1]["state"] == "failure"
     assert gh.deployment_statuses[-1]["description"].startswith("rollback failed:")
+    # With a later release live, the rollback to v1.0.0 is reported as a success.
+    code, _, err = cli(app, capsys, "deploy", "testing", "--ref", "v1.1.0")
+    assert code == 0, err
+    code, out, err = cli(app, capsys, "rollback", "testing", "--github-deployment")
+    assert code == 0, err
+    assert out.splitlines()[-1].startswith("rolled testing back to ")
+    assert gh.deployment_statuses[-1]["state"] == "success"
+    assert gh.deployment_statuses[-1]["description"].startswith("rolled back to ")
+    assert gh.deployments[-1]["ref"] == app.sha("v1.0.0")
 
 
 @pytest.mark.integration
