@@ -92,10 +92,14 @@ def check_ci(gh: GitHub, sha: str) -> Finding:
 
 
 def live_ref(d: HostContext) -> str | None:
+    """The ref the live release was deployed from (a rollback to it, whose record's ref
+    is ``rollback:<release>``, does not change where it came from)."""
     current = d.current_release()
     if current is None:
         return None
     for row in records.deployments(d.transport, d.layout, limit=200):
+        if row.get("kind", "deploy") != "deploy":
+            continue
         if row.get("release") == current and row.get("status") == "succeeded":
             ref = row.get("ref")
             return str(ref) if ref else None
