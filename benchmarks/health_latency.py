@@ -106,8 +106,8 @@ def main() -> None:
         print(f"  {name:<32}{p50:>10.1f}{percentile(values, 0.95):>10.1f}")
         figures[f"check_{name}_p50_ms"] = round(p50, 1)
     target = figures.get("comprehensive_p95_ms")
-    figures["target_ms"] = 200
-    figures["target_met"] = bool(target is not None and float(str(target)) < 200)
+    figures["target_ms"] = 100  # comprehensive round p95, with the resident host agent
+    figures["target_met"] = bool(target is not None and float(str(target)) < 100)
     print(json.dumps(figures))
 
 

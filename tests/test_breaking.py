@@ -158,11 +158,21 @@ def test_ctrl_c_during_a_hold_rolls_back_and_releases_the_queue(env: Env) -> Non
     assert {w.name for w in writes} <= rows(database(env))
 
 
-def test_a_router_that_does_not_confirm_the_hold_changes_nothing(env: Env) -> None:
+def test_a_router_that_does_not_confirm_the_hold_changes_nothing(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A switch to the holding proxy that is not confirmed in time is put back: the old
-    colour was never stopped and keeps serving; the proxy is told to give up."""
+    colour was never stopped and keeps serving; the proxy is told to give up. (Traefik
+    confirms a switch within milliseconds: here its API is made to never list the
+    proxy, as when its file provider stops watching; the put-back is confirmed for real.)"""
+    from slipway.routers.traefik import Traefik
+
+    real = Traefik.backend_confirms
+    monkeypatch.setattr(
+        Traefik, "backend_confirms", lambda self, t: t.color != "hold" and real(self, t)
+    )
     text = env.config_path.read_text().replace(
-        "switch_timeout_seconds = 5", "switch_timeout_seconds = 0.001"
+        "switch_timeout_seconds = 5", "switch_timeout_seconds = 0.5"
     )
     path = env.repo / "impatient.toml"
     path.write_text(text)

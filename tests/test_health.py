@@ -133,6 +133,47 @@ def test_gate_abort_stops_early():
     assert not report.ok and report.rounds == 0 and report.reason == "process x is errored"
 
 
+def test_gate_waits_for_the_ports_before_its_first_round():
+    """No round runs (and no interval is slept) while the ports refuse connections."""
+    looks = iter([False, False, False, True])
+    slept: list[float] = []
+    ran: list[int] = []
+
+    def check() -> CheckResult:
+        ran.append(1)
+        return CheckResult("s", True, 1.0, None)
+
+    report = wait_healthy(
+        [check], passes=2, interval=1.0, deadline=60, ready=lambda: next(looks), sleep=slept.append
+    )
+    assert report.ok and report.rounds == 2 and len(ran) == 2
+    assert slept == [0.05, 0.05, 0.05, 1.0]  # three 50 ms looks, then one interval
+    assert report.first_pass is not None and "first pass at" in report.summary()
+
+
+def test_gate_ports_that_never_accept_fail_by_the_deadline_or_abort():
+    report = wait_healthy(
+        [scripted([True] * 10)],
+        passes=1,
+        interval=0.01,
+        deadline=0.2,
+        ready=lambda: False,
+        sleep=lambda s: __import__("time").sleep(s),
+    )
+    assert not report.ok and report.rounds == 0
+    assert report.reason == "not healthy within 0.2s (its ports never accepted a connection)"
+    aborted = wait_healthy(
+        [scripted([True])],
+        passes=1,
+        interval=0.01,
+        deadline=60,
+        ready=lambda: False,
+        abort=lambda: "process x is errored",
+        sleep=lambda _: None,
+    )
+    assert not aborted.ok and aborted.reason == "process x is errored"
+
+
 def test_processes_problem_spots_offline_apps_and_restart_loops():
     from slipway.health.host import processes_check, processes_problem
     from slipway.processes.base import ProcessState

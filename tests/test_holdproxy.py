@@ -24,6 +24,8 @@ import pytest
 from slipway.errors import RouterError
 from slipway.routers import holdproxy
 from slipway.routers.hold import HoldingProxy, proxy_script
+from slipway.state import hostscript as hs
+from slipway.state.host import attach_agent
 from slipway.transports.local import LocalTransport
 
 
@@ -86,7 +88,10 @@ class InProcess:
             self.result.set_exception(exc)
 
     def ctl(self, what: str, **args: Any) -> dict[str, Any]:
-        return holdproxy.send_command(self.socket, {"cmd": what, **args})
+        answer: dict[str, Any] = hs.op_ask_socket(
+            {"path": self.socket, "message": {"cmd": what, **args}}
+        )["answer"]
+        return answer
 
 
 def _send_later(pool: ThreadPoolExecutor, port: int, n: int) -> list[Future[httpx.Response]]:
@@ -209,7 +214,11 @@ def test_a_slow_request_head_is_kept_whole(tmp_path: Path, release: int) -> None
 
 def test_detached_on_the_host_as_a_deploy_starts_it(tmp_path: Path, release: int) -> None:
     """HoldingProxy runs the proxy with setsid like a deploy does, and steers it."""
-    proxy = HoldingProxy(LocalTransport(), str(tmp_path / "h.sock"), str(tmp_path / "h.log"))
+    transport = LocalTransport()
+    attach_agent(transport, str(tmp_path / "root"))
+    proxy = HoldingProxy(
+        transport, str(tmp_path / "h.sock"), str(tmp_path / "h.log"), str(tmp_path / "scripts")
+    )
     ports = proxy.start(["backend"], deadline=30)
     with ThreadPoolExecutor(4) as pool:
         futures = _send_later(pool, ports["backend"], 3)
@@ -219,11 +228,14 @@ def test_detached_on_the_host_as_a_deploy_starts_it(tmp_path: Path, release: int
     assert result.state == "released" and result.held == 3
     assert result.summary().startswith("3 held requests released, longest wait ")
     _wait_for(lambda: proxy.command("status").get("state") == "gone")
-    assert "no holding proxy is running" in proxy.command("status")["error"]
+    assert "nothing is listening at" in proxy.command("status")["error"]
     log = (tmp_path / "h.log").read_text()
     assert '"holder ended"' in log
     gone = proxy.abort("late")
-    assert gone.state == "gone" and "no holding proxy" in gone.summary()
+    assert gone.state == "gone" and "nothing is listening" in gone.summary()
+    (script,) = (tmp_path / "scripts").glob("holdproxy-*.py")  # uploaded, not in argv
+    assert script.read_text() == proxy_script() and script.stat().st_mode & 0o777 == 0o600
+    transport.close()
 
 
 def test_the_proxy_script_is_the_module_sent_to_hosts() -> None:
@@ -233,6 +245,6 @@ def test_the_proxy_script_is_the_module_sent_to_hosts() -> None:
 def test_a_control_socket_path_too_long_for_unix_is_refused_with_the_way_out() -> None:
     long_path = "/srv/" + "deep/" * 25 + "hold.sock"
     with pytest.raises(RouterError) as info:
-        HoldingProxy(LocalTransport(), long_path, "/tmp/log")
+        HoldingProxy(LocalTransport(), long_path, "/tmp/log", "/tmp")
     assert f"is {len(long_path)} bytes, over the 107 a Unix socket allows" in str(info.value)
     assert "shorter deploy root" in (info.value.hint or "")

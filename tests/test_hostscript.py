@@ -146,6 +146,7 @@ def test_records_upsert_audit_append_only_and_query(tmp_path: Path):
 
 
 def test_main_speaks_json_and_reports_errors(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["-c"])  # python3 -c SCRIPT, the request on stdin
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"op": "port_free", "port": 1})))
     hs.main()
     assert json.loads(capsys.readouterr().out) == {"free": True}

@@ -41,6 +41,7 @@ def command(ctx: click.Context, environment: str, stop: bool, as_json: bool) -> 
             click.echo(f"stopped the {stopped} standby of {environment}")
         elif colors["standby"]:
             s = colors["standby"]
-            click.echo(f"{environment}: {s['color']} ({s['release']}) is warm")
+            how = "draining (left by an instant rollback)" if s.get("draining") else "warm"
+            click.echo(f"{environment}: {s['color']} ({s['release']}) is {how}")
         else:
             click.echo(f"{environment}: no warm standby")

@@ -22,7 +22,9 @@ def _when(ts: float | None) -> str:
 def _colors_line(colors: dict[str, Any]) -> str:
     live, standby = colors["live"], colors["standby"]
     text = f"live colour: {live['color']} ({live['release']})" if live else "live colour: -"
-    if standby:
+    if standby and standby.get("draining"):
+        text += f"; draining: {standby['color']} ({standby['release']})"
+    elif standby:
         text += f"; warm standby: {standby['color']} ({standby['release']}) until"
         text += f" {_when(standby['until'])}"
     return text

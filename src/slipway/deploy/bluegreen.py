@@ -40,8 +40,8 @@ from slipway.errors import HealthCheckFailed
 from slipway.health.gate import GateReport, run_round
 from slipway.routers import Router
 from slipway.state import colors
-from slipway.state.colors import other
-from slipway.state.host import call, host_script
+from slipway.state.colors import other, warm_standby
+from slipway.state.host import call, helper_argv
 
 if TYPE_CHECKING:
     from slipway.config.model import EnvironmentConfig
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from slipway.deploy.run import RunState
 
 FAILED_ROUNDS_TO_FAIL = 2  # post-switch: one slow round is noise, two in a row is a finding
+DRAIN_WAIT_LOCK = 600.0  # how long a draining colour's job waits for the rollback's lock
 
 
 def next_color(d: HostContext) -> str:
@@ -181,12 +182,15 @@ def retire_request(d: HostContext, color: str, token: str, delay: float) -> dict
     }
 
 
-def schedule_retire(d: HostContext, color: str, token: str, delay: float) -> None:
+def schedule_retire(
+    d: HostContext, color: str, token: str, delay: float, wait_lock: float = 0.0
+) -> None:
     """A detached job on the host stops the standby when its time is up, unless a later
-    deploy or rollback changed the colours (its token then no longer matches)."""
-    request = json.dumps(retire_request(d, color, token, delay))
+    deploy or rollback changed the colours (its token then no longer matches).
+    ``wait_lock``: how long it waits for the command holding the lock (this one)."""
+    request = json.dumps({**retire_request(d, color, token, delay), "wait_lock": wait_lock})
     log = f"{d.layout.logs}/slipway-retire.log"
-    d.transport.run(cmd.detached(log, ["setsid", "-f", "python3", "-c", host_script(), request]))
+    d.transport.run(cmd.detached(log, ["setsid", "-f", *helper_argv(d.transport), request]))
 
 
 def stop_standby(d: HostContext) -> str | None:
@@ -304,7 +308,7 @@ def rollback_locked(d: HostContext, release: str, restore_db: bool, state: RunSt
     free colour, is gated, and takes traffic. Journaled like a deploy of ``release``:
     undoing it brings the colour live before it back."""
     colors = d.read_colors()
-    live, standby = colors["live"], colors["standby"]
+    live = colors["live"]
     current = d.current_release()
     notes: list[str] = []
     if not restore_db:
@@ -315,8 +319,9 @@ def rollback_locked(d: HostContext, release: str, restore_db: bool, state: RunSt
             d.emit("rollback", "info", detail=why)
     if restore_db and current:
         d.backups.before_deploy_of(current)  # a missing backup is refused before any stop
-    warm = bool(standby) and standby["release"] == release and d.color_online(standby["color"])
-    color = str(standby["color"]) if warm and not restore_db else None
+    standby = warm_standby(colors)
+    warm = bool(standby and standby["release"] == release and d.color_online(standby["color"]))
+    color = str(standby["color"]) if standby and warm and not restore_db else None
     color = color or (other(live["color"]) if live else COLORS[0])
     state.old_color = live["color"] if live else None
     d.build_color = color
@@ -355,14 +360,24 @@ def rollback_locked(d: HostContext, release: str, restore_db: bool, state: RunSt
         hold.release_to(d, state, color)
         if state.hold_result is not None:
             notes.append(state.hold_result.summary())
+    d.checkpoint("promote", state)
+    now = {"color": color, "release": release, "since": time.time()}
+    if warm and not restore_db and live:
+        # An instant rollback returns now: the colour it left drains in a job on the
+        # host once this command lets go of the lock (colors.json names it meanwhile,
+        # so the next command knows; PM2's process list has not changed: no save).
+        d.promote(release, save=False)
+        token = uuid.uuid4().hex
+        old = {**live, "until": time.time(), "token": token, "draining": True}
+        d.write_colors({"live": now, "standby": old})
+        schedule_retire(d, str(live["color"]), token, 0.0, wait_lock=DRAIN_WAIT_LOCK)
+        notes.append(f"{live['color']} ({live['release']}) drains in the background")
+        return notes
     if live and live["color"] != color:
         d.checkpoint("drain", state)
         d.drain(live["color"])
-    d.checkpoint("promote", state)
     d.promote(release)
-    d.write_colors(
-        {"live": {"color": color, "release": release, "since": time.time()}, "standby": None}
-    )
+    d.write_colors({"live": now, "standby": None})
     return notes
 
 

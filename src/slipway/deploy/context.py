@@ -47,7 +47,7 @@ from slipway.processes.base import AppSpec
 from slipway.routers import Router, RouterSetup, Target, make_router
 from slipway.secrets import Masker
 from slipway.state import colors, records
-from slipway.state.host import Layout, call
+from slipway.state.host import Layout, attach_agent, call, read_link, read_text
 from slipway.state.lock import DeployLock
 from slipway.transports.base import Transport
 
@@ -100,6 +100,7 @@ class HostContext:
         self.emit_fn = emit or (lambda event: None)
         self.actor = actor or getpass.getuser()
         self.layout = Layout(self.env.root, env_name)
+        attach_agent(transport, self.env.root)
         # Locally the deployer's PATH is the host's; over SSH a login shell is not run,
         # so the standard directories are used, after any configured host_path.
         base_path = (
@@ -182,9 +183,8 @@ class HostContext:
         return port
 
     def current_release(self) -> str | None:
-        result = self.transport.run(cmd.readlink(self.layout.current), check=False)
-        target = result.stdout.strip()
-        return target.rsplit("/", 1)[-1] if result.ok and target else None
+        target = read_link(self.transport, self.layout.current)
+        return target.rstrip("/").rsplit("/", 1)[-1] if target else None
 
     def list_releases(self) -> list[str]:
         result = self.transport.run(cmd.list_dir(self.layout.releases), check=False)
@@ -258,13 +258,13 @@ class HostContext:
         path = self.env_file_path()
         if path is None:
             return {}
-        result = self.transport.run(["cat", "--", path], check=False)
-        if not result.ok:
+        text = read_text(self.transport, path)
+        if text is None:
             raise SlipwayError(
                 f"env file {path} is missing on the host",
                 hint=f"create it (mode 0600) with the keys: {', '.join(self.env.required_env)}",
             )
-        values = parse_env_file(result.stdout)
+        values = parse_env_file(text)
         self.masker.add(*values.values())
         self._env_values = values
         return values
@@ -279,11 +279,9 @@ class HostContext:
         return base if process.workdir == "." else f"{base}/{process.workdir}"
 
     def release_meta(self, release: str) -> dict[str, Any]:
-        result = self.transport.run(
-            ["cat", "--", f"{self.layout.release(release)}/{RELEASE_META}"], check=False
-        )
+        text = read_text(self.transport, f"{self.layout.release(release)}/{RELEASE_META}")
         try:
-            meta: dict[str, Any] = json.loads(result.stdout) if result.ok else {}
+            meta: dict[str, Any] = json.loads(text) if text is not None else {}
         except json.JSONDecodeError:
             meta = {}
         return meta
@@ -513,7 +511,14 @@ class HostContext:
             interval=health.interval_seconds if interval is None else interval,
             deadline=health.deadline_seconds if deadline is None else deadline,
             abort=lambda: self._gate_abort(color),
+            ready=lambda: self.ports_accept(color),
         )
+
+    def ports_accept(self, color: str | None = None) -> bool:
+        """Does every process's port (or the colour's) accept connections on the host?
+        Asked of the host agent: over SSH a local tunnel accepts whatever is behind it."""
+        ports = {self.port(process.port, color) for process in self.config.processes.values()}
+        return not any(call(self.transport, "port_free", port=port)["free"] for port in ports)
 
     def _gate_abort(self, color: str | None) -> str | None:
         self.check_lock()  # a forced release ends a deploy waiting in its gate, too
@@ -525,10 +530,13 @@ class HostContext:
             self.journal.close()
             self.journal = None
 
-    def promote(self, release: str) -> None:
+    def promote(self, release: str, *, save: bool = True) -> None:
+        """Point ``current`` at ``release``; ``save`` the process list for boot (not
+        needed when no process started or stopped)."""
         self.run(cmd.symlink_temp(self.layout.release(release), self.layout.current))
         self.run(cmd.rename_over(f"{self.layout.current}.new", self.layout.current))
-        self.pm.save()
+        if save:
+            self.pm.save()
 
     def public_url(self) -> str:
         """Where users reach this environment (for notifications)."""

@@ -46,7 +46,10 @@ def proxy_for(d: HostContext) -> HoldingProxy:
     connections (up to its linger time), with its own control socket."""
     name = f"hold-{d.deployment_id or 'manual'}"
     return HoldingProxy(
-        d.transport, f"{d.layout.state_dir}/{name}.sock", f"{d.layout.logs}/slipway-hold.log"
+        d.transport,
+        f"{d.layout.state_dir}/{name}.sock",
+        f"{d.layout.logs}/slipway-hold.log",
+        f"{d.layout.root}/.slipway",
     )
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from slipway.commands import host as cmd
 from slipway.deploy.run import RunState
-from slipway.state.host import Layout
+from slipway.state.host import Layout, read_text
 from slipway.transports.base import Transport
 
 VERSION = 1
@@ -125,11 +125,11 @@ def read(transport: Transport, layout: Layout) -> dict[str, Any] | None:
     """The journal left on the host, if any. An unreadable one (a torn write cannot
     happen, the file is renamed into place; a hand-edited one can) is reported as such
     so the caller refuses to guess."""
-    result = transport.run(["cat", "--", path_of(layout)], check=False)
-    if not result.ok:
+    text = read_text(transport, path_of(layout))
+    if text is None:
         return None
     try:
-        data: dict[str, Any] = json.loads(result.stdout)
+        data: dict[str, Any] = json.loads(text)
     except json.JSONDecodeError:
         return {"unreadable": True}
     return data if isinstance(data, dict) else {"unreadable": True}

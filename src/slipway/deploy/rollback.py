@@ -18,6 +18,7 @@ from slipway.deploy.run import Outcome, RunState
 from slipway.errors import LockLost, SlipwayError, UsageError
 from slipway.notify import message
 from slipway.state import records
+from slipway.state.colors import warm_standby
 
 if TYPE_CHECKING:
     from slipway.deploy.context import HostContext
@@ -79,7 +80,7 @@ def choose_target(d: HostContext, to: str | None, current: str | None) -> str:
     resolved against the host's kept releases, or by default the warm standby's release
     (blue-green) or the previous good release."""
     if to is None:
-        standby = d.read_colors()["standby"] if d.blue_green else None
+        standby = warm_standby(d.read_colors()) if d.blue_green else None
         release = str(standby["release"]) if standby else pick_target(d, current)
     else:
         resolved = targets.resolve(to, kept_releases(d), d.env_name)

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from slipway.config.model import ProcessConfig
+from slipway.state.host import read_text
 from slipway.transports.base import Transport
 
 RUN_SPEC = ".slipway-run.json"
@@ -61,5 +62,5 @@ def parse(text: str) -> dict[str, ProcessConfig] | None:
 
 
 def load(transport: Transport, release_dir: str) -> dict[str, ProcessConfig] | None:
-    result = transport.run(["cat", "--", path_in(release_dir)], check=False)
-    return parse(result.stdout) if result.ok else None
+    text = read_text(transport, path_in(release_dir))
+    return parse(text) if text is not None else None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import httpx
 from websockets.sync.client import connect as ws_connect
 
+from slipway import localhttp
 from slipway.config.model import HealthConfig, HealthLevel, HttpCheck, WebSocketCheck
 
 
@@ -27,25 +28,13 @@ class CheckResult:
 Check = Callable[[], CheckResult]
 PortOf = Callable[[str], int]  # "backend" / "frontend" -> local port to connect to
 
-_client: httpx.Client | None = None
-
-
-def shared_client() -> httpx.Client:
-    """One client for every check: building one loads the CA bundle (~50 ms here),
-    which would otherwise dominate a local check's latency. httpx clients are
-    thread-safe; checks of a round share its connection pool."""
-    global _client
-    if _client is None:
-        _client = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
-    return _client
-
 
 def http_check(spec: HttpCheck, port_of: PortOf, timeout: float) -> Check:
     def run() -> CheckResult:
         url = f"http://127.0.0.1:{port_of(spec.process)}{spec.path}"
         started = time.perf_counter()
         try:
-            response = shared_client().get(url, timeout=timeout)
+            response = localhttp.client().get(url, timeout=timeout)
             error = _http_problem(spec, response)
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

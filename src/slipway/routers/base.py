@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from slipway import localhttp
 from slipway.errors import RouterError
 from slipway.processes.base import AppSpec, ProcessManager
 from slipway.transports.base import Transport
@@ -30,7 +31,8 @@ COLOR_HEADER = "X-Slipway-Color"
 # Marks slipway's own probes: the holding proxy answers them at once instead of queueing.
 PROBE_HEADERS = {"X-Slipway-Probe": "1"}
 ROUTER_RESTARTS = 1000  # a router is supervised without a restart budget
-CONFIRMATIONS = 3  # consecutive confirmations a switch needs
+CONFIRMATIONS = 3  # consecutive confirmations a switch needs (see Router.confirmations)
+CONFIRM_POLL = 0.01  # seconds between two looks at a switch under way
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,10 @@ class Router(ABC):
     """One backend (Traefik, nginx). Subclasses render configs and apply them."""
 
     kind: str
+    # Confirmations in a row a switch needs: a router whose old workers may still accept
+    # a connection after a reload (nginx) needs a streak; one that swaps its routing
+    # table at once (Traefik) needs its own state plus one probe per public port.
+    confirmations: int = CONFIRMATIONS
 
     def __init__(self, transport: Transport, pm: ProcessManager, setup: RouterSetup) -> None:
         self.transport = transport
@@ -170,7 +176,9 @@ class Router(ABC):
         port = self.transport.tunnel(self.setup.public[process])
         url = f"http://127.0.0.1:{port}{self.setup.probe_paths.get(process, '/')}"
         try:
-            response = httpx.get(url, timeout=2.0, headers={"Connection": "close", **PROBE_HEADERS})
+            response = localhttp.client().get(
+                url, timeout=2.0, headers={"Connection": "close", **PROBE_HEADERS}
+            )
         except httpx.HTTPError:
             return None
         if response.status_code >= 500:
@@ -184,7 +192,7 @@ class Router(ABC):
             port = self.transport.tunnel(private)
             url = f"http://127.0.0.1:{port}{self.setup.probe_paths.get(process, '/')}"
             try:
-                response = httpx.get(url, timeout=2.0, headers=PROBE_HEADERS)
+                response = localhttp.client().get(url, timeout=2.0, headers=PROBE_HEADERS)
             except httpx.HTTPError as exc:
                 return f"{target.color} {process} (port {private}) does not answer: {exc}"
             if response.status_code >= 500:
@@ -192,6 +200,8 @@ class Router(ABC):
         return None
 
     def confirmed(self, target: Target) -> bool:
+        """The router's own state names ``target``, then every public port answers as
+        it (the probes are only sent once the state agrees: they are the slow part)."""
         if not self.backend_confirms(target):
             return False
         return all(self.probe(process) == target.color for process in self.setup.public)
@@ -221,25 +231,25 @@ class Router(ABC):
         )
 
     def _wait_confirmed(self, target: Target) -> bool:
-        return self._in_a_row(lambda: self.confirmed(target))
+        return self._in_a_row(lambda: self.confirmed(target), self.confirmations)
 
     def _wait_color(self, color: str) -> bool:
         """Every public port answers as ``color`` (a put-back's confirmation)."""
-        return self._in_a_row(lambda: all(self.probe(p) == color for p in self.setup.public))
+        return self._in_a_row(
+            lambda: all(self.probe(p) == color for p in self.setup.public), CONFIRMATIONS
+        )
 
-    def _in_a_row(self, check: Callable[[], bool]) -> bool:
-        """``check`` held several times in a row before the switch timeout: during an
-        nginx reload an old worker may still accept a connection or two after a new
-        one answered."""
+    def _in_a_row(self, check: Callable[[], bool], needed: int) -> bool:
+        """``check`` held ``needed`` times in a row before the switch timeout."""
         deadline = time.monotonic() + self.setup.switch_timeout
         streak = 0
         while True:
             streak = streak + 1 if check() else 0
-            if streak >= CONFIRMATIONS:
+            if streak >= needed:
                 return True
             if time.monotonic() > deadline:
                 return False
-            time.sleep(0.05)
+            time.sleep(CONFIRM_POLL)
 
     def stop(self) -> None:
         self.pm.stop([self.setup.app_name])

@@ -15,7 +15,8 @@ from importlib import resources
 from typing import Any
 
 from slipway.commands import host as cmd
-from slipway.errors import RouterError
+from slipway.errors import RouterError, SlipwayError
+from slipway.state.host import call, install_file
 from slipway.transports.base import Transport
 
 START_SECONDS = 10.0  # how long the proxy may take to listen
@@ -26,7 +27,7 @@ MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with its terminating NUL
 
 @functools.cache
 def proxy_script() -> str:
-    """The proxy's source, sent to ``python3 -c`` on the host."""
+    """The proxy's source, uploaded to the host content-addressed."""
     return resources.files("slipway.routers").joinpath("holdproxy.py").read_text()
 
 
@@ -52,7 +53,9 @@ class HoldResult:
 class HoldingProxy:
     """One holding proxy of one environment on one host."""
 
-    def __init__(self, transport: Transport, socket_path: str, log_path: str) -> None:
+    def __init__(
+        self, transport: Transport, socket_path: str, log_path: str, script_dir: str
+    ) -> None:
         if len(socket_path.encode()) > MAX_SOCKET_PATH:
             raise RouterError(
                 f"the holding proxy's control socket path is {len(socket_path.encode())}"
@@ -62,6 +65,7 @@ class HoldingProxy:
         self.transport = transport
         self.socket_path = socket_path
         self.log_path = log_path
+        self.script_dir = script_dir
 
     def start(
         self, processes: list[str], deadline: float, grace: float = DEADLINE_GRACE
@@ -75,7 +79,8 @@ class HoldingProxy:
             "deadline": deadline + grace,
             "linger": LINGER_SECONDS,
         }
-        argv = ["setsid", "-f", "python3", "-c", proxy_script(), json.dumps(request)]
+        script = install_file(self.transport, self.script_dir, "holdproxy", proxy_script())
+        argv = ["setsid", "-f", "python3", script, json.dumps(request)]
         self.transport.run(cmd.detached(self.log_path, argv))
         until = time.monotonic() + START_SECONDS
         while time.monotonic() < until:
@@ -89,18 +94,14 @@ class HoldingProxy:
         )
 
     def command(self, what: str, **args: Any) -> dict[str, Any]:
-        request = json.dumps(
-            {"op": "ctl", "socket": self.socket_path, "command": {"cmd": what, **args}}
-        )
-        result = self.transport.run(
-            cmd.python_script(proxy_script()), stdin=request.encode(), check=False, timeout=30
-        )
+        """One control command; a proxy that cannot be asked answers ``{"error": ...}``."""
+        message = {"cmd": what, **args}
         try:
-            answer: dict[str, Any] = json.loads(result.stdout)
-        except json.JSONDecodeError:
-            tail = self.transport.masker(result.tail())
-            return {"error": f"the holding proxy's control printed no JSON: {tail}"}
-        return answer
+            answer = call(self.transport, "ask_socket", path=self.socket_path, message=message)
+        except SlipwayError as exc:
+            return {"error": f"the holding proxy could not be asked: {exc}"}
+        reply: dict[str, Any] = answer["answer"]
+        return reply
 
     def release(self, ports: Mapping[str, int]) -> HoldResult:
         """Send every held request to ``ports`` (the colour now live)."""

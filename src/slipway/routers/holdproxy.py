@@ -16,10 +16,9 @@ colour is verified and live:
 - **aborted** (``abort``, SIGTERM, or the holder's own deadline passing unreleased):
   waiting connections get ``503`` with ``Retry-After`` rather than hanging forever.
 
-Like :mod:`slipway.state.hostscript`, it is sent verbatim to ``python3 -c`` and uses only
-the standard library. ``{"op": "serve", ...}`` (as the one argument of a detached job)
-runs the proxy; ``{"op": "ctl", "socket": ..., "command": {...}}`` on stdin talks to a
-running one over its Unix socket and prints the answer as JSON.
+Like :mod:`slipway.state.hostscript`, it is uploaded content-addressed and uses only the
+standard library; the one argument of the detached job is the proxy's request. It is
+steered over its Unix socket, one JSON line each way (the host agent's ``ask_socket``).
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from typing import Any
@@ -304,33 +302,10 @@ async def _linger(holder: Holder) -> None:
     holder.stop_listening()
 
 
-def send_command(path: str, command: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-    """Ask a running holder (``ctl`` on the host)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError):
-            return {"error": f"no holding proxy is running at {path}", "state": "gone"}
-        sock.sendall(json.dumps(command).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    answer: dict[str, Any] = json.loads(data)
-    return answer
-
-
 def main() -> None:
-    detached = len(sys.argv) > 1  # python3 -c SCRIPT REQUEST: the proxy itself
-    request = json.loads(sys.argv[1] if detached else sys.stdin.read())
-    if request["op"] == "serve":
-        stats = asyncio.run(serve(request))
-        sys.stdout.write(json.dumps({"at": time.time(), "holder ended": stats}) + "\n")
-        return
-    sys.stdout.write(json.dumps(send_command(request["socket"], request["command"])))
+    """Run the proxy for the request given as the one argument."""
+    stats = asyncio.run(serve(json.loads(sys.argv[1])))
+    sys.stdout.write(json.dumps({"at": time.time(), "holder ended": stats}) + "\n")
 
 
 if __name__ == "__main__":

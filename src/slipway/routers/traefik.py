@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from slipway import localhttp
 from slipway.errors import RouterError
 from slipway.routers.base import COLOR_HEADER, Router, Target
 
@@ -73,6 +74,9 @@ def dynamic_config(target: Target) -> dict[str, Any]:
 
 class Traefik(Router):
     kind = "traefik"
+    # The file provider swaps the whole routing table at once: once the API lists the
+    # new servers and a probe per public port answers as the new colour, it is done.
+    confirmations = 1
     routes_name = "dynamic/routes.yml"
 
     def start_argv(self) -> list[str]:
@@ -110,7 +114,7 @@ class Traefik(Router):
         for process, port in target.ports.items():
             url = f"http://127.0.0.1:{api}/api/http/services/{process}@file"
             try:
-                body = httpx.get(url, timeout=2.0).json()
+                body = localhttp.client().get(url, timeout=2.0).json()
             except (httpx.HTTPError, ValueError):
                 return False
             servers = (
@@ -123,7 +127,10 @@ class Traefik(Router):
     def ready(self) -> bool:
         api = self.transport.tunnel(self.setup.api_port)
         try:
-            if httpx.get(f"http://127.0.0.1:{api}/ping", timeout=1.0).status_code != 200:
+            if (
+                localhttp.client().get(f"http://127.0.0.1:{api}/ping", timeout=1.0).status_code
+                != 200
+            ):
                 return False
         except httpx.HTTPError:
             return False

@@ -1,7 +1,9 @@
 """Which blue-green colour is live and which is the warm standby, kept on the host.
 
 ``<env>/.slipway/colors.json`` (mode 0600, written atomically):
-``{"live": {color, release, since} | null, "standby": {color, release, until, token} | null}``.
+``{"live": {color, release, since} | null, "standby": {color, release, until, token,
+draining?} | null}``. A standby marked ``draining`` is the colour an instant rollback
+left: a job on the host is stopping it, and nothing may switch back to it.
 An unreadable file means no colour is known (the next deploy starts blue and the router
 is pointed at it), never a crash.
 """
@@ -13,7 +15,7 @@ from typing import Any
 
 from slipway.commands import host as cmd
 from slipway.config.model import COLORS
-from slipway.state.host import Layout
+from slipway.state.host import Layout, read_text
 from slipway.transports.base import Transport
 
 
@@ -22,9 +24,9 @@ def path_of(layout: Layout) -> str:
 
 
 def read(transport: Transport, layout: Layout) -> dict[str, Any]:
-    result = transport.run(["cat", "--", path_of(layout)], check=False)
+    text = read_text(transport, path_of(layout))
     try:
-        data: dict[str, Any] = json.loads(result.stdout) if result.ok else {}
+        data: dict[str, Any] = json.loads(text) if text is not None else {}
     except json.JSONDecodeError:
         data = {}
     if not isinstance(data, dict):
@@ -39,3 +41,9 @@ def write(transport: Transport, layout: Layout, data: dict[str, Any]) -> None:
 
 def other(color: str) -> str:
     return COLORS[1] if color == COLORS[0] else COLORS[0]
+
+
+def warm_standby(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The standby a rollback may switch to instantly (never one being drained)."""
+    standby: dict[str, Any] | None = data.get("standby")
+    return standby if standby and not standby.get("draining") else None

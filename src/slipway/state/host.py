@@ -9,9 +9,11 @@ from typing import Any
 
 from slipway.commands.host import python_script
 from slipway.errors import SlipwayError
+from slipway.state import agent
 from slipway.transports.base import Transport
 
 _SCRIPT: str | None = None
+CALL_TIMEOUT = 300.0  # a backup or restore of a large database
 
 
 def host_script() -> str:
@@ -22,18 +24,74 @@ def host_script() -> str:
 
 
 def call(transport: Transport, op: str, **args: Any) -> dict[str, Any]:
-    """Run one host-script operation and return its JSON answer (errors raised)."""
-    request = json.dumps({"op": op, **args}).encode()
-    result = transport.run(python_script(host_script()), stdin=request, timeout=300)
-    try:
-        answer: dict[str, Any] = json.loads(result.stdout)
-    except json.JSONDecodeError as exc:
-        tail = transport.masker(result.tail())
-        raise SlipwayError(f"host helper {op!r} printed no JSON: {tail}") from exc
+    """Run one host-helper operation and return its JSON answer (errors raised): through
+    the host's resident agent when a context attached one, else by a one-off
+    ``python3 -c``."""
+    request = {"op": op, **args}
+    if transport.channel is not None:
+        answer = transport.channel.request(request, timeout=CALL_TIMEOUT)
+    else:
+        answer = _call_once(transport, request)
     if "error" in answer:
         error = transport.masker(str(answer["error"]))
         raise SlipwayError(f"on {transport.name} host, {op} failed: {error}")
     return answer
+
+
+def _call_once(transport: Transport, request: dict[str, Any]) -> dict[str, Any]:
+    data = json.dumps(request).encode()
+    result = transport.run(python_script(host_script()), stdin=data, timeout=CALL_TIMEOUT)
+    try:
+        answer: dict[str, Any] = json.loads(result.stdout)
+    except json.JSONDecodeError as exc:
+        tail = transport.masker(result.tail())
+        raise SlipwayError(f"host helper {request['op']!r} printed no JSON: {tail}") from exc
+    return answer
+
+
+def attach_agent(transport: Transport, root: str) -> None:
+    """Let every helper call on ``transport`` go through a resident agent kept under
+    ``<root>/.slipway`` (started on the first call)."""
+    agent.attach(transport, f"{root}/.slipway", host_script())
+
+
+def read_text(transport: Transport, path: str) -> str | None:
+    """A small file on the host, or None when it cannot be read (through the agent: no
+    process start or SSH channel per file)."""
+    if transport.channel is None:
+        result = transport.run(["cat", "--", path], check=False)
+        return result.stdout if result.ok else None
+    text: str | None = call(transport, "read", path=path)["text"]
+    return text
+
+
+def read_link(transport: Transport, path: str) -> str | None:
+    """Where a symlink on the host points, or None."""
+    if transport.channel is None:
+        result = transport.run(["readlink", "--", path], check=False)
+        return result.stdout.strip() or None if result.ok else None
+    target: str | None = call(transport, "readlink", path=path)["target"]
+    return target
+
+
+def install_file(transport: Transport, directory: str, stem: str, text: str) -> str:
+    """Put ``text`` on the host as ``<directory>/<stem>-<sha256>.py`` (0600 in a 0700
+    directory) unless that exact file is already there; return its path. Scripts run on
+    the host this way never travel in argv, where every user of the host sees them."""
+    path = f"{directory}/{stem}-{agent.script_sha(text)}.py"
+    if call(transport, "file_sha256", path=path)["sha256"] != agent.script_sha(text):
+        transport.run(["mkdir", "-p", directory])
+        transport.run(["chmod", "0700", directory])
+        transport.put_text(text, path, mode=0o600)
+    return path
+
+
+def helper_argv(transport: Transport) -> list[str]:
+    """The command that runs the helper on its own (a detached job adds one request
+    argument): the uploaded agent file, else the script in argv."""
+    if isinstance(transport.channel, agent.AgentPool):
+        return transport.channel.argv()
+    return python_script(host_script())
 
 
 @dataclass(frozen=True)

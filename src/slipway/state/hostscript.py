@@ -1,9 +1,11 @@
 """Host-side helper: the few operations that need Python *on the host*.
 
-Sent verbatim to ``python3 -c`` (over SSH or locally), fed one JSON request on stdin,
-answers one JSON object on stdout. It uses only the standard library, so a host needs
-nothing but python3 (which a FastAPI app's host has). Keeping it one self-contained file
-means the same code runs over both transports and is unit-testable in-process.
+Uploaded once per content hash and started as a resident agent for the whole command
+(``slipway.state.agent``: JSON lines on its stdin and stdout), or, for a host reached
+without a context, sent to ``python3 -c`` with one JSON request on stdin. It uses only
+the standard library, so a host needs nothing but python3 (which a FastAPI app's host
+has). Keeping it one self-contained file means the same code runs over both transports
+and is unit-testable in-process.
 
 SQLite facts this relies on (docs/architecture.md, "SQLite facts"):
 ``Connection.backup`` in ONE step is consistent and does not block the app's writers; a
@@ -314,6 +316,50 @@ def op_free_port(req: dict[str, Any]) -> dict[str, Any]:
         return {"port": sock.getsockname()[1]}
 
 
+def op_ask_socket(req: dict[str, Any]) -> dict[str, Any]:
+    """Send one JSON line to a Unix socket and return its one-line JSON answer (the
+    holding proxy's control channel)."""
+    path = req["path"]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(float(req.get("timeout", 10.0)))
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return {"answer": {"error": f"nothing is listening at {path}", "state": "gone"}}
+        sock.sendall(json.dumps(req["message"]).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return {"answer": json.loads(data)}
+
+
+def op_read(req: dict[str, Any]) -> dict[str, Any]:
+    """A small text file's content, or None when it cannot be read (as ``cat`` fails)."""
+    try:
+        with open(req["path"], encoding="utf-8", errors="replace") as f:
+            return {"text": f.read()}
+    except OSError:
+        return {"text": None}
+
+
+def op_readlink(req: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return {"target": os.readlink(req["path"])}
+    except OSError:
+        return {"target": None}
+
+
+def op_file_sha256(req: dict[str, Any]) -> dict[str, Any]:
+    """The SHA-256 of a file, or None when it does not exist."""
+    try:
+        return {"sha256": _sha256(req["path"])}
+    except FileNotFoundError:
+        return {"sha256": None}
+
+
 def op_port_free(req: dict[str, Any]) -> dict[str, Any]:
     with socket.socket() as sock:
         sock.settimeout(1.0)
@@ -444,21 +490,29 @@ def op_verify(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def op_retire(req: dict[str, Any]) -> dict[str, Any]:
-    """Stop a blue-green standby when its warm period ends (run detached on the host).
+    """Stop a blue-green standby when its warm period ends, or a colour an instant
+    rollback left draining (run detached on the host).
 
-    Does nothing if a deploy or rollback holds the lock (it decides about the standby
-    itself), if one stopped without finishing (its journal is there: the recovery
-    decides), or if ``colors.json`` no longer names this standby (its token changed).
+    Does nothing if a deploy or rollback holds the lock past ``wait_lock`` seconds (it
+    decides about the standby itself), if one stopped without finishing (its journal is
+    there: the recovery decides), or if ``colors.json`` no longer names this standby
+    (its token changed).
     """
     import fcntl
     import subprocess
 
     time.sleep(float(req["delay"]))
+    # A draining colour's job waits for the rollback that scheduled it to let go.
+    wait_until = time.monotonic() + float(req.get("wait_lock", 0))
     with open(req["lock"], "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return {"retired": False, "why": "a deploy holds the lock"}
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() >= wait_until:
+                    return {"retired": False, "why": "a deploy holds the lock"}
+                time.sleep(0.1)
         if req.get("journal") and os.path.exists(req["journal"]):
             return {"retired": False, "why": "an unfinished deploy's journal is there"}
         with open(req["colors"]) as f:
@@ -649,6 +703,10 @@ OPS = {
     "schema": op_schema,
     "restore": op_restore,
     "port_free": op_port_free,
+    "ask_socket": op_ask_socket,
+    "file_sha256": op_file_sha256,
+    "read": op_read,
+    "readlink": op_readlink,
     "record": op_record,
     "query": op_query,
     "retire": op_retire,
@@ -657,15 +715,50 @@ OPS = {
 }
 
 
-def main() -> None:
-    # The request comes on stdin, or as the one argument of a detached job.
-    detached = sys.argv[0] == "-c" and len(sys.argv) > 1  # python3 -c SCRIPT REQUEST
-    request = json.loads(sys.argv[1] if detached else sys.stdin.read())
+def answer(request: dict[str, Any]) -> dict[str, Any]:
+    """Run one request; any failure is reported as JSON (the caller raises)."""
     try:
-        answer = OPS[request["op"]](request)
-    except Exception as exc:  # reported as JSON; the caller raises a SlipwayError
-        answer = {"error": f"{type(exc).__name__}: {exc}"}
-    sys.stdout.write(json.dumps(answer))
+        return OPS[request["op"]](request)
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def serve() -> None:
+    """The resident agent: one JSON request per line on stdin, one JSON answer per line
+    on stdout, until stdin closes (slipway ended, or was killed). The first line says
+    which script this is (the SHA-256 of its own file), so the caller never talks to a
+    stale or altered copy. Nothing an operation prints may reach the channel, and
+    stderr is dropped: an unread pipe must never block the agent."""
+    channel = sys.stdout
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (lives as long as we do)
+    with open(__file__, "rb") as f:
+        me = hashlib.sha256(f.read()).hexdigest()
+    channel.write(json.dumps({"agent": me}) + "\n")
+    channel.flush()
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            return
+        if line.strip():
+            try:
+                request = json.loads(line)
+            except ValueError as exc:
+                reply = {"error": f"not a JSON request: {exc}"}
+            else:
+                reply = answer(request)
+            channel.write(json.dumps(reply) + "\n")
+            channel.flush()
+
+
+def main() -> None:
+    """``--serve``: the resident agent. One argument: a detached job's request. Else one
+    request on stdin (``python3 -c SCRIPT``, for hosts reached without a context)."""
+    args = sys.argv[1:]
+    if args == ["--serve"]:
+        serve()
+        return
+    request = json.loads(args[0] if args else sys.stdin.read())
+    sys.stdout.write(json.dumps(answer(request)))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 
 from slipway.commands import host as cmd
 from slipway.errors import LockHeld, SlipwayError
-from slipway.state.host import Layout
+from slipway.state.host import Layout, read_text
 from slipway.transports.base import Handle, Transport
 
 PROBE_GRACE_SECONDS = 1.0
@@ -41,11 +41,11 @@ class LockOwner:
 
 
 def read_owner(transport: Transport, layout: Layout) -> LockOwner | None:
-    result = transport.run(["cat", "--", layout.lock_info], check=False)
-    if not result.ok:
+    text = read_text(transport, layout.lock_info)
+    if text is None:
         return None
     try:
-        data: dict[str, Any] = json.loads(result.stdout)
+        data: dict[str, Any] = json.loads(text)
         return LockOwner(**data)
     except (json.JSONDecodeError, TypeError):
         return None

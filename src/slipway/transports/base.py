@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from slipway.errors import CommandFailed
 from slipway.secrets import Masker
@@ -48,8 +49,20 @@ class Handle(ABC):
         blocks); None if still running."""
 
     @abstractmethod
+    def write(self, text: str) -> None:
+        """Send ``text`` to the command's stdin (flushed)."""
+
+    @abstractmethod
     def close(self) -> None:
         """End the command (closing its stdin; killing it if needed)."""
+
+
+class Channel(Protocol):
+    """A resident helper on the host answering requests (``slipway.state.agent``)."""
+
+    def request(self, request: dict[str, Any], timeout: float) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 class Transport(ABC):
@@ -59,6 +72,14 @@ class Transport(ABC):
 
     def __init__(self, masker: Masker | None = None) -> None:
         self.masker = masker or Masker()
+        # The host's resident helper, once a context has said where it lives.
+        self.channel: Channel | None = None
+
+    def close_channel(self) -> None:
+        """Stop the resident helper (its stdin closes; it exits)."""
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            channel.close()
 
     @abstractmethod
     def _run(

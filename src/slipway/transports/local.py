@@ -8,22 +8,26 @@ import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from slipway.errors import TransportError
 from slipway.transports.base import Handle, Transport
+
+
+def _pump(stdout: IO[str] | None, lines: queue.Queue[str | None]) -> None:
+    assert stdout is not None
+    for line in stdout:
+        lines.put(line.rstrip("\n"))
+    lines.put(None)
 
 
 class LocalHandle(Handle):
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self._proc = proc
         self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
+        # The reader holds the pipe, never this handle: a handle nobody keeps is
+        # collected, its stdin closes and the command sees end of input.
+        threading.Thread(target=_pump, args=(proc.stdout, self._lines), daemon=True).start()
 
     def readline(self, timeout: float) -> str | None:
         try:
@@ -36,6 +40,14 @@ class LocalHandle(Handle):
             return self._proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
+
+    def write(self, text: str) -> None:
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(text)
+            self._proc.stdin.flush()
+        except (BrokenPipeError, ValueError) as exc:
+            raise TransportError(f"the command's stdin is closed: {exc}") from exc
 
     def close(self) -> None:
         if self._proc.stdin is not None and not self._proc.stdin.closed:
@@ -82,15 +94,18 @@ class LocalTransport(Transport):
         )
 
     def spawn(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Handle:
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise TransportError(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
         return LocalHandle(proc)
 
     def put(self, local: Path, remote: str, *, mode: int = 0o644) -> None:
@@ -119,4 +134,4 @@ class LocalTransport(Transport):
         return port
 
     def close(self) -> None:
-        return None
+        self.close_channel()

@@ -72,6 +72,16 @@ class SshHandle(Handle):
 
         return self._t._call(wait())
 
+    def write(self, text: str) -> None:
+        async def send() -> None:
+            self._process.stdin.write(text)
+            await self._process.stdin.drain()
+
+        try:
+            self._t._call(send())
+        except (OSError, asyncssh.Error) as exc:
+            raise TransportError(f"the command's stdin is closed: {exc}") from exc
+
     def close(self) -> None:
         async def stop() -> None:
             self._process.stdin.write_eof()
@@ -194,6 +204,7 @@ class SshTransport(Transport):
     def close(self) -> None:
         if self.closed:
             return
+        self.close_channel()
         self.closed = True
 
         async def shut() -> None:
