@@ -9,7 +9,9 @@ cold page cache when the kernel lets us drop it (root):
 - the ``sqlite3`` CLI's ``.backup`` (it copies 100 pages per step and restarts when the
   writer commits, so it is given a time limit and may be reported unfinished);
 - ``slipway backup`` (the store: one-step backup API, integrity_check, row counts,
-  SHA-256, manifest) and, separately, sealing it with age;
+  SHA-256 on a second thread, manifest) and, separately, sealing it with age;
+- the deploy's backup (the same with ``quick_check``) and the full ``integrity_check``
+  it gets once the release is live;
 - a restore of that backup (writers stopped, as slipway does).
 
 For each: seconds, MB/s, and the writer's longest commit during it. Targets: slipway's
@@ -167,6 +169,16 @@ def main() -> None:
 
             results.append(measure("slipway backup", size, writer, slipway_backup))
             manifest = made["m"]
+
+            def deploy_backup() -> None:
+                made["q"] = store.create(
+                    str(db), reason="pre-deploy", release=None, commit=None, quick=True
+                )
+
+            results.append(measure("deploy backup", size, writer, deploy_backup))
+            results.append(
+                measure("full check after", size, writer, lambda: store.full_check(made["q"]))
+            )
             plain_copy = base / "plain-copy.db"
             shutil.copyfile(store.path_of(manifest), plain_copy)
             results.append(measure("age seal", size, writer, lambda: store.seal(manifest)))
@@ -201,6 +213,8 @@ def main() -> None:
             f"{'yes' if r['cold'] else 'no':>12}"
         )
     ratio = round(mine["mb_per_s"] / cp["mb_per_s"], 2)
+    deploy = next(r for r in results if r["name"] == "deploy backup")
+    deploy_ratio = round(deploy["mb_per_s"] / cp["mb_per_s"], 2)
     copy_rate = round(size / 1e6 / manifest["copy_seconds"], 1)
     copy_ratio = round(copy_rate / cp["mb_per_s"], 2)
     print(
@@ -208,6 +222,7 @@ def main() -> None:
         f" {copy_ratio} of cp); the rest is integrity_check, row counts and SHA-256"
     )
     print(f"\nslipway backup throughput / cp: {ratio} (target >= 0.5)")
+    print(f"deploy backup (quick_check; the full check after the deploy) / cp: {deploy_ratio}")
     print(f"longest writer commit during slipway backup: {mine['writer_max_ms']} ms (target < 50)")
     print(
         json.dumps(
@@ -217,6 +232,7 @@ def main() -> None:
                 "database_mb": round(size / 1e6),
                 "writer_idle_max_ms": idle,
                 "throughput_ratio_vs_cp": ratio,
+                "deploy_backup_ratio_vs_cp": deploy_ratio,
                 "copy_throughput_ratio_vs_cp": copy_ratio,
                 "sqlite3_cli_backup_finished": cli["finished"],
                 "writer_stall_ms": mine["writer_max_ms"],

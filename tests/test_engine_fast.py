@@ -320,3 +320,63 @@ def test_restore_db_restores_only_a_backup_of_the_live_release(
         result["detail"]
     )
     assert table_rows(db) == [1, 2]
+
+
+def swap_index_roots(db: Path) -> None:
+    """Corruption that ``quick_check`` does not see and ``integrity_check`` does: two
+    indexes point at each other's b-trees (each well formed, the wrong rows)."""
+    with sqlite3.connect(db) as conn:
+        conn.executescript(
+            "CREATE TABLE t2 (x INTEGER); CREATE INDEX i1 ON t2 (x);"
+            " CREATE TABLE u2 (x INTEGER); CREATE INDEX i2 ON u2 (x);"
+        )
+        conn.executemany("INSERT INTO t2 VALUES (?)", [(i,) for i in range(50)])
+        conn.executemany("INSERT INTO u2 VALUES (?)", [(i + 1000,) for i in range(50)])
+    roots = dict(conn.execute("SELECT name, rootpage FROM sqlite_master WHERE name LIKE 'i_'"))
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA writable_schema=ON")
+        conn.execute("UPDATE sqlite_master SET rootpage=? WHERE name='i1'", (roots["i2"],))
+        conn.execute("UPDATE sqlite_master SET rootpage=? WHERE name='i2'", (roots["i1"],))
+    conn.close()
+
+
+def test_the_deploy_backup_is_quick_checked_then_fully_checked_after_the_deploy(
+    tiny: tuple[Deployer, FakeProcessManager],
+) -> None:
+    """The pre-deploy backup runs quick_check on the critical path and describes the
+    database the failed-release rules judge against; the full integrity_check follows
+    once the release is live, and a backup failing it is audited and said."""
+    d, _ = tiny
+    db = Path(d.layout.database(d.env.database))
+    write_row(db, 1)
+    outcome = d.deploy("v1")
+    write_row(db, 2)
+    second = fresh(d).deploy("v1")
+    manifest = d.backups.before_deploy_of(second.release)
+    assert manifest["check"] == "integrity_check"  # upgraded after the deploy
+    assert manifest["tables"]["t"] == 2 and manifest["migrations"] == []
+    assert set(manifest["schema"]["t"]["columns"]) == {"x", "a", "b"}
+    assert outcome.status == second.status == "succeeded"
+    swap_index_roots(db)
+    third = fresh(d).deploy("v1")
+    assert third.status == "succeeded"  # the copy passed quick_check; the release is live
+    bad = d.backups.before_deploy_of(third.release)
+    assert bad["check"] == "quick_check"  # never claimed fully checked
+    events = records.audit_log(d.transport, d.layout, 20)
+    failed = [e for e in events if e["event"] == "backup.check_failed"]
+    assert failed and "missing from index" in str(failed[0]["detail"])
+
+
+def test_a_backup_with_the_full_check_refuses_what_quick_check_lets_through(
+    tiny: tuple[Deployer, FakeProcessManager],
+) -> None:
+    d, _ = tiny
+    db = Path(d.layout.database(d.env.database))
+    write_row(db, 1)
+    swap_index_roots(db)
+    quick = d.backups.create(str(db), reason="manual", release=None, commit=None, quick=True)
+    assert quick is not None and quick["check"] == "quick_check"
+    with pytest.raises(SlipwayError, match=r"failed integrity_check: row \d+ missing from index"):
+        d.backups.full_check(quick)
+    with pytest.raises(SlipwayError, match="backup failed integrity_check"):
+        d.backups.create(str(db), reason="manual", release=None, commit=None)

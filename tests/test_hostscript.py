@@ -155,3 +155,24 @@ def test_main_speaks_json_and_reports_errors(tmp_path: Path, monkeypatch, capsys
     )
     hs.main()
     assert "error" in json.loads(capsys.readouterr().out)
+
+
+def test_backup_hashes_on_a_second_thread_and_reports_its_failure(tmp_path: Path, monkeypatch):
+    db = tmp_path / "live.db"
+    make_db(db)
+    answer = hs.op_backup({"db": str(db), "dest": str(tmp_path / "b.db"), "check": "quick_check"})
+    assert answer["check"] == "quick_check" and answer["integrity"] == "ok"
+    assert answer["sha256"] == hs._sha256(str(tmp_path / "b.db"))
+    assert answer["migrations"] == [1, 2]
+    described = hs.op_describe({"db": str(db), "hash": False})
+    assert "sha256" not in described and described["check"] == "integrity_check"
+
+    def broken(path: str) -> str:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(hs, "_flush_and_hash", broken)
+    with pytest.raises(OSError, match="disk gone"):
+        hs.op_backup({"db": str(db), "dest": str(tmp_path / "c.db")})
+    with pytest.raises(ValueError, match="unknown check"):
+        hs.op_backup({"db": str(db), "dest": str(tmp_path / "d.db"), "check": "vacuum"})
+    assert not (tmp_path / "d.db").exists() and not (tmp_path / "d.db.partial").exists()

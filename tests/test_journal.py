@@ -384,3 +384,33 @@ def test_a_lost_lock_during_a_recovery_stops_it(
     with pytest.raises(LockLost):
         d.take_lock(ref="x", reason="deploy", wait=0)
     assert journal.read(d.transport, d.layout) is not None  # left for the new holder
+
+
+def test_an_instant_rollback_killed_after_promote_leaves_its_drain_job_nothing_to_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The instant rollback promoted OLD, named NEW's colour draining and scheduled the
+    job that stops it once the lock is free; then slipway was killed. The next command
+    rolls the rollback forward and rewrites the colours with a new token, so the job
+    (run here for real against the files) stops nothing, and OLD's colour keeps
+    serving."""
+    from slipway.state import hostscript as hs
+
+    router = FakeRouter(active="blue")
+    d, pm = make_deployer(tmp_path, monkeypatch, strategy="blue-green", router=router)
+    link_current(d, OLD)
+    monkeypatch.setattr(bluegreen, "schedule_retire", lambda *a, **k: None)
+    pm.online |= {*d.app_names_of("blue"), *d.app_names_of("green")}
+    draining = {"color": "green", "release": NEW, "until": 0, "token": "t0", "draining": True}
+    d.write_colors({"live": {"color": "blue", "release": OLD}, "standby": draining})
+    state = RunState(swapped=True, switched=True, old_color="green")
+    j = leave_journal(d, ["switch", "promote"], state, kind="rollback", release=OLD, previous=NEW)
+    j.note(build_color="blue")  # the colour the rollback went to
+    recover(d)
+    colors = d.read_colors()
+    assert colors["live"]["color"] == "blue" and colors["live"]["release"] == OLD
+    assert (colors["standby"] or {}).get("token") != "t0"
+    job = bluegreen.retire_request(d, "green", "t0", 0.0)
+    assert hs.op_retire({**job, "wait_lock": 0}) == {"retired": False, "why": "the standby changed"}
+    assert ("stop", d.app_names_of("blue")) not in pm.calls
+    assert router.switches in ([], ["blue"])

@@ -51,6 +51,9 @@ def build(
         "tables": info.get("tables", {}),
         "schema": info.get("schema", {}),
         "integrity": info.get("integrity"),
+        "check": info.get("check", "integrity_check"),
+        "schema_hash": info.get("schema_hash"),
+        "migrations": info.get("migrations", []),
         "seconds": info.get("seconds"),
         "copy_seconds": info.get("copy_seconds"),
     }

@@ -64,13 +64,17 @@ class BackupStore:
         release: str | None,
         commit: str | None,
         deploying: str | None = None,
+        quick: bool = False,
     ) -> dict[str, Any] | None:
         """Back up ``db`` now; None when there is no database yet. Not yet sealed.
         ``release`` and ``commit`` are what was live (whose data it is); ``deploying``
-        names the release whose deploy it precedes (its id says so)."""
+        names the release whose deploy it precedes (its id says so). ``quick``: only
+        ``quick_check`` now, the full check later (:meth:`full_check`)."""
         at = time.time()
         name = mf.backup_id(reason, deploying or release, at)
-        info = call(self.transport, "backup", db=db, dest=self._path(f"{name}.db"))
+        check = "quick_check" if quick else "integrity_check"
+        dest = self._path(f"{name}.db")
+        info = call(self.transport, "backup", db=db, dest=dest, check=check)
         if not info.get("exists"):
             return None
         manifest = mf.build(
@@ -86,6 +90,18 @@ class BackupStore:
             manifest["deploying"] = deploying
         self._write_manifest(manifest)
         return manifest
+
+    def full_check(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The full ``integrity_check`` of a backup taken with ``quick_check`` (before it
+        is sealed); the manifest says which check passed. Raises when it fails."""
+        if manifest.get("check") != "quick_check" or manifest["encrypted"]:
+            return manifest
+        found = call(self.transport, "check", path=self._path(manifest["file"]))["integrity"]
+        if found != "ok":
+            raise BackupError(f"backup {manifest['id']} failed integrity_check: {found}")
+        updated = {**manifest, "check": "integrity_check"}
+        self._write_manifest(updated)
+        return updated
 
     def seal(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Encrypt a plaintext backup for the configured recipients (if any)."""

@@ -325,13 +325,23 @@ class HostContext:
         try:
             if state.backup is not None:
                 if keep or self.env.backups.enabled:
-                    self.backups.seal(state.backup)
+                    self.backups.seal(self._fully_checked(state.backup))
                 else:
                     self.backups.remove(state.backup)
             plan = self.backups.prune()
         except SlipwayError as exc:
             return f"backup housekeeping failed: {exc}"
         return f"{len(plan.delete)} old backups pruned" if plan.delete else ""
+
+    def _fully_checked(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The deploy took its backup with ``quick_check`` only: run the full check now
+        that the release is live. A failure is audited and said, never undone (the
+        database it copied is the one serving)."""
+        try:
+            return self.backups.full_check(manifest)
+        except SlipwayError as exc:
+            self.audit("backup.check_failed", backup=manifest["id"], error=str(exc))
+            raise
 
     def app_specs(
         self,

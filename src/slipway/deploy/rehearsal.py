@@ -98,15 +98,16 @@ def rehearse(
     d.run(["mkdir", "-p", "-m", "0700", "--", scratch])
     started = time.monotonic()
     try:
-        before = call(
-            d.transport, "backup", db=d.layout.database(d.env.database), dest=f"{scratch}/a.db"
-        )
+        # Scratch copies: their structure is checked (quick_check), the full integrity
+        # check and the live database's hash are not what a rehearsal asks.
+        live = d.layout.database(d.env.database)
+        before = call(d.transport, "backup", db=live, dest=f"{scratch}/a.db", check="quick_check")
         if not before.get("exists"):
             return None
         copy = f"{scratch}/b.db"
         d.run(["cp", "--", f"{scratch}/a.db", copy])
         _run_on_copy(d, release, commit, process, copy)
-        after = call(d.transport, "describe", db=copy)
+        after = call(d.transport, "describe", db=copy, check="quick_check", hash=False)
     finally:
         d.run(cmd.remove_tree(scratch), check=False)
     found = classify(before, after)

@@ -17,7 +17,7 @@ import json
 import os
 import shlex
 import subprocess
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from slipway.commands import build as build_cmd
 from slipway.commands import host as cmd
@@ -25,7 +25,6 @@ from slipway.config.model import ProcessKind
 from slipway.deploy import runspec
 from slipway.deploy.context import RELEASE_META
 from slipway.errors import SlipwayError
-from slipway.state.host import call
 
 if TYPE_CHECKING:
     from slipway.deploy.context import HostContext
@@ -150,18 +149,20 @@ def build(d: HostContext, source: Source, release: str, previous: str | None) ->
 def backup(d: HostContext, release: str, live: str | None, state: RunState) -> None:
     """Always taken (the automatic rollback restores from it); sealed (encrypted) and
     subject to retention when the deploy ends. Labelled with the release that was live
-    (and its commit): the data is that release's."""
+    (and its commit): the data is that release's. Its description (rows, schema,
+    migrations) is the "before" a failed release is judged against: one pass over the
+    live database, not two. Only ``quick_check`` runs here; the full integrity check
+    follows once the deploy is over (``finish_backup``)."""
     db = d.layout.database(d.env.database)
-    state.db_before = call(d.transport, "describe", db=db)
-    if not state.db_before.get("exists"):
-        d.emit("backup", "info", detail="no database yet: nothing to back up")
-        return
     commit = d.release_meta(live).get("commit") if live else None
     manifest = d.backups.create(
-        db, reason="pre-deploy", release=live, commit=commit, deploying=release
+        db, reason="pre-deploy", release=live, commit=commit, deploying=release, quick=True
     )
-    if manifest is None:  # the database vanished in between: nothing to back up
+    if manifest is None:
+        state.db_before = {"exists": False}
+        d.emit("backup", "info", detail="no database yet: nothing to back up")
         return
+    state.db_before = described_by(manifest)
     state.backup = manifest
     state.backup_path = d.backups.path_of(manifest)
     d.emit(
@@ -169,6 +170,12 @@ def backup(d: HostContext, release: str, live: str | None, state: RunState) -> N
         "info",
         detail=f"{state.backup_path} ({manifest['size']} bytes, {manifest['seconds']}s)",
     )
+
+
+def described_by(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A backup's manifest as the host helper's ``describe`` of the database it copied."""
+    keys = ("tables", "schema", "schema_version", "schema_hash", "migrations", "integrity")
+    return {"exists": True, **{key: manifest.get(key) for key in keys}}
 
 
 def run_hooks(d: HostContext, which: str, source: Source, release: str) -> None:
