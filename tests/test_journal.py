@@ -414,3 +414,64 @@ def test_an_instant_rollback_killed_after_promote_leaves_its_drain_job_nothing_t
     assert hs.op_retire({**job, "wait_lock": 0}) == {"retired": False, "why": "the standby changed"}
     assert ("stop", d.app_names_of("blue")) not in pm.calls
     assert router.switches in ([], ["blue"])
+
+
+def test_a_command_waits_for_a_drain_job_and_refuses_any_other_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job stopping an old colour holds the lock for one drain and labels it so: a
+    rollback or deploy issued meanwhile waits for it instead of failing "locked"."""
+    import subprocess
+    import sys
+    import threading
+
+    from slipway.state import hostscript as hs
+    from slipway.state.lock import DeployLock
+
+    d, _ = make_deployer(tmp_path, monkeypatch, strategy="blue-green")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "pm2-calls"
+    pm2 = bin_dir / "pm2"  # stands in for PM2's CLI: a drain that takes a second
+    pm2.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nsleep 1\n')
+    pm2.chmod(0o755)
+    d.write_colors(
+        {
+            "live": {"color": "blue", "release": OLD},
+            "standby": {"color": "green", "release": NEW, "until": 0, "token": "t1"},
+        }
+    )
+    job = bluegreen.retire_request(d, "green", "t1", 0.0)
+    job["env"] = {**job["env"], "PATH": f"{bin_dir}:{job['env'].get('PATH', '')}"}
+    answers: list[dict[str, Any]] = []
+    worker = threading.Thread(target=lambda: answers.append(hs.op_retire(job)))
+    worker.start()
+    until = time.monotonic() + 5
+    while not Path(d.layout.lock_info).exists() and time.monotonic() < until:
+        time.sleep(0.01)
+    assert json.loads(Path(d.layout.lock_info).read_text())["reason"] == "drain"
+    lock = DeployLock(d.transport, d.layout)
+    owner = lock.acquire(actor="me", ref="v3", reason="deploy", wait=0)  # waited
+    worker.join()
+    assert answers == [{"retired": True}] and owner.reason == "deploy"
+    assert d.read_colors()["standby"] is None and "delete" in calls.read_text()
+    lock.release()
+    assert not Path(d.layout.lock_info).exists()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'a');"
+            " fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(30)",
+            d.layout.lock_file,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(SlipwayError, match="is locked by an unknown deploy"):
+            DeployLock(d.transport, d.layout).acquire(actor="me", ref="v3", reason="deploy")
+    finally:
+        holder.kill()
+        holder.wait()

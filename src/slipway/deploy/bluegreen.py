@@ -175,6 +175,7 @@ def retire_request(d: HostContext, color: str, token: str, delay: float) -> dict
         "colors": colors.path_of(d.layout),
         "journal": journal.path_of(d.layout),
         "lock": d.layout.lock_file,
+        "lock_info": d.layout.lock_info,
         "records": d.layout.records,
         "names": d.app_names_of(color),
         "env": {k: v for k, v in d.host_env.items() if k in ("PATH", "PM2_HOME", "HOME")},

@@ -32,7 +32,6 @@ COLOR_HEADER = "X-Slipway-Color"
 PROBE_HEADERS = {"X-Slipway-Probe": "1"}
 ROUTER_RESTARTS = 1000  # a router is supervised without a restart budget
 CONFIRMATIONS = 3  # consecutive confirmations a switch needs (see Router.confirmations)
-CONFIRM_POLL = 0.01  # seconds between two looks at a switch under way
 
 
 @dataclass(frozen=True)
@@ -73,6 +72,7 @@ class Router(ABC):
     # a connection after a reload (nginx) needs a streak; one that swaps its routing
     # table at once (Traefik) needs its own state plus one probe per public port.
     confirmations: int = CONFIRMATIONS
+    confirm_poll: float = 0.05  # seconds between two looks: a streak must span a reload
 
     def __init__(self, transport: Transport, pm: ProcessManager, setup: RouterSetup) -> None:
         self.transport = transport
@@ -249,7 +249,7 @@ class Router(ABC):
                 return True
             if time.monotonic() > deadline:
                 return False
-            time.sleep(CONFIRM_POLL)
+            time.sleep(self.confirm_poll)
 
     def stop(self) -> None:
         self.pm.stop([self.setup.app_name])

@@ -77,6 +77,7 @@ class Traefik(Router):
     # The file provider swaps the whole routing table at once: once the API lists the
     # new servers and a probe per public port answers as the new colour, it is done.
     confirmations = 1
+    confirm_poll = 0.01
     routes_name = "dynamic/routes.yml"
 
     def start_argv(self) -> list[str]:

@@ -552,7 +552,6 @@ def op_retire(req: dict[str, Any]) -> dict[str, Any]:
     (its token changed).
     """
     import fcntl
-    import subprocess
 
     time.sleep(float(req["delay"]))
     # A draining colour's job waits for the rollback that scheduled it to let go.
@@ -566,30 +565,61 @@ def op_retire(req: dict[str, Any]) -> dict[str, Any]:
                 if time.monotonic() >= wait_until:
                     return {"retired": False, "why": "a deploy holds the lock"}
                 time.sleep(0.1)
-        if req.get("journal") and os.path.exists(req["journal"]):
-            return {"retired": False, "why": "an unfinished deploy's journal is there"}
-        with open(req["colors"]) as f:
-            colors = json.load(f)
-        standby = colors.get("standby") or {}
-        if standby.get("token") != req["token"]:
-            return {"retired": False, "why": "the standby changed"}
-        env = {**os.environ, **req["env"]}
-        for name in req["names"]:
-            subprocess.run(["pm2", "delete", name], env=env, capture_output=True, check=False)
-        subprocess.run(["pm2", "save", "--force"], env=env, capture_output=True, check=False)
-        colors["standby"] = None
-        tmp = req["colors"] + ".tmp-retire"
-        with open(tmp, "w") as f:
-            json.dump(colors, f, indent=2)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, req["colors"])
-        event = {
-            "at": time.time(),
-            "actor": req["actor"],
-            "event": "standby.retired",
-            "detail": {"color": standby.get("color"), "release": standby.get("release")},
+        _label_lock(req)
+        try:
+            return _retire_locked(req)
+        finally:
+            if req.get("lock_info"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(req["lock_info"])
+
+
+def _label_lock(req: dict[str, Any]) -> None:
+    """Say who holds the lock: commands that meet a drain job wait for it."""
+    if req.get("lock_info"):
+        owner = {
+            "owner": req["actor"],
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "ref": str(req["names"][0]) if req["names"] else "",
+            "reason": "drain",
+            "started_at": time.time(),
+            "holder_pid": os.getpid(),
         }
-        op_record({"records": req["records"], "audit": [event]})
+        tmp = req["lock_info"] + ".tmp-retire"
+        with open(tmp, "w") as f:
+            json.dump(owner, f)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, req["lock_info"])
+
+
+def _retire_locked(req: dict[str, Any]) -> dict[str, Any]:
+    import subprocess
+
+    if req.get("journal") and os.path.exists(req["journal"]):
+        return {"retired": False, "why": "an unfinished deploy's journal is there"}
+    with open(req["colors"]) as f:
+        colors = json.load(f)
+    standby = colors.get("standby") or {}
+    if standby.get("token") != req["token"]:
+        return {"retired": False, "why": "the standby changed"}
+    env = {**os.environ, **req["env"]}
+    for name in req["names"]:
+        subprocess.run(["pm2", "delete", name], env=env, capture_output=True, check=False)
+    subprocess.run(["pm2", "save", "--force"], env=env, capture_output=True, check=False)
+    colors["standby"] = None
+    tmp = req["colors"] + ".tmp-retire"
+    with open(tmp, "w") as f:
+        json.dump(colors, f, indent=2)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, req["colors"])
+    event = {
+        "at": time.time(),
+        "actor": req["actor"],
+        "event": "standby.retired",
+        "detail": {"color": standby.get("color"), "release": standby.get("release")},
+    }
+    op_record({"records": req["records"], "audit": [event]})
     return {"retired": True}
 
 
