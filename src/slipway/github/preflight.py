@@ -110,7 +110,7 @@ def check_newer(d: HostContext, ref: str) -> Finding:
     live = live_ref(d)
     if live is None:
         return Finding("newer", True, "nothing live yet")
-    wanted, running = version(ref), version(live.removeprefix("rollback:"))
+    wanted, running = version(ref), version(live)
     if running is None:
         return Finding("newer", True, f"the live release came from {live!r}, not a version tag")
     if wanted is not None and wanted > running:

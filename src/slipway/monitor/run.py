@@ -33,7 +33,7 @@ from slipway.monitor.probes import WebSocketProbes
 from slipway.monitor.prometheus import Totals, render
 from slipway.monitor.sample import Sample
 from slipway.notify import message
-from slipway.state.host import call
+from slipway.state.host import call, read_text
 from slipway.state.hostscript import percentile
 
 if TYPE_CHECKING:
@@ -92,9 +92,9 @@ class Monitor:
         return f"{self.d.layout.state_dir}/monitor.json"
 
     def _load_state(self) -> dict[str, Any]:
-        result = self.d.transport.run(["cat", "--", self.state_path], check=False)
+        text = read_text(self.d.transport, self.state_path)
         try:
-            data = json.loads(result.stdout) if result.ok else {}
+            data = json.loads(text) if text is not None else {}
         except json.JSONDecodeError:
             data = {}
         return {

@@ -25,6 +25,7 @@ import httpx
 from slipway import localhttp
 from slipway.errors import RouterError
 from slipway.processes.base import AppSpec, ProcessManager
+from slipway.state.host import read_text
 from slipway.transports.base import Transport
 
 COLOR_HEADER = "X-Slipway-Color"
@@ -114,8 +115,8 @@ class Router(ABC):
     routes_name = "routes"
 
     def current_routes(self) -> str | None:
-        result = self.transport.run(["cat", "--", self.routes_path], check=False)
-        return result.stdout if result.ok and result.stdout.strip() else None
+        text = read_text(self.transport, self.routes_path)
+        return text if text and text.strip() else None
 
     def active_color(self) -> str | None:
         """The colour the applied routes point at (None before the first switch)."""

@@ -128,10 +128,8 @@ class Traefik(Router):
     def ready(self) -> bool:
         api = self.transport.tunnel(self.setup.api_port)
         try:
-            if (
-                localhttp.client().get(f"http://127.0.0.1:{api}/ping", timeout=1.0).status_code
-                != 200
-            ):
+            ping = localhttp.client().get(f"http://127.0.0.1:{api}/ping", timeout=1.0)
+            if ping.status_code != 200:
                 return False
         except httpx.HTTPError:
             return False

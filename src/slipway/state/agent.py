@@ -29,6 +29,13 @@ def script_sha(script: str) -> str:
     return hashlib.sha256(script.encode()).hexdigest()
 
 
+def put_script(transport: Transport, directory: str, path: str, script: str) -> None:
+    """Write ``script`` to ``path`` (0600) in ``directory`` (created, 0700)."""
+    transport.run(["mkdir", "-p", directory])
+    transport.run(["chmod", "0700", directory])
+    transport.put_text(script, path, mode=0o600)
+
+
 class Agent:
     """One running agent process and its channel."""
 
@@ -101,9 +108,7 @@ class AgentPool:
         with self._install_lock:  # one upload, however many agents start at once
             if self._installed:
                 return
-            self.transport.run(["mkdir", "-p", self.directory])
-            self.transport.run(["chmod", "0700", self.directory])
-            self.transport.put_text(self.script, self.path, mode=0o600)
+            put_script(self.transport, self.directory, self.path, self.script)
             self._installed = True
 
     def close(self) -> None:

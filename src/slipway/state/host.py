@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from slipway.commands.host import python_script
+from slipway.commands.host import python_script, readlink
 from slipway.errors import SlipwayError
 from slipway.state import agent
 from slipway.transports.base import Transport
@@ -68,7 +68,7 @@ def read_text(transport: Transport, path: str) -> str | None:
 def read_link(transport: Transport, path: str) -> str | None:
     """Where a symlink on the host points, or None."""
     if transport.channel is None:
-        result = transport.run(["readlink", "--", path], check=False)
+        result = transport.run(readlink(path), check=False)
         return result.stdout.strip() or None if result.ok else None
     target: str | None = call(transport, "readlink", path=path)["target"]
     return target
@@ -78,11 +78,10 @@ def install_file(transport: Transport, directory: str, stem: str, text: str) -> 
     """Put ``text`` on the host as ``<directory>/<stem>-<sha256>.py`` (0600 in a 0700
     directory) unless that exact file is already there; return its path. Scripts run on
     the host this way never travel in argv, where every user of the host sees them."""
-    path = f"{directory}/{stem}-{agent.script_sha(text)}.py"
-    if call(transport, "file_sha256", path=path)["sha256"] != agent.script_sha(text):
-        transport.run(["mkdir", "-p", directory])
-        transport.run(["chmod", "0700", directory])
-        transport.put_text(text, path, mode=0o600)
+    sha = agent.script_sha(text)
+    path = f"{directory}/{stem}-{sha}.py"
+    if call(transport, "file_sha256", path=path)["sha256"] != sha:
+        agent.put_script(transport, directory, path, text)
     return path
 
 

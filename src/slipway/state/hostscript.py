@@ -16,6 +16,7 @@ it, deletes ``-wal``/``-shm`` and renames it into place while the writers are st
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -84,14 +85,21 @@ def _ident(name: str) -> str:
 
 
 CHECKS = ("integrity_check", "quick_check")
+# Work that runs beside the main thread's (a backup's hash while it is checked).
+_BESIDE = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+
+
+def _known_check(check: str) -> str:
+    if check not in CHECKS:
+        raise ValueError(f"unknown check {check!r}")
+    return check
 
 
 def _describe(conn: sqlite3.Connection, check: str = "integrity_check") -> dict[str, Any]:
     """Row counts, schema, migrations and the result of ``check``: ``quick_check``
     (page structure, no index-against-table comparison: about half the time) where a
     full ``integrity_check`` follows off the critical path."""
-    if check not in CHECKS:
-        raise ValueError(f"unknown check {check!r}")
+    _known_check(check)
     tables = [
         r[0]
         for r in conn.execute(
@@ -171,9 +179,7 @@ def op_backup(req: dict[str, Any]) -> dict[str, Any]:
     db, dest = req["db"], req["dest"]
     if not os.path.exists(db):
         return {"exists": False}
-    check = req.get("check", "integrity_check")
-    if check not in CHECKS:
-        raise ValueError(f"unknown check {check!r}")
+    check = _known_check(req.get("check", "integrity_check"))  # before anything is written
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = dest + ".partial"
     with contextlib.suppress(FileNotFoundError):
@@ -192,7 +198,7 @@ def op_backup(req: dict[str, Any]) -> dict[str, Any]:
         src.close()
         # The copy is final: hash and flush it on a second core while it is checked
         # (hashlib and SQLite both let go of the GIL).
-        hashing = _Background(_flush_and_hash, tmp)
+        hashing = _BESIDE.submit(_flush_and_hash, tmp)
         info = _describe(out, check)
     except sqlite3.Error as exc:  # e.g. a full disk: leave no partial file behind
         out.close()
@@ -219,31 +225,6 @@ def op_backup(req: dict[str, Any]) -> dict[str, Any]:
         check_seconds=round(checked - copied, 4),
     )
     return info
-
-
-class _Background:
-    """One function on a thread, its result (or its exception) collected later."""
-
-    def __init__(self, fn: Any, *args: Any) -> None:
-        import threading
-
-        self._value: Any = None
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self._value = fn(*args)
-            except BaseException as exc:  # re-raised by result()
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 def op_describe(req: dict[str, Any]) -> dict[str, Any]:
@@ -586,11 +567,16 @@ def _label_lock(req: dict[str, Any]) -> None:
             "started_at": time.time(),
             "holder_pid": os.getpid(),
         }
-        tmp = req["lock_info"] + ".tmp-retire"
-        with open(tmp, "w") as f:
-            json.dump(owner, f)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, req["lock_info"])
+        _write_json(req["lock_info"], owner)
+
+
+def _write_json(path: str, data: dict[str, Any]) -> None:
+    """Replace ``path`` atomically (0600): a reader sees the old file or the new one."""
+    tmp = path + ".tmp-retire"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
 
 
 def _retire_locked(req: dict[str, Any]) -> dict[str, Any]:
@@ -608,11 +594,7 @@ def _retire_locked(req: dict[str, Any]) -> dict[str, Any]:
         subprocess.run(["pm2", "delete", name], env=env, capture_output=True, check=False)
     subprocess.run(["pm2", "save", "--force"], env=env, capture_output=True, check=False)
     colors["standby"] = None
-    tmp = req["colors"] + ".tmp-retire"
-    with open(tmp, "w") as f:
-        json.dump(colors, f, indent=2)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, req["colors"])
+    _write_json(req["colors"], colors)
     event = {
         "at": time.time(),
         "actor": req["actor"],

@@ -68,42 +68,40 @@ class DeployLock:
         self.transport = transport
         self.layout = layout
         self._handle: Handle | None = None
-        self._line = ""
 
     def acquire(self, *, actor: str, ref: str, reason: str, wait: float = 0) -> LockOwner:
         self.transport.run(cmd.mkdir_p(self.layout.state_dir))
         # A probe (`slipway status`, `slipway lock`) holds the lock for a few ms: never
         # refuse a deploy because it met one.
         wait = max(wait, PROBE_GRACE_SECONDS)
-        handle, owner = self._hold(wait)
-        if handle is None and owner is not None and owner.reason == DRAIN_REASON:
+        held = self._hold(wait)
+        if not isinstance(held, tuple) and held is not None and held.reason == DRAIN_REASON:
             # The job stopping an old colour holds it for one drain: wait, not refuse.
-            handle, owner = self._hold(max(wait, DRAIN_PATIENCE_SECONDS))
-        if handle is None:
-            who = owner.describe() if owner else "an unknown deploy"
+            held = self._hold(max(wait, DRAIN_PATIENCE_SECONDS))
+        if not isinstance(held, tuple):
+            who = held.describe() if held else "an unknown deploy"
             raise LockHeld(
                 f"environment {self.layout.env} is locked by {who}",
                 hint="wait for it, pass --lock-wait SECONDS, or inspect with `slipway lock`",
             )
-        self._handle = handle
+        self._handle, line = held
         try:
-            return self._write_owner(self._line, actor, ref, reason)
+            return self._write_owner(line, actor, ref, reason)
         except BaseException:
             self.release()  # never keep a lock we could not label
             raise
 
-    def _hold(self, wait: float) -> tuple[Handle | None, LockOwner | None]:
-        """Start a lock holder: (its handle, None) once it holds the lock, or (None,
-        the owner if known) when the lock stayed busy for ``wait`` seconds."""
+    def _hold(self, wait: float) -> tuple[Handle, str] | LockOwner | None:
+        """Start a lock holder: (its handle, its "locked" line) once it holds the lock,
+        else the owner (None if unknown) of a lock that stayed busy ``wait`` seconds."""
         handle = self.transport.spawn(cmd.lock_holder(self.layout.lock_file, wait))
         line = handle.readline(timeout=wait + 30) or ""
         if line.startswith("locked "):
-            self._line = line
-            return handle, None
+            return handle, line
         code = handle.exit_code(timeout=5)
         handle.close()
         if code == cmd.LOCK_BUSY_EXIT:
-            return None, self._owner_soon()
+            return self._owner_soon()
         raise SlipwayError(f"could not take the deploy lock (flock exited {code})")
 
     def _owner_soon(self, patience: float = 2.0) -> LockOwner | None:
