@@ -117,7 +117,7 @@ def test_gate_one_lucky_pass_is_not_health():
         sleep=lambda s: __import__("time").sleep(s),
     )
     assert not report.ok
-    assert "not healthy within 0.2s" in report.summary()
+    assert "not healthy within 0.2s" in report.summary() and report.timed_out
     assert "s: down" in report.summary()
 
 
@@ -131,6 +131,7 @@ def test_gate_abort_stops_early():
         sleep=lambda _: None,
     )
     assert not report.ok and report.rounds == 0 and report.reason == "process x is errored"
+    assert not report.timed_out  # aborted, not out of time
 
 
 def test_gate_waits_for_the_ports_before_its_first_round():

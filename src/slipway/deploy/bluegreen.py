@@ -88,9 +88,10 @@ def start_new_color(d: HostContext, release: str, commit: str, color: str, state
 
 
 def gate_color(d: HostContext, color: str, state: RunState) -> None:
-    state.gate = d.gate_report(color, **hold.gate_pacing(d, state))
+    pacing = hold.gate_pacing(d, state)
+    state.gate = d.gate_report(color, **pacing)
     if not state.gate.ok:
-        hold.check_deadline(d, state)  # a gate cut short by the hold says so
+        hold.check_deadline(d, state, gate_cut=hold.gate_cut_short(d, pacing, state.gate))
         raise d.failure_with_logs(
             f"{color} is not healthy, traffic was not switched: {state.gate.summary()}", color
         )

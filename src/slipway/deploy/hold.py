@@ -36,6 +36,7 @@ from slipway.routers.hold import HoldingProxy, HoldResult
 if TYPE_CHECKING:
     from slipway.deploy.context import HostContext
     from slipway.deploy.run import RunState
+    from slipway.health.gate import GateReport
 
 HOLD_COLOR = "hold"  # what the router's marker header says while the proxy holds
 HOLD_GATE_INTERVAL = 0.25  # seconds between gate rounds while requests wait
@@ -96,17 +97,26 @@ def stop_before_backup(d: HostContext, state: RunState) -> None:
     d.emit("hold", "info", detail=f"stopped {', '.join(running)} before the backup")
 
 
-def check_deadline(d: HostContext, state: RunState) -> None:
-    """Fail the deploy once requests have waited longer than ``hold_seconds``."""
+def check_deadline(d: HostContext, state: RunState, *, gate_cut: bool = False) -> None:
+    """Fail the deploy once requests have waited longer than ``hold_seconds``, or when
+    the gate gave up because the hold's deadline was nearer than its own (``gate_cut``:
+    the gate stops one poll before its deadline, so the clock alone may not be past)."""
     if state.hold is None or state.hold_result is not None:
         return
     held_for = time.monotonic() - state.hold_started
     limit = d.config.migrations.hold_seconds
-    if held_for > limit:
+    if held_for > limit or gate_cut:
         raise HoldExpired(
-            f"requests have been held {held_for:.1f}s, past the hold deadline of {limit:g}s",
+            f"requests have been held {held_for:.1f}s and the release was not healthy"
+            f" within the hold deadline of {limit:g}s",
             hint="raise [migrations] hold_seconds, or make the release start faster",
         )
+
+
+def gate_cut_short(d: HostContext, pacing: dict[str, float], gate: GateReport) -> bool:
+    """Did the gate run out of the time the hold left it (less than its own deadline)?"""
+    limited = "deadline" in pacing and pacing["deadline"] < d.config.health.deadline_seconds
+    return limited and gate.timed_out
 
 
 def gate_pacing(d: HostContext, state: RunState) -> dict[str, float]:

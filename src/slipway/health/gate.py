@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 from slipway.health.checks import Check, CheckResult
 
+TIMED_OUT = "not healthy within"  # how a gate that ran out of time starts its reason
+
 
 @dataclass
 class GateReport:
@@ -29,6 +31,11 @@ class GateReport:
     last: list[CheckResult] = field(default_factory=list)
     reason: str = ""
     first_pass: float | None = None  # seconds from the gate's start to its first passing round
+
+    @property
+    def timed_out(self) -> bool:
+        """It ran out of time (rather than being aborted by a crash or a lost lock)."""
+        return not self.ok and self.reason.startswith(TIMED_OUT)
 
     def failures(self) -> list[CheckResult]:
         return [r for r in self.last if not r.ok]
@@ -82,7 +89,7 @@ def wait_healthy(
         if streak >= passes:
             return GateReport(True, rounds, streak, elapsed, last, first_pass=first_pass)
         if elapsed + interval > deadline:
-            why = f"not healthy within {deadline:g}s ({streak}/{passes} passes in a row)"
+            why = f"{TIMED_OUT} {deadline:g}s ({streak}/{passes} passes in a row)"
             return GateReport(False, rounds, streak, elapsed, last, why, first_pass)
         sleep(interval)
 
@@ -100,6 +107,6 @@ def _wait_ready(
         if reason:
             return reason
         if time.monotonic() - started + READY_POLL > deadline:
-            return f"not healthy within {deadline:g}s (its ports never accepted a connection)"
+            return f"{TIMED_OUT} {deadline:g}s (its ports never accepted a connection)"
         sleep(READY_POLL)
     return ""
