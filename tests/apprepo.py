@@ -154,15 +154,7 @@ def blue_green_config(
     as ``repo/slipway-<name>.toml`` with its env file: several environments of one
     fixture repository side by side (the benchmarks)."""
     root = base / f"srv-{name}"
-    table = f"""
-[environments.testing.blue_green]
-router = "traefik"
-api_port = {free_port()}
-blue = {{ backend = {free_port()}, frontend = {free_port()} }}
-green = {{ backend = {free_port()}, frontend = {free_port()} }}
-standby_seconds = {standby}
-watch_seconds = {watch}
-"""
+    table = blue_green_table(router='"traefik"', standby_seconds=standby, watch_seconds=watch)
     written = write_config(
         repo, root, health="comprehensive", strategy="blue-green", blue_green=table
     )

@@ -1,5 +1,6 @@
-"""A full deploy with the Next.js frontend: npm ci, build tied to the backend's port,
-reuse of unchanged node_modules and builds, and a failing frontend build."""
+"""A full deploy with the Next.js frontend: npm ci, a build that names the public
+backend address, reuse of unchanged node_modules and builds (across colours too), and
+a failing frontend build."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apprepo import make_repo, write_config, write_env_file
-from support import TOOLS_BIN, free_port, require_binary, stop_pm2
+from apprepo import blue_green_table, make_repo, write_config, write_env_file
+from support import TOOLS_BIN, require_binary, stop_pm2
 
 from slipway.config import load_config
 from slipway.config.load import LoadedConfig
@@ -82,56 +83,61 @@ def blue_green(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     require_binary("npm")
     tmp = tmp_path_factory.mktemp("frontend-bg")
     repo = make_repo(tmp / "repo")
-    table = f"""
-[environments.testing.blue_green]
-api_port = {free_port()}
-blue = {{ backend = {free_port()}, frontend = {free_port()} }}
-green = {{ backend = {free_port()}, frontend = {free_port()} }}
-standby_seconds = 300
-watch_seconds = 1
-"""
+    table = blue_green_table(standby_seconds=300, watch_seconds=1)
     config = write_config(repo, tmp / "srv", frontend=True, strategy="blue-green", blue_green=table)
     write_env_file(tmp / "srv", "API_TOKEN=fe-token-2\n")
     yield factory(load_config(config))
     stop_pm2(tmp / "srv" / "pm2")
 
 
-def test_each_colour_frontend_talks_to_its_own_backend(blue_green):
-    """A Next.js build is tied to a backend address: each colour's build points at that
-    colour's backend, the public frontend port follows the switch, and a release rolled
-    back onto the other colour is rebuilt for it."""
+def test_one_build_serves_both_colours(blue_green):
+    """A Next.js build names the environment's public backend address, never a colour's
+    private port: a release whose frontend sources did not change reuses the build on
+    the other colour, and a rollback never rebuilds, except a release an older slipway
+    built for one colour's port."""
     d, events = blue_green()
-    public_fe = d.env.ports.frontend
+    public_fe, public_be = d.env.ports.frontend, d.env.ports.backend
     colors = d.env.blue_green.color_ports(d.env.ports)
 
     def page() -> httpx.Response:
         return httpx.get(f"http://127.0.0.1:{public_fe}/", timeout=10)
 
+    def notes() -> list[str]:
+        return [e.detail for e in events if e.status == "info"]
+
     v1 = d.deploy("v1")
     assert page().headers[COLOR_HEADER] == "blue"
-    assert f"http://127.0.0.1:{colors['blue'].backend}" in page().text
+    assert f"http://127.0.0.1:{public_be}" in page().text
+    assert f"http://127.0.0.1:{colors['blue'].backend}" not in page().text
 
     d, events = blue_green()
     d.deploy("v2")
-    notes = [e.detail for e in events if e.status == "info"]
-    assert "frontend: node_modules unchanged, reused" in notes
-    assert "frontend: sources unchanged, build reused" not in notes  # built for green
+    assert "frontend: node_modules unchanged, reused" in notes()
+    assert "frontend: sources unchanged, build reused" in notes()  # on green, v1's build
     assert page().headers[COLOR_HEADER] == "green"
-    assert f"http://127.0.0.1:{colors['green'].backend}" in page().text
+    assert f"http://127.0.0.1:{public_be}" in page().text
 
     d, events = blue_green()
-    d.deploy("v3")  # back on blue: v1's blue build is reused
-    notes = [e.detail for e in events if e.status == "info"]
-    assert "frontend: sources unchanged, build reused" in notes
+    v3 = d.deploy("v3")
+    assert "frontend: sources unchanged, build reused" in notes()
     assert page().headers[COLOR_HEADER] == "blue"
 
-    # v1 was built for blue; blue is live, so it goes to green and is rebuilt for it.
+    # v1, built while going to blue, starts cold on green: no rebuild.
     d, events = blue_green()
     bluegreen.stop_standby(d)
     manual_rollback(d, v1.release)
-    notes = [e.detail for e in events if e.status == "info"]
-    assert f"rebuilding {v1.release}'s frontend for green" in notes
+    assert not [n for n in notes() if n.startswith("rebuilding")], notes()
     assert page().headers[COLOR_HEADER] == "green"
-    assert f"http://127.0.0.1:{colors['green'].backend}" in page().text
     api = httpx.get(f"http://127.0.0.1:{public_fe}/api/health", timeout=10).json()
-    assert api["release"] == v1.release
+    assert api["release"] == v1.release and api["api_url"] == f"http://127.0.0.1:{public_be}"
+
+    # v3 as an older slipway left it, built for green's private port: going back to
+    # blue, it is rebuilt once, for the public address.
+    d, events = blue_green()
+    bluegreen.stop_standby(d)
+    d.save_meta(v3.release, built_for="green")
+    manual_rollback(d, v3.release)
+    assert f"rebuilding {v3.release}'s frontend (built for green)" in notes()
+    assert d.release_meta(v3.release)["built_for"] == "public"
+    assert page().headers[COLOR_HEADER] == "blue"
+    assert f"http://127.0.0.1:{public_be}" in page().text

@@ -181,7 +181,8 @@ class ProcessConfig(Strict):
         default_factory=dict,
         description=(
             "Variables fixed at build time (Next.js NEXT_PUBLIC_*). Placeholders:"
-            " {host}, {backend_port}, {frontend_port}."
+            " {host}, {backend_port}, {frontend_port} (the environment's public ports,"
+            " the same for both colours), {url} (its public address)."
         ),
     )
     health_path: str = Field(default="/", pattern=r"^/[A-Za-z0-9._~/-]*$")

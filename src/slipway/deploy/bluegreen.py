@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from slipway.commands import host as cmd
 from slipway.config.model import COLORS
 from slipway.deploy import hold, journal
+from slipway.deploy.context import PUBLIC_BUILD
 from slipway.deploy.database import (
     journal_aside,
     needs_restore,
@@ -210,18 +211,19 @@ def stop_standby(d: HostContext) -> str | None:
 
 
 def ensure_built_for(d: HostContext, release: str, color: str) -> None:
-    """A Next.js build is tied to the backend address it was built for: a release started
-    on the other colour is rebuilt for it first."""
+    """Builds name the public address, so one serves either colour. A release built by
+    an older slipway for one colour's private port is rebuilt (for the public address)
+    before it starts on the other colour."""
     frontend = d.processes_of(release).get("frontend")
-    meta = d.release_meta(release)
-    if frontend is None or not frontend.build or meta.get("built_for") in (color, None):
+    built_for = d.release_meta(release).get("built_for")
+    if frontend is None or not frontend.build or built_for in (color, None, PUBLIC_BUILD):
         return
     workdir = f"{d.layout.release(release)}/{frontend.workdir}".removesuffix("/.")
-    d.emit("rollback", "info", detail=f"rebuilding {release}'s frontend for {color}")
+    d.emit("rollback", "info", detail=f"rebuilding {release}'s frontend (built for {built_for})")
     # Hard links may share .next with another release: unlink, never overwrite in place.
     d.run(cmd.remove_tree(f"{workdir}/.next"))
-    d.run(frontend.build, cwd=workdir, env_extra=d.build_env(frontend, color))
-    d.save_meta(release, built_for=color, build=None)
+    d.run(frontend.build, cwd=workdir, env_extra=d.build_env(frontend))
+    d.save_meta(release, built_for=PUBLIC_BUILD, build=None)
 
 
 def start_on(d: HostContext, release: str, color: str) -> GateReport:

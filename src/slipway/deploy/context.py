@@ -54,6 +54,7 @@ from slipway.transports.base import Transport
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BIND_HOST = "127.0.0.1"
 RELEASE_META = ".slipway-release.json"
+PUBLIC_BUILD = "public"  # a release's built_for: built for the public address, any colour
 LOG_TAIL_LINES = 30  # a failed release's log lines kept in its error and incident
 CRASH_LOOP_RESTARTS = 2  # a new release restarted twice while being gated is not healthy
 
@@ -291,17 +292,19 @@ class HostContext:
         meta.update(values)
         self.transport.put_text(json.dumps(meta), f"{self.layout.release(release)}/{RELEASE_META}")
 
-    def build_env(self, process: ProcessConfig, color: str | None = None) -> dict[str, str]:
-        """Build-time variables. In blue-green a build points at its own colour's backend
-        (so the new frontend talks to the new backend in smoke tests and after the switch);
-        ``{public_backend_port}`` is the router's port, for addresses browsers use."""
-        color = color or self.build_color
+    def build_env(self, process: ProcessConfig) -> dict[str, str]:
+        """Build-time variables (Next.js inlines ``NEXT_PUBLIC_*``). They name the
+        environment's public addresses, never a colour's private port, so one build
+        serves either colour: a rollback or a standby restart never rebuilds.
+        ``{backend_port}``/``{frontend_port}`` are the public ports (the router's in
+        blue-green), ``{url}`` the address users reach (``url``, else host and port)."""
         values = {
             "host": BIND_HOST,
-            "backend_port": str(self.port("backend", color)),
-            "frontend_port": str(self.port("frontend", color)),
+            "backend_port": str(self.env.ports.backend),
+            "frontend_port": str(self.env.ports.frontend),
             "public_backend_port": str(self.env.ports.backend),
             "public_frontend_port": str(self.env.ports.frontend),
+            "url": self.public_url(),
         }
         rendered = {k: build_cmd.render([v], values)[0] for k, v in process.build_env.items()}
         return {**rendered, "NEXT_TELEMETRY_DISABLED": "1"}

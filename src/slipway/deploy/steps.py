@@ -23,7 +23,7 @@ from slipway.commands import build as build_cmd
 from slipway.commands import host as cmd
 from slipway.config.model import ProcessKind
 from slipway.deploy import runspec
-from slipway.deploy.context import RELEASE_META
+from slipway.deploy.context import PUBLIC_BUILD, RELEASE_META
 from slipway.errors import SlipwayError
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def build(d: HostContext, source: Source, release: str, previous: str | None) ->
         d.run(process.build, cwd=workdir, env_extra=d.build_env(process))
     key = content_key(d, source, "build")
     if key:
-        d.save_meta(release, build=key, built_for=d.build_color or "public")
+        d.save_meta(release, build=key, built_for=PUBLIC_BUILD)
     runspec.save(
         d.transport,
         d.layout.release(release),
