@@ -44,8 +44,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# Two workers (TEST_WORKERS=1 for one): each test module runs whole on one worker, so
+# a module's deployed fixtures stay shared; modules share no ports or PM2 homes.
+TEST_WORKERS ?= 2
 unit: install
-	$(VENV)/bin/pytest --cov --cov-report=term --cov-report=xml -p no:cacheprovider
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 \
+		--cov --cov-report=term --cov-report=xml -p no:cacheprovider
 
 # The deploy, rollback and backup modules must reach 95% (the design's "critical paths").
 coverage-modules: $(STAMP)
