@@ -19,7 +19,7 @@ from fakes import FakeProcessManager, FakeRouter, answer_gates
 
 from slipway.config import load_config
 from slipway.deploy import bluegreen, journal, runspec
-from slipway.deploy.engine import Deployer
+from slipway.deploy.engine import Deployer, StepEvent
 from slipway.deploy.journal import Journal
 from slipway.deploy.run import RunState
 from slipway.errors import LockLost, SlipwayError
@@ -475,3 +475,33 @@ def test_a_command_waits_for_a_drain_job_and_refuses_any_other_holder(
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_colour_left_draining_by_a_dead_job_is_stopped_by_the_next_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job draining the colour an instant rollback left was killed: colors.json
+    still names it draining and its processes may still run. The next command that
+    takes the lock stops it and clears the standby, so nothing runs unaccounted for;
+    the job, if it ever gets the lock, finds its token gone and stops nothing."""
+    from slipway.state import hostscript as hs
+
+    d, pm = make_deployer(tmp_path, monkeypatch, strategy="blue-green")
+    link_current(d, OLD)
+    pm.online |= {*d.app_names_of("blue"), *d.app_names_of("green")}
+    draining = {"color": "green", "release": NEW, "until": 0, "token": "t1", "draining": True}
+    d.write_colors({"live": {"color": "blue", "release": OLD}, "standby": draining})
+    seen: list[StepEvent] = []
+    d.emit_fn = seen.append
+    lock = d.take_lock(ref="x", reason="deploy", wait=0)
+    lock.release()
+    assert ("stop", d.app_names_of("green")) in pm.calls
+    assert ("stop", d.app_names_of("blue")) not in pm.calls
+    assert d.read_colors() == {"live": {"color": "blue", "release": OLD}, "standby": None}
+    assert any("green" in (e.detail or "") and "left draining" in (e.detail or "") for e in seen)
+    job = bluegreen.retire_request(d, "green", "t1", 0.0)
+    assert hs.op_retire({**job, "wait_lock": 0}) == {"retired": False, "why": "the standby changed"}
+    # With nothing left draining, the next command stops nothing.
+    pm.calls.clear()
+    d.take_lock(ref="x", reason="deploy", wait=0).release()
+    assert not [c for c in pm.calls if c[0] == "stop"]

@@ -12,11 +12,13 @@ is gone and the lock is free.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -365,6 +367,64 @@ def test_killed_during_a_backup_restore_the_recovery_releases_the_held_requests(
     assert env.health().status_code == 200
     events = records.audit_log(LocalTransport(), layout, 40)
     assert "restore.interrupted" in [e["event"] for e in events]
+
+
+def test_an_instant_rollback_whose_drain_job_is_killed_the_next_command_stops_the_colour(
+    bluegreen_env: Env,
+) -> None:
+    """`slipway rollback` switches to the warm colour and returns; a job on the host
+    drains the colour it left. That job is SIGKILLed (with its process group) while a
+    slow request keeps the drain busy, under write load: status says the drain stopped,
+    `slipway recover` stops the colour, nothing fails and nothing is lost."""
+    env = bluegreen_env
+    assert env.deployer().deploy("v1").status == "succeeded"
+    before = env.deployer().read_colors()
+    live, warm = before["live"], before["standby"]
+    assert warm and not warm.get("draining")
+    left_port = env.env.blue_green.color_ports(env.env.ports)[live["color"]].backend
+    slow: dict[str, int] = {}
+
+    def slow_request() -> None:  # in flight on the colour being drained
+        response = httpx.get(f"http://127.0.0.1:{left_port}/api/work?ms=4000", timeout=30)
+        slow["status"] = response.status_code
+
+    layout = env.deployer().layout
+    with Traffic(env.port, writers=2, websockets=0) as traffic:
+        time.sleep(0.5)
+        thread = threading.Thread(target=slow_request)
+        thread.start()
+        time.sleep(0.3)
+        rolled = env.cli("rollback", "testing")
+        assert rolled.returncode == 0, rolled.stderr
+        job = _drain_job_pid(Path(layout.lock_info))
+        os.killpg(job, signal.SIGKILL)
+        shown = env.cli("status", "testing").stdout
+        assert f"draining: {live['color']}" in shown and "its job stopped" in shown, shown
+        result = env.cli("recover", "testing")
+        assert result.returncode == 0, result.stderr
+        assert "left draining by an instant rollback" in result.stdout + result.stderr
+        thread.join()
+        time.sleep(0.5)
+    after = env.deployer().read_colors()
+    assert after["live"]["color"] == warm["color"] and after["standby"] is None
+    assert f"-backend-{live['color']}" not in env.pm2("jlist").stdout
+    assert env.health().json()["release"] == warm["release"]
+    assert slow["status"] == 200  # the drain let it finish
+    writes = traffic.writes
+    assert writes and all(w.status == 201 for w in writes), [w for w in writes if w.status != 201]
+    assert {w.name for w in traffic.acknowledged()} <= rows(env.db)
+
+
+def _drain_job_pid(lock_info: Path) -> int:
+    """The pid of the job that labelled the lock 'drain' (it holds it while draining)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            owner = json.loads(lock_info.read_text())
+            if owner.get("reason") == "drain":
+                return int(owner["holder_pid"])
+        time.sleep(0.01)
+    raise AssertionError("no drain job took the lock within 20 s")
 
 
 def test_forced_lock_release_ends_the_holder_and_only_one_deploy_succeeds(

@@ -24,8 +24,9 @@ def command(ctx: click.Context, environment: str, lock_wait: float, as_json: boo
     served, or the previous release started from its own run spec and gated (a
     release that had already been promoted is finished instead). The record becomes
     `interrupted`, an incident report is written, and the recovery is audited and
-    notified. Any deploy, rollback or restore does the same first, so this command is
-    only needed to recover without deploying.
+    notified. It also stops a colour an instant rollback left draining when the job
+    draining it died. Any deploy, rollback or restore does the same first, so this
+    command is only needed to recover without deploying.
 
     Exits 0 when something healthy serves (or there was nothing to recover), 1 when
     the recovery could not bring a healthy release back, 3 when the lock is held.

@@ -19,11 +19,14 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
-def _colors_line(colors: dict[str, Any]) -> str:
+def _colors_line(colors: dict[str, Any], environment: str, locked: bool) -> str:
+    """The colours; a drain nobody is doing (the lock is free) says how to finish it."""
     live, standby = colors["live"], colors["standby"]
     text = f"live colour: {live['color']} ({live['release']})" if live else "live colour: -"
     if standby and standby.get("draining"):
         text += f"; draining: {standby['color']} ({standby['release']})"
+        if not locked:
+            text += f", its job stopped: `slipway recover {environment}` stops it"
     elif standby:
         text += f"; warm standby: {standby['color']} ({standby['release']}) until"
         text += f" {_when(standby['until'])}"
@@ -79,7 +82,8 @@ def command(ctx: click.Context, environment: str, limit: int, as_json: bool) -> 
         if not as_json:
             click.echo(f"{environment} on {entry['host']}: live release {entry['current'] or '-'}")
             if "colors" in entry:
-                click.echo("  " + _colors_line(entry["colors"]))
+                locked = is_held(deployer.transport, deployer.layout)
+                click.echo("  " + _colors_line(entry["colors"], environment, locked))
             if entry["unfinished"]:
                 click.echo("  " + _unfinished_line(environment, entry["unfinished"]))
             for row in rows:

@@ -37,10 +37,31 @@ def take_lock(d: HostContext, *, ref: str, reason: str, wait: float) -> DeployLo
         # A rehearsal killed half way left a plaintext copy of the database behind.
         d.run(cmd.remove_tree(rehearsal.scratch_dir(d)))
         d.recovered = complete_interrupted(d)
+        finish_drain(d)
     except BaseException:
         lock.release()
         raise
     return lock
+
+
+def finish_drain(d: HostContext) -> None:
+    """An instant rollback leaves the colour it switched away from to a job on the host
+    (``colors.json`` marks it ``draining``). While this command holds the lock that job
+    is not draining: it died (killed, host rebooted) or has not started yet. Either way
+    the colour takes no traffic; stop it now (then the job, if it runs later, finds its
+    token gone and does nothing)."""
+    found = d.read_colors()
+    standby = found["standby"]
+    if not standby or not standby.get("draining"):
+        return
+    d.emit(
+        "lock",
+        "info",
+        detail=f"{standby['color']} ({standby['release']}) was left draining by an instant"
+        " rollback: stopping it now",
+    )
+    d.drain(str(standby["color"]))
+    d.write_colors({**d.read_colors(), "standby": None})
 
 
 def complete_interrupted(d: HostContext) -> Recovery | None:
