@@ -4,7 +4,9 @@ slipway: `Deployer.deploy` of a release whose lock files did not change (the bac
 venv comes from uv's cache; the frontend's node_modules and build are reused when their
 inputs are unchanged), timed per step. Its *overhead* is the total minus install,
 build, app start-up and health wait: what slipway itself costs (lock, upload, links,
-backup, records, symlink, prune).
+backup, records, symlink, prune). Each round deploys v2 (an additive migration,
+rehearsed on a copy first) and then v1 without the rehearsal, so the rehearsal's cost
+shows beside the rest.
 
 plain: what the real CodeFRAME's deploy script did, in one working copy: install
 (uv pip install; npm ci and npm run build with the frontend), `pm2 delete`, `pm2 start`,
@@ -167,21 +169,25 @@ def main() -> int:
         first = Deployer(loaded, "testing", LocalTransport()).deploy("v1")
         first_build = sum(s["seconds"] for s in first.steps if s["step"] in ("install", "build"))
         plain.deploy("v1")
-        totals, overheads, plains = [], [], []
+        totals, overheads, plains, bare = [], [], [], []
         steps: dict[str, list[float]] = {}
-        refs = ["v2", "v1"] * rounds
         for i in range(rounds):
-            ref = refs[i]
-            outcome = Deployer(loaded, "testing", LocalTransport()).deploy(ref)
+            # v1 -> v2 (an additive migration) rehearsed; v2 -> v1 without the rehearsal;
+            # the plain sequence does both too.
+            outcome = Deployer(loaded, "testing", LocalTransport()).deploy("v2")
             per_step = {s["step"]: s["seconds"] for s in outcome.steps}
             for name, seconds in per_step.items():
                 steps.setdefault(name, []).append(seconds)
             outside = outcome.seconds - sum(per_step.values())  # records, prune, lock release
             overheads.append(sum(per_step.get(n, 0) for n in SLIPWAY_OWN) + outside)
             totals.append(outcome.seconds)
-            plains.append(plain.deploy(ref))
+            back = Deployer(loaded, "testing", LocalTransport()).deploy("v1", rehearse=False)
+            bare.append(back.seconds)
+            plains += [plain.deploy("v2"), plain.deploy("v1")]
             print(
-                f"  round {i + 1}: slipway {outcome.seconds:6.2f}s   plain {plains[-1]:6.2f}s",
+                f"  round {i + 1}: slipway {outcome.seconds:6.2f}s"
+                f"  (no rehearsal {back.seconds:6.2f}s)   plain {plains[-2]:6.2f}s"
+                f" {plains[-1]:6.2f}s",
                 flush=True,
             )
     finally:
@@ -209,6 +215,17 @@ def main() -> int:
         f"  plain sequence (install, build, pm2 delete, pm2 start, curl loop): {med(plains):.3f}s"
     )
     print(f"  ratio slipway / plain: {med(totals) / med(plains):.2f}")
+    print(
+        f"  without the migration rehearsal: {med(bare):.3f}s,"
+        f" ratio {med(bare) / med(plains):.2f}"
+    )
+    # The gate waits `interval` between its `passes` rounds by policy; the plain
+    # sequence stops at the first 200.
+    health = loaded.config.health
+    policy = (health.passes - 1) * health.interval_seconds
+    net = (med(bare) - policy) / med(plains)
+    print(f"  the gate's policy wait ({health.passes} passes, {health.interval_seconds:g}s apart):")
+    print(f"    {policy:.3f}s; without it and the rehearsal, ratio {net:.2f}")
     print(f"  first deploy's install + build (the anchor for reuse): {first_build:.3f}s")
     figures = {
         "benchmark": "deploy_time",
@@ -220,6 +237,10 @@ def main() -> int:
         "slipway_overhead_seconds": round(med(overheads), 3),
         "plain_seconds": round(med(plains), 3),
         "ratio_slipway_to_plain": round(med(totals) / med(plains), 3),
+        "slipway_no_rehearsal_seconds": round(med(bare), 3),
+        "ratio_no_rehearsal_to_plain": round(med(bare) / med(plains), 3),
+        "gate_policy_wait_seconds": policy,
+        "ratio_no_rehearsal_net_of_gate_policy": round(net, 3),
         "steps_median_seconds": {k: round(med(v), 3) for k, v in steps.items()},
         "first_install_build_seconds": round(first_build, 3),
     }
