@@ -442,7 +442,9 @@ def test_forced_lock_release_ends_the_holder_and_only_one_deploy_succeeds(
     while not is_held(LocalTransport(), layout):
         assert time.monotonic() < deadline and first.poll() is None
         time.sleep(0.05)
-    time.sleep(0.5)  # the first deploy is under way (upload or install)
+    while journal.read(LocalTransport(), layout) is None:  # the first deploy is under way
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.02)
     forced = restart_env.cli("lock", "testing", "--release", "--force")
     assert forced.returncode == 0, forced.stderr
     assert "released lock of tester" in forced.stdout or "released lock of" in forced.stdout
@@ -454,5 +456,7 @@ def test_forced_lock_release_ends_the_holder_and_only_one_deploy_succeeds(
     assert "Traceback" not in err
     rows_now = records.deployments(LocalTransport(), layout, 5)
     mine = [r for r in rows_now[:2]]
-    assert sorted(r["status"] for r in mine) == ["interrupted", "succeeded"], mine
+    assert sorted(r["status"] for r in mine) == ["interrupted", "succeeded"], [
+        (r["status"], r.get("failed_step"), r.get("error")) for r in mine
+    ]
     assert restart_env.health().status_code == 200
