@@ -99,6 +99,10 @@ class Env:
                 break
         proc.wait(timeout=120)
         assert proc.returncode == -signal.SIGKILL, seen
+        # The lock's holder exits once it sees the deployer gone: a moment later.
+        layout, deadline = self.deployer().layout, time.monotonic() + 10
+        while is_held(LocalTransport(), layout) and time.monotonic() < deadline:
+            time.sleep(0.05)
         return seen
 
     def pm2(self, *args: str) -> subprocess.CompletedProcess[str]:
