@@ -82,7 +82,9 @@ def command(ctx: click.Context, environment: str, limit: int, as_json: bool) -> 
         if not as_json:
             click.echo(f"{environment} on {entry['host']}: live release {entry['current'] or '-'}")
             if "colors" in entry:
-                locked = is_held(deployer.transport, deployer.layout)
+                # Probe the lock only for a drain: a probe makes a deploy wait for it.
+                draining = (entry["colors"]["standby"] or {}).get("draining")
+                locked = bool(draining) and is_held(deployer.transport, deployer.layout)
                 click.echo("  " + _colors_line(entry["colors"], environment, locked))
             if entry["unfinished"]:
                 click.echo("  " + _unfinished_line(environment, entry["unfinished"]))

@@ -61,7 +61,7 @@ def finish_drain(d: HostContext) -> None:
         " rollback: stopping it now",
     )
     d.drain(str(standby["color"]))
-    d.write_colors({**d.read_colors(), "standby": None})
+    d.write_colors({**found, "standby": None})  # we hold the lock: nothing else wrote it
 
 
 def complete_interrupted(d: HostContext) -> Recovery | None:
