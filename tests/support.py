@@ -16,11 +16,24 @@ EXAMPLE_APP = ROOT / "examples" / "codeframe-mini"
 TOOLS_BIN = ROOT / "tools" / "node_modules" / ".bin"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port free now and never handed out before in this process.
+
+    The kernel may give the same ephemeral port to two binds in a row once the first
+    socket is closed, so a test asking for a backend and a frontend port could get one
+    port twice (a config error, seen in CI); remembering what was handed out stops that.
+    """
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise AssertionError("no fresh free port after 100 tries")
 
 
 def wait_http(url: str, deadline: float = 20.0, status: int = 200) -> httpx.Response:
