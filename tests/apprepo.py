@@ -1,7 +1,7 @@
 """A git repository of the example app with one commit per variant, and its config.
 
-Tags ``v1``, ``v2``, ``v3``, ``v2-rebuild`` are good releases; branches ``broken/<variant>`` hold the
-broken builds. The configuration deploys it under a temporary root with free ports, its
+Tags ``v1``, ``v2``, ``v3``, ``v2-rebuild``, ``v2-lock`` are good releases; branches
+``broken/<variant>`` hold the broken builds. The configuration deploys it under a temporary root with free ports, its
 own PM2_HOME (so the test's PM2 daemon is its own) and short health deadlines.
 """
 
@@ -57,6 +57,12 @@ def make_repo(path: Path) -> Path:
     set_variant(path, "v2-rebuild")
     git(path, "commit", "-q", "-am", "v2-rebuild")
     git(path, "tag", "v2-rebuild")
+    # v2 with a different lock file (a comment added): its Python environment differs.
+    git(path, "checkout", "-q", "-b", "lock/changed", "v2")
+    with (path / "requirements.lock").open("a") as lock:
+        lock.write("# lock changed\n")
+    git(path, "commit", "-q", "-am", "v2 with a changed lock")
+    git(path, "tag", "v2-lock")
     for broken in VARIANTS_BROKEN:
         git(path, "checkout", "-q", "-b", f"broken/{broken}", "v1")
         set_variant(path, broken)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from slipway.commands import build, host, pm2
 from slipway.deploy.engine import parse_env_file
 from slipway.deploy.source import check_ref, resolve
+from slipway.deploy.venvs import installs_local_code
 from slipway.errors import UsageError
 from slipway.processes.base import AppSpec
 from slipway.processes.pm2 import ecosystem, parse_jlist
@@ -193,3 +194,22 @@ def test_source_resolves_commits_trees_and_archives(tmp_path: Path, monkeypatch)
     with pytest.raises(UsageError) as info:
         resolve(repo, "main")
     assert info.value.hint == "git is not installed on this machine"
+
+
+@pytest.mark.parametrize(
+    ("text", "local"),
+    [
+        ("fastapi==0.115.0\nuvicorn==0.30.0 \\\n    --hash=sha256:abc\n", False),
+        ("# -e . is not here\nhttpx==0.27.0\n", False),
+        ("-e .\n", True),
+        ("--editable ./backend\n", True),
+        ("./wheels/app-1.0-py3-none-any.whl\n", True),
+        ("app @ file:///srv/app\n", True),
+        ("/abs/path/pkg\n", True),
+    ],
+)
+def test_a_lock_installing_the_release_own_code_gets_its_own_environment(
+    text: str, local: bool
+) -> None:
+    """Such a lock installs code that differs per release: its venv is never shared."""
+    assert installs_local_code(text) is local

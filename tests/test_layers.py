@@ -24,6 +24,7 @@ LAYERS: list[list[str]] = [
     [
         "slipway.deploy.rehearsal",
         "slipway.deploy.steps",
+        "slipway.deploy.venvs",
         "slipway.deploy.hold",
         "slipway.deploy.database",
         "slipway.deploy.incident",

@@ -491,3 +491,74 @@ def test_forced_lock_release_ends_the_holder_and_only_one_deploy_succeeds(
         (r["status"], r.get("failed_step"), r.get("error")) for r in mine
     ]
     assert restart_env.health().status_code == 200
+
+
+def _venvs(env: Env) -> Path:
+    return env.root / "testing" / "shared" / "venvs"
+
+
+def _deploy_killed_while_making_a_venv(env: Env, ref: str) -> Path:
+    """SIGKILL `slipway deploy REF` once a new shared environment's directory exists
+    and before it is marked complete; returns that directory."""
+    before = set(os.listdir(_venvs(env)))
+    exe = str(Path(sys.executable).with_name("slipway"))
+    argv = [exe, "--config", str(env.config_path), "deploy", "testing", "--ref", ref, "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            fresh = set(os.listdir(_venvs(env))) - before
+            if fresh:
+                made = _venvs(env) / fresh.pop()
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=30)
+                return made
+            time.sleep(0.005)
+        raise AssertionError(f"no new shared environment appeared (exit {proc.poll()})")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_releases_share_an_environment_and_one_killed_half_made_is_made_again(
+    restart_env: Env,
+) -> None:
+    """Releases of one lock link one environment; a deploy killed while making a new
+    one (under write load) leaves it unmarked, and the next deploy makes it again; the
+    environment of pruned releases goes with them."""
+    d = restart_env.deployer()
+    current = d.current_release()
+    assert current is not None
+    venv_link = Path(d.layout.release(current)) / ".venv"
+    assert venv_link.is_symlink()
+    shared_before = venv_link.resolve()
+    assert shared_before.parent == _venvs(restart_env)
+    assert (shared_before / ".slipway-complete").exists()
+    assert d.release_meta(current)["venv"] == shared_before.name
+    with Traffic(restart_env.port, writers=2, websockets=0) as traffic:
+        time.sleep(0.3)
+        made = _deploy_killed_while_making_a_venv(restart_env, "v2-lock")
+        assert not (made / ".slipway-complete").exists(), "killed too late: it was complete"
+        assert restart_env.health().json()["release"] == current
+        deployed = restart_env.cli("deploy", "testing", "--ref", "v2-lock", "--json")
+        assert deployed.returncode == 0, deployed.stderr
+        assert '"step": "recover"' in deployed.stdout
+        assert "shared environment" in deployed.stdout and "made" in deployed.stdout
+        time.sleep(0.3)
+    assert (made / ".slipway-complete").exists()
+    new_release = restart_env.deployer().current_release()
+    assert new_release != current
+    assert (Path(d.layout.release(new_release)) / ".venv").resolve() == made
+    assert restart_env.health().json()["release"] == new_release
+    acknowledged = {w.name for w in traffic.acknowledged()}
+    assert acknowledged and acknowledged <= rows(restart_env.db)
+    # Back to v2's lock: its environment is still there and linked, not made again.
+    again = restart_env.cli("deploy", "testing", "--ref", "v2", "--json")
+    assert again.returncode == 0, again.stderr
+    assert f"environment {shared_before.name[:12]} reused" in again.stdout
+    # Once v2-lock's release is pruned (keep_releases = 3), so is its environment.
+    for _ in range(3):
+        assert restart_env.cli("deploy", "testing", "--ref", "v2").returncode == 0
+    assert not made.exists()
+    assert shared_before.exists()
+    assert sorted(os.listdir(_venvs(restart_env))) == [shared_before.name]

@@ -15,7 +15,11 @@ STEPS = [
     ("lock", "take {env}'s lock on each host ({hosts}); finish any interrupted deploy first"),
     ("upload", "git archive of {ref} -> {root}/{env}/releases/<release>/"),
     ("link", "link {env_file} (mode 0600, must hold: {required}); database dir for {database}"),
-    ("install", "backend: uv venv + lock file; frontend: npm ci (reused if the lock is unchanged)"),
+    (
+        "install",
+        "backend: the virtualenv of its lock file (shared by releases of that lock, made"
+        " if new); frontend: npm ci (reused if the lock is unchanged)",
+    ),
     ("build", "frontend build (reused if sources unchanged); the release's run spec saved"),
     (
         "rehearse",

@@ -21,7 +21,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from slipway.commands import host as cmd
-from slipway.deploy import database, hold, incident, recovery, rehearsal, steps, strategies
+from slipway.deploy import (
+    database,
+    hold,
+    incident,
+    recovery,
+    rehearsal,
+    steps,
+    strategies,
+    venvs,
+)
 from slipway.deploy.context import (
     BIND_HOST,
     CRASH_LOOP_RESTARTS,
@@ -310,7 +319,7 @@ class Deployer(HostContext):
         )
         self.end_journal()
         self._remember_schema(release)
-        self.prune(keep={release, previous} | self.strategy.protected(self))
+        self.prune_releases(keep={release, previous} | self.strategy.protected(self))
         note = self.finish_backup(state, keep=False)
         if note:
             self.emit("promote", "info", detail=note)
@@ -330,6 +339,13 @@ class Deployer(HostContext):
                 + ([("Hold", state.hold_result.summary())] if state.hold_result else []),
             )
         )
+
+    def prune_releases(self, keep: set[str | None]) -> list[str]:
+        """Old releases beyond ``keep_releases``, then the shared Python environments no
+        remaining release links to."""
+        doomed = self.prune(keep)
+        venvs.prune(self, self.list_releases())
+        return doomed
 
     def _remember_schema(self, release: str) -> None:
         """The schema this release runs on: a later rollback to it checks it still fits
@@ -381,7 +397,7 @@ class Deployer(HostContext):
                 row, "deploy.failed", step=step, error=cause[-500:], rollback=rollback_note
             )
             self.end_journal()
-            self.prune(keep={row["release"], previous} | self.strategy.protected(self))
+            self.prune_releases(keep={row["release"], previous} | self.strategy.protected(self))
         except SlipwayError as record_error:  # the deploy's own error matters more
             rollback_note += f"; the failure could not be recorded: {record_error}"
         self.notify(

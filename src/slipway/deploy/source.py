@@ -59,6 +59,12 @@ class Source:
         except SlipwayError:
             return None
 
+    def read(self, path: str) -> str | None:
+        """The text of the file ``path`` at this commit (None if absent)."""
+        if self.tree(path) is None:
+            return None
+        return _git(self.repo, "show", f"{self.commit}:{path}")
+
     def archive(self) -> Path:
         fd, name = tempfile.mkstemp(prefix="slipway-", suffix=".tar")
         os.close(fd)

@@ -2,10 +2,11 @@
 
 upload (``git archive`` of the resolved commit into a new release directory), link (the
 env file, mode 0600, must hold every required key; the database directory), install
-(per-release virtualenv; ``npm ci`` or the previous release's ``node_modules`` when the
-lock file is unchanged), build (the frontend, or the previous build when its sources
-and build-time variables are unchanged; the release's run spec is saved), backup (a
-one-step online SQLite backup), and the deployer-side hooks. The strategy's steps
+(the virtualenv shared with earlier releases of the same lock, or made; ``npm ci`` or
+the previous release's ``node_modules`` when the lock file is unchanged), build (the
+frontend, or the previous build when its sources and build-time variables are
+unchanged; the release's run spec is saved), backup (a one-step online SQLite backup),
+and the deployer-side hooks. The strategy's steps
 (start, health, switch, watch, promote) follow them.
 """
 
@@ -19,10 +20,8 @@ import shlex
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from slipway.commands import build as build_cmd
 from slipway.commands import host as cmd
-from slipway.config.model import ProcessKind
-from slipway.deploy import runspec
+from slipway.deploy import runspec, venvs
 from slipway.deploy.context import PUBLIC_BUILD, RELEASE_META
 from slipway.errors import SlipwayError
 
@@ -107,13 +106,11 @@ def content_key(d: HostContext, source: Source, what: str) -> str | None:
 
 
 def install(d: HostContext, source: Source, release: str, previous: str | None) -> None:
+    done = venvs.install(d, source, release)
+    if done:
+        d.emit("install", "info", detail=f"python: {done}")
     for name, process in d.config.processes.items():
         workdir = d.workdir(release, process)
-        if process.kind is ProcessKind.PYTHON:
-            venv = f"{d.layout.release(release)}/.venv"
-            d.run(build_cmd.uv_venv(venv), cwd=workdir)
-            if process.requirements:
-                d.run(build_cmd.uv_install(venv, process.requirements), cwd=workdir)
         if process.install:
             if name == "frontend" and reuse(
                 d, source, release, previous, "node_modules", "node_modules"
