@@ -413,7 +413,7 @@ class HostContext:
                         f"port {port} ({name}) is still in use after stopping the old release",
                         hint="another program holds it; slipway will not start on a busy port",
                     )
-                time.sleep(0.2)
+                time.sleep(0.05)
 
     def log_tail(self, color: str | None = None, lines: int = LOG_TAIL_LINES) -> str:
         """The last ``lines`` of each of ``color``'s processes' error logs (their output

@@ -81,23 +81,37 @@ class Pm2(ProcessManager):
         self.transport = transport
         self.env = dict(env)
 
+    @property
+    def pm2_home(self) -> str | None:
+        return self.env.get("PM2_HOME")
+
     def start(self, apps: Sequence[AppSpec], config_path: str) -> None:
         self.transport.put_text(json.dumps(ecosystem(apps), indent=2), config_path, mode=0o600)
         self.transport.run(cmd.start(config_path), env=self.env, timeout=120)
 
     def stop(self, names: Sequence[str]) -> None:
-        current = self.status(names)
-        for name in names:
-            if current[name].status != "missing":
+        """``pm2 delete`` of each app that exists, asked of the daemon over its RPC
+        socket (the CLI costs a Node start, about 0.3 s, per call); the CLI when the
+        socket cannot be used. Returns once the apps have exited."""
+        present = [n for n, state in self.status(names).items() if state.status != "missing"]
+        if not present:
+            return
+        for name in present:
+            cmd.delete(name)  # the same refusals as the CLI path: never all or an id
+        try:
+            call(self.transport, "pm2_delete", names=present, pm2_home=self.pm2_home, timeout=120)
+            return
+        except SlipwayError:
+            pass
+        for name, state in self.status(present).items():
+            if state.status != "missing":
                 self.transport.run(cmd.delete(name), env=self.env, timeout=120)
 
     def status(self, names: Sequence[str]) -> dict[str, ProcessState]:
         """Asked of the daemon over its RPC socket (a few ms); ``pm2 jlist`` (a Node CLI,
         ~200 ms, and it starts a daemon when none runs) when that is not possible."""
         try:
-            answer = call(
-                self.transport, "pm2_status", names=list(names), pm2_home=self.env.get("PM2_HOME")
-            )
+            answer = call(self.transport, "pm2_status", names=list(names), pm2_home=self.pm2_home)
         except SlipwayError:
             result = self.transport.run(cmd.jlist(), env=self.env, timeout=60)
             return parse_jlist(result.stdout, names)
@@ -110,4 +124,10 @@ class Pm2(ProcessManager):
         return found
 
     def save(self) -> None:
-        self.transport.run(cmd.save(), env=self.env, timeout=60)
+        """What PM2 resurrects at boot (``pm2 save --force``), written by the host agent
+        from the daemon's list (0600: it holds every app's environment); the CLI when
+        the daemon's socket cannot be used."""
+        try:
+            call(self.transport, "pm2_save", pm2_home=self.pm2_home)
+        except SlipwayError:
+            self.transport.run(cmd.save(), env=self.env, timeout=60)

@@ -579,6 +579,16 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _write_private(path: str, data: bytes) -> None:
+    """Replace ``path`` atomically with ``data``, readable by its owner only."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
 def _retire_locked(req: dict[str, Any]) -> dict[str, Any]:
     import subprocess
 
@@ -652,6 +662,59 @@ def _amp_read(sock: socket.socket) -> list[bytes]:
     return [exactly(int.from_bytes(exactly(4), "big")) for _ in range(argc)]
 
 
+def _pm2_home(req: dict[str, Any]) -> str:
+    return str(req.get("pm2_home") or os.path.join(os.path.expanduser("~"), ".pm2"))
+
+
+def _pm2_call(home: str, method: str, args: list[Any], timeout: float = 5.0) -> list[Any]:
+    """One call to the PM2 daemon's RPC socket (what the ``pm2`` CLI does, without
+    starting Node). Returns the reply's arguments (the null error is dropped)."""
+    call = {"type": "call", "method": method, "args": args}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(os.path.join(home, "rpc.sock"))
+        sock.sendall(_amp_frame(b"j:" + json.dumps(call).encode(), b"s:slipway:0"))
+        reply = json.loads(_amp_read(sock)[0][2:])
+    if reply.get("error"):
+        raise RuntimeError(f"PM2 {method}: {reply['error']}")
+    return list(reply.get("args") or [])
+
+
+def op_pm2_delete(req: dict[str, Any]) -> dict[str, Any]:
+    """``pm2 delete NAME`` for each name, over the RPC socket: the daemon stops the app
+    (SIGINT, then SIGKILL after its kill_timeout) and forgets it; the call returns once
+    the app has exited. Names PM2 does not know are skipped."""
+    home = _pm2_home(req)
+    wanted = set(req["names"])
+    listed = _pm2_call(home, "getMonitorData", [{}])[0]
+    ids = [p["pm2_env"]["pm_id"] for p in listed if p.get("name") in wanted]
+    for pm_id in ids:
+        _pm2_call(home, "deleteProcessId", [pm_id], timeout=float(req.get("timeout", 120)))
+    return {"deleted": len(ids)}
+
+
+def op_pm2_save(req: dict[str, Any]) -> dict[str, Any]:
+    """``pm2 save --force`` without Node: the app list PM2 resurrects at boot, written
+    as the CLI writes it (each app's ``pm2_env`` less its id, instance count and restart
+    delay; modules left out; the previous dump kept as ``.bak``). Both files hold every
+    app's environment, secrets included: they are written 0600."""
+    home = _pm2_home(req)
+    listed = _pm2_call(home, "getMonitorData", [{}])[0]
+    apps = []
+    for proc in listed:
+        env = dict(proc.get("pm2_env") or {})
+        for key in ("instances", "pm_id", "prev_restart_delay"):
+            env.pop(key, None)
+        if not env.get("pmx_module"):
+            apps.append(env)
+    dump = os.path.join(home, "dump.pm2")
+    if os.path.exists(dump):
+        with open(dump, "rb") as f:
+            _write_private(dump + ".bak", f.read())
+    _write_private(dump, json.dumps(apps, indent=2).encode())
+    return {"saved": len(apps)}
+
+
 def op_pm2_status(req: dict[str, Any]) -> dict[str, Any]:
     """The state of the named PM2 apps, asked of the PM2 daemon over its RPC socket.
 
@@ -659,18 +722,10 @@ def op_pm2_status(req: dict[str, Any]) -> dict[str, Any]:
     same question in a few ms. Only name, status, restarts, pid and start time leave
     this function: the daemon's answer also holds each app's environment (secrets).
     """
-    home = req.get("pm2_home") or os.path.join(os.path.expanduser("~"), ".pm2")
-    call = {"type": "call", "method": "getMonitorData", "args": [{}]}
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(5)
-        sock.connect(os.path.join(home, "rpc.sock"))
-        sock.sendall(_amp_frame(b"j:" + json.dumps(call).encode(), b"s:slipway:0"))
-        reply = json.loads(_amp_read(sock)[0][2:])
-    if reply.get("error"):
-        raise RuntimeError(f"PM2: {reply['error']}")
+    listed = _pm2_call(_pm2_home(req), "getMonitorData", [{}])[0]
     wanted = set(req["names"])
     found = {}
-    for proc in reply["args"][0]:  # the daemon drops the null error argument
+    for proc in listed:
         env = proc.get("pm2_env") or {}
         if proc.get("name") in wanted:
             found[proc["name"]] = {
@@ -759,6 +814,8 @@ def percentile(ordered: list[float], q: float) -> float | None:
 OPS = {
     "free_port": op_free_port,
     "pm2_status": op_pm2_status,
+    "pm2_delete": op_pm2_delete,
+    "pm2_save": op_pm2_save,
     "disk": op_disk,
     "sqlite_probe": op_sqlite_probe,
     "traffic": op_traffic,
