@@ -115,6 +115,28 @@ def test_port_free(tmp_path: Path):
     assert hs.op_port_free({"port": port}) == {"free": True}
 
 
+def test_a_listener_with_a_full_accept_queue_is_not_free() -> None:
+    """Connections to a listener that never accepts time out once its queue is full;
+    such a port was once reported free and a release started on it."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        port = sock.getsockname()[1]
+        clients = []
+        try:
+            for _ in range(8):  # fill the queue (backlog 1) past what it takes
+                client = socket.socket()
+                client.setblocking(False)
+                client.connect_ex(("127.0.0.1", port))
+                clients.append(client)
+            assert hs.op_port_free({"port": port}) == {"free": False}
+        finally:
+            for client in clients:
+                client.close()
+
+
 def test_records_upsert_audit_append_only_and_query(tmp_path: Path):
     rec = str(tmp_path / ".slipway" / "records.db")
     row = {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -395,10 +396,12 @@ def op_file_sha256(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def op_port_free(req: dict[str, Any]) -> dict[str, Any]:
+    """Free means refused: a listener whose accept queue is full lets a connection time
+    out instead, and that port is anything but free."""
     with socket.socket() as sock:
         sock.settimeout(1.0)
-        busy = sock.connect_ex(("127.0.0.1", int(req["port"]))) == 0
-    return {"free": not busy}
+        code = sock.connect_ex(("127.0.0.1", int(req["port"])))
+    return {"free": code == errno.ECONNREFUSED}
 
 
 def _records(path: str) -> sqlite3.Connection:
