@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apprepo import make_repo, write_config, write_env_file
+from apprepo import git, make_repo, write_config, write_env_file
 from support import TOOLS_BIN, require_binary, stop_pm2
 
 from slipway.config import load_config
@@ -58,9 +58,22 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
+def with_big_release(repo: Path) -> str:
+    """A tag whose release needs 1 MB more than v2's: more than the space the test
+    leaves (releases of one lock share their virtualenv, so v2 alone now fits)."""
+    git(repo, "checkout", "-q", "-b", "big", "v2")
+    (repo / "assets.bin").write_bytes(os.urandom(1 << 20))
+    git(repo, "add", "assets.bin")
+    git(repo, "commit", "-q", "-m", "v2 with 1 MB of assets")
+    git(repo, "tag", "v2-big")
+    git(repo, "checkout", "-q", "main")
+    return "v2-big"
+
+
 def test_full_disk_fails_the_deploy_and_the_site_keeps_serving(tmp_path: Path, small_disk: Path):
     require_binary("pm2", path=str(TOOLS_BIN))
     repo = make_repo(tmp_path / "repo")
+    big = with_big_release(repo)
     root = small_disk / "srv"
     config = write_config(repo, root)
     write_env_file(root, "API_TOKEN=disk-token-1\n")
@@ -85,7 +98,7 @@ def test_full_disk_fails_the_deploy_and_the_site_keeps_serving(tmp_path: Path, s
     assert free < 2 << 20
     try:
         with pytest.raises(DeployFailed) as info:
-            Deployer(loaded, "testing", LocalTransport()).deploy("v2")
+            Deployer(loaded, "testing", LocalTransport()).deploy(big)
     finally:
         filler.unlink()
     assert info.value.step in ("upload", "install")

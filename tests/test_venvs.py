@@ -1,0 +1,132 @@
+"""Shared virtualenvs, fast: a tiny Python app deployed with the real local transport,
+host helper and uv, and the fake process manager (nothing is started). The example
+app's shared environments, killed half-made under load, are in ``test_recovery.py``."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from fakes import FakeProcessManager, answer_gates
+from support import free_port
+
+from slipway.config import load_config
+from slipway.deploy import venvs
+from slipway.deploy.engine import Deployer
+from slipway.deploy.run import StepEvent
+from slipway.deploy.source import resolve
+from slipway.transports.local import LocalTransport
+
+CONFIG = """
+[project]
+name = "tinypy"
+repository = "."
+
+[processes.backend]
+kind = "python"
+start = ["{{python}}", "-c", "pass"]
+port = "backend"
+health_path = "/health"
+{requirements}
+
+[environments.testing]
+hosts = ["local"]
+root = "{root}"
+database = "testing/state.db"
+ports = {{ backend = {backend}, frontend = {frontend} }}
+strategy = "restart"
+health = "none"
+keep_releases = 2
+"""
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+def tiny(tmp_path: Path, requirements: str | None) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    line = ""
+    if requirements is not None:
+        (repo / "requirements.txt").write_text(requirements)
+        line = 'requirements = "requirements.txt"'
+    text = CONFIG.format(
+        requirements=line, root=tmp_path / "srv", backend=free_port(), frontend=free_port()
+    )
+    (repo / "slipway.toml").write_text(text)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "v1")
+    return repo
+
+
+def deployer(repo: Path, events: list[StepEvent]) -> Deployer:
+    return Deployer(
+        load_config(repo / "slipway.toml"),
+        "testing",
+        LocalTransport(),
+        process_manager=FakeProcessManager(),
+        emit=events.append,
+    )
+
+
+def details(events: list[StepEvent]) -> list[str]:
+    return [e.detail for e in events if e.step == "install" and e.detail]
+
+
+def test_releases_without_a_lock_share_one_environment_until_the_python_pin_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer_gates(monkeypatch, True)
+    repo = tiny(tmp_path, requirements=None)
+    events: list[StepEvent] = []
+    first = deployer(repo, events).deploy("main")
+    second = deployer(repo, events).deploy("main")
+    d = deployer(repo, events)
+    link = Path(d.layout.release(second.release)) / ".venv"
+    assert link.resolve() == (Path(d.layout.release(first.release)) / ".venv").resolve()
+    assert (link / "bin" / "python").exists()
+    assert details(events)[0].startswith("python: shared environment")
+    assert "reused" in details(events)[1]
+    before = venvs.venv_key(d, resolve(repo, "main"))
+    (repo / ".python-version").write_text("3\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "pin python")
+    assert venvs.venv_key(d, resolve(repo, "main")) not in (None, before)
+
+
+def test_a_lock_installing_the_release_own_code_gets_an_environment_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer_gates(monkeypatch, True)
+    repo = tiny(tmp_path, requirements="-e .\n")
+    events: list[StepEvent] = []
+    d = deployer(repo, events)
+    assert venvs.venv_key(d, resolve(repo, "main")) is None
+    # Installing `-e .` needs a buildable project; the tiny app has none, so the lock
+    # is emptied for the deploy itself, with the key still saying "not shared".
+    monkeypatch.setattr(venvs, "venv_key", lambda d, source: None)
+    (repo / "requirements.txt").write_text("# nothing to install\n")
+    git(repo, "commit", "-q", "-am", "empty lock")
+    done = d.deploy("main")
+    venv = Path(d.layout.release(done.release)) / ".venv"
+    assert venv.is_dir() and not venv.is_symlink()
+    assert (venv / "bin" / "python").exists()
+    assert details(events) == ["python: own environment (the lock installs the release's code)"]
+    assert not Path(d.layout.shared, venvs.VENVS).exists()
+    assert venvs.prune(d, d.list_releases()) == []  # nothing shared to prune
+
+
+def test_a_lock_missing_from_the_commit_is_never_shared(tmp_path: Path) -> None:
+    repo = tiny(tmp_path, requirements="httpx==0.27.0\n")
+    d = deployer(repo, [])
+    assert venvs.venv_key(d, resolve(repo, "main")) is not None
+    git(repo, "rm", "-q", "requirements.txt")
+    git(repo, "commit", "-q", "-m", "lock gone")
+    assert venvs.venv_key(d, resolve(repo, "main")) is None
