@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from slipway.transports.base import Handle
 
 LOG_LINES = 30  # lines of the backend's output kept for an error report
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.03
 
 # Runs the backend in a session of its own with its output in a log file; when our
 # stdin closes (over SSH as well as locally) the whole session is sent SIGTERM, then
