@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
+from apprepo import git
 from fakes import FakeProcessManager, answer_gates
 from support import free_port
 
@@ -50,14 +50,6 @@ health = "none"
 keep_releases = 2
 backups = {{ enabled = true, keep_last = 5 }}
 """
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        check=True,
-        capture_output=True,
-    )
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ app's shared environments, killed half-made under load, are in ``test_recovery.p
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
+from apprepo import git
 from fakes import FakeProcessManager, answer_gates
 from support import free_port
 
@@ -39,14 +39,6 @@ strategy = "restart"
 health = "none"
 keep_releases = 2
 """
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        check=True,
-        capture_output=True,
-    )
 
 
 def tiny(tmp_path: Path, requirements: str | None) -> Path:
