@@ -200,7 +200,7 @@ class Deployer(HostContext):
             )
             if plan.rehearse:
                 self._run_steps(
-                    [("rehearse", lambda: self._rehearse(row, release, source.commit, plan))],
+                    [("rehearse", lambda: self._rehearse(row, release, source, plan, previous))],
                     state,
                 )
             later: list[Step] = []
@@ -243,11 +243,34 @@ class Deployer(HostContext):
                 hold.check_deadline(self, state)
             self.step_done(name, state)
 
-    def _rehearse(self, row: dict[str, Any], release: str, commit: str, plan: DeployPlan) -> None:
+    def _rehearse(
+        self,
+        row: dict[str, Any],
+        release: str,
+        source: Source,
+        plan: DeployPlan,
+        live: str | None,
+    ) -> None:
         """Run the migrations on a copy and classify them (see
         :mod:`slipway.deploy.rehearsal`); a destructive release not allowed is refused
-        here, before anything live changes."""
-        found = rehearsal.rehearse(self, release, commit, plan.allow_data_loss)
+        here, before anything live changes. Skipped when the backend is the live
+        release's, on the schema it left (a frontend-only or config-only deploy)."""
+        inputs = rehearsal.backend_inputs(self, source)
+        if inputs is not None:
+            self.save_meta(release, backend_inputs=inputs)
+        if not plan.allow_data_loss and rehearsal.unchanged_since(self, inputs, live):
+            skipped = {"class": "unchanged", "tables": [], "skipped": f"backend as in {live}"}
+            row["rehearsal"] = json.dumps(skipped)
+            self.record_event(row, "deploy.rehearsed", **skipped)
+            self.emit(
+                "rehearse",
+                "info",
+                detail=f"the backend is the live release's ({live}: same files, lock,"
+                " configuration and env file) on the schema it left: its migrations"
+                " already ran, nothing to rehearse",
+            )
+            return
+        found = rehearsal.rehearse(self, release, source.commit, plan.allow_data_loss)
         if found is None:
             self.emit("rehearse", "info", detail="no database yet: nothing to rehearse")
             return

@@ -23,6 +23,8 @@ it down too; the next rehearsal clears the scratch directory.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import shlex
 import time
 from dataclasses import dataclass
@@ -32,12 +34,14 @@ import httpx
 
 from slipway.commands import host as cmd
 from slipway.config.model import ProcessKind
+from slipway.deploy import database, venvs
 from slipway.deploy.database import Classification, classify
 from slipway.errors import DataLossRefused, RehearsalFailed
 from slipway.state.host import call
 
 if TYPE_CHECKING:
     from slipway.deploy.context import HostContext
+    from slipway.deploy.source import Source
     from slipway.transports.base import Handle
 
 LOG_LINES = 30  # lines of the backend's output kept for an error report
@@ -114,6 +118,53 @@ def rehearse(
     wanted = {name.lower() for name in allow_data_loss}  # SQLite names ignore case
     allowed = tuple(t.table for t in found.lost() if t.table.lower() in wanted)
     return Rehearsal(found, time.monotonic() - started, allowed)
+
+
+def backend_inputs(d: HostContext, source: Source) -> str | None:
+    """A hash of what decides what the migrating backend does to the database: its
+    files at the commit (other processes' directories left out), its virtualenv's key,
+    its configuration, the env file's values and the database path. None when that
+    cannot be told (no Python process; a lock that installs the release's own code)."""
+    python = [(n, p) for n, p in d.config.processes.items() if p.kind is ProcessKind.PYTHON]
+    env_key = venvs.venv_key(d, source)
+    if not python or env_key is None:
+        return None
+    name, process = python[0]
+    others = [
+        p.workdir
+        for n, p in d.config.processes.items()
+        if n != name and p.workdir not in (".", process.workdir)
+    ]
+
+    def inside(path: str, directory: str) -> bool:
+        return directory == "." or path == directory or path.startswith(directory + "/")
+
+    files = [
+        f"{path}\0{blob}"
+        for path, blob in source.files()
+        if inside(path, process.workdir) and not any(inside(path, o) for o in others)
+    ]
+    parts = [
+        *files,
+        env_key,
+        json.dumps(process.model_dump(mode="json"), sort_keys=True),
+        json.dumps(sorted(d.read_env_file().items())),
+        d.env.database,
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def unchanged_since(d: HostContext, inputs: str | None, live: str | None) -> bool:
+    """Is the backend to deploy the live release's, on the schema that release left?
+    Then its migrations already ran on this database: there is nothing to rehearse. The
+    schema check catches a database restored to an older state since (the same code
+    would migrate it again)."""
+    if inputs is None or live is None:
+        return False
+    meta = d.release_meta(live)
+    if meta.get("backend_inputs") != inputs or "schema" not in meta:
+        return False
+    return bool(database.live_schema(d) == meta["schema"])
 
 
 def refuse_data_loss(found: Rehearsal) -> None:

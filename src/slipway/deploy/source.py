@@ -65,6 +65,15 @@ class Source:
             return None
         return _git(self.repo, "show", f"{self.commit}:{path}")
 
+    def files(self) -> list[tuple[str, str]]:
+        """Every file at this commit as (path, git object id)."""
+        listing = _git(self.repo, "ls-tree", "-r", "--full-tree", self.commit)
+        found = []
+        for line in listing.splitlines():
+            meta, path = line.split("\t", 1)
+            found.append((path, meta.split()[2]))
+        return found
+
     def archive(self) -> Path:
         fd, name = tempfile.mkstemp(prefix="slipway-", suffix=".tar")
         os.close(fd)
