@@ -12,7 +12,9 @@ warm. Under a steady load on the public ports, traffic is then switched back and
   public port polled every 2 ms with a bare request until it answers as the new colour:
   the fastest a client could see the switch, with no check at all.
 
-The ratio slipway/anchor is the cost of confirming. Full: 30 rounds per router;
+The ratio slipway/anchor is the cost of confirming. For nginx the anchor is the first
+answer from a new worker, before the old workers stop accepting (about 100 ms later):
+a switch is only complete then. Full: 30 rounds per router;
 --quick: 10 (under a minute with the deploys). The last line is one JSON object.
 
     .venv/bin/python benchmarks/switch.py [--quick]

@@ -115,6 +115,13 @@ def test_port_free(tmp_path: Path):
     assert hs.op_port_free({"port": port}) == {"free": True}
 
 
+def test_nginx_workers_of_a_missing_master_are_none(tmp_path: Path) -> None:
+    assert hs.op_nginx_workers({"pid_file": str(tmp_path / "nginx.pid")}) == {
+        "master": None,
+        "serving": [],
+    }
+
+
 def test_a_listener_with_a_full_accept_queue_is_not_free() -> None:
     """Connections to a listener that never accepts time out once its queue is full;
     such a port was once reported free and a release started on it."""

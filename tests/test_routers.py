@@ -28,6 +28,7 @@ from slipway.routers import Router, RouterSetup, Target, make_router
 from slipway.routers import nginx as nginx_mod
 from slipway.routers import traefik as traefik_mod
 from slipway.routers.base import COLOR_HEADER
+from slipway.state.host import call
 from slipway.transports.local import LocalTransport
 from tests.support import TOOLS_BIN, free_port, require_binary, stop_pm2
 
@@ -217,3 +218,27 @@ def test_nginx_routes_are_exact_and_colour_names_checked() -> None:
     ]
     with pytest.raises(RouterError, match="invalid colour"):
         nginx_mod.routes_config(Target('blue"; evil', {"backend": 1}))
+
+
+def test_a_confirmed_switch_leaves_no_old_worker_taking_connections(
+    router: Router, colors: dict[str, Backend]
+) -> None:
+    """Confirmed means every new connection reaches the new colour: Traefik swaps its
+    table at once; nginx's old workers keep accepting for about 100 ms after a reload,
+    so its switch waits until none of them does (not for a lucky streak of probes)."""
+    router.ensure_running(target(colors["blue"]))
+    for color in ("green", "blue", "green"):
+        router.switch(target(colors[color]))
+        answers = [
+            httpx.get(
+                f"http://127.0.0.1:{router.setup.public['backend']}/",
+                headers={"Connection": "close"},
+                timeout=5,
+            ).text
+            for _ in range(30)
+        ]
+        assert set(answers) == {f"{color}\n"}
+    if isinstance(router, nginx_mod.Nginx):
+        pid_file = f"{router.setup.directory}/nginx.pid"
+        serving = call(LocalTransport(), "nginx_workers", pid_file=pid_file)["serving"]
+        assert serving and not set(serving) & (router._reloaded_from or set())

@@ -3,7 +3,8 @@
 slipway runs its own nginx master per environment (under PM2, with its own prefix, so
 the system's nginx is never touched). The upstreams and the colour marker live in one
 include file: a switch writes a candidate, checks it with ``nginx -t`` against a copy of
-the main configuration, renames it into place and reloads.
+the main configuration, renames it into place and reloads; the switch is confirmed
+once none of the workers that served before the reload still takes connections.
 
 The cost (docs/architecture.md, "Switching traffic"): a reload makes the old workers
 close their idle keep-alive connections, so a keep-alive client that sends on such a
@@ -18,8 +19,9 @@ from __future__ import annotations
 
 import re
 
-from slipway.errors import RouterError
+from slipway.errors import RouterError, SlipwayError
 from slipway.routers.base import COLOR_HEADER, Router, Target
+from slipway.state.host import call
 
 _COLOR_RE = re.compile(r"^[a-z]+$")
 
@@ -86,6 +88,11 @@ def routes_config(target: Target) -> str:
 class Nginx(Router):
     kind = "nginx"
     routes_name = "routes.conf"
+    # A switch is confirmed from nginx's own workers (see backend_confirms), so one
+    # look is enough, as with Traefik's API.
+    confirmations = 1
+    confirm_poll = 0.01
+    _reloaded_from: set[int] | None = None  # the workers serving before the last reload
 
     def _flags(self, conf: str) -> list[str]:
         d = self.setup.directory
@@ -129,8 +136,27 @@ class Nginx(Router):
 
     def apply(self, text: str) -> None:
         self.transport.put_text(text, self.routes_path, mode=0o600)
+        self._reloaded_from = None
         if self.running():
+            before = self._serving_workers()
             conf = f"{self.setup.directory}/nginx.conf"
             self.transport.run(
                 [self.setup.binary, *self._flags(conf), "-s", "reload"], env=self.setup.env
             )
+            self._reloaded_from = before
+
+    def _serving_workers(self) -> set[int]:
+        answer = call(self.transport, "nginx_workers", pid_file=f"{self.setup.directory}/nginx.pid")
+        return set(answer["serving"])
+
+    def backend_confirms(self, target: Target) -> bool:
+        """The reload is over: new workers take connections and none of the workers
+        that served before it still does (an old worker's answer would be the old
+        colour). Then one probe per public port confirms the switch."""
+        if self._reloaded_from is None:
+            return True
+        try:
+            serving = self._serving_workers()
+        except SlipwayError:
+            return False  # unknown: unconfirmed, and the switch times out and puts back
+        return bool(serving) and not serving & self._reloaded_from

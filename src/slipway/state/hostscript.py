@@ -395,6 +395,34 @@ def op_file_sha256(req: dict[str, Any]) -> dict[str, Any]:
         return {"sha256": None}
 
 
+def op_nginx_workers(req: dict[str, Any]) -> dict[str, Any]:
+    """The worker processes of the nginx master in ``pid_file`` that still take new
+    connections. A worker told to stop by a reload closes its listeners and renames
+    itself "worker process is shutting down" (then finishes what it holds); nginx's
+    master tells the old workers only about 100 ms after the new ones start."""
+    try:
+        with open(req["pid_file"]) as f:
+            master = int(f.read().strip())
+    except (OSError, ValueError):
+        return {"master": None, "serving": []}
+    serving = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            if parent != master:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                title = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if "worker process" in title and "shutting down" not in title:
+            serving.append(int(entry))
+    return {"master": master, "serving": sorted(serving)}
+
+
 def op_port_free(req: dict[str, Any]) -> dict[str, Any]:
     """Free means refused: a listener whose accept queue is full lets a connection time
     out instead, and that port is anything but free."""
@@ -817,6 +845,7 @@ def percentile(ordered: list[float], q: float) -> float | None:
 OPS = {
     "free_port": op_free_port,
     "pm2_status": op_pm2_status,
+    "nginx_workers": op_nginx_workers,
     "pm2_delete": op_pm2_delete,
     "pm2_save": op_pm2_save,
     "disk": op_disk,
