@@ -69,47 +69,67 @@ def test_a_redeploy_of_the_live_backend_skips_the_rehearsal_unless_the_schema_mo
         stop_pm2(root / "pm2")
 
 
-def test_only_the_backend_files_count(tmp_path: Path) -> None:
-    """A change in the frontend's directory keeps the backend's inputs; a change in the
-    backend's does not."""
-    repo = tmp_path / "repo"
-    (repo / "api").mkdir(parents=True)
-    (repo / "web").mkdir()
-    (repo / "api" / "main.py").write_text("print('api')\n")
-    (repo / "web" / "page.js").write_text("// v1\n")
-    (repo / "slipway.toml").write_text(f"""
+TWO_PROCESSES = """
 [project]
 name = "two"
 repository = "."
 
 [processes.backend]
 kind = "python"
-workdir = "api"
+workdir = "{backend}"
 start = ["{{python}}", "main.py"]
 port = "backend"
 
 [processes.frontend]
 kind = "node"
-workdir = "web"
+workdir = "{frontend}"
 start = ["node", "page.js"]
 port = "frontend"
 
 [environments.testing]
 hosts = ["local"]
-root = "{tmp_path / 'srv'}"
+root = "{root}"
 database = "testing/state.db"
 ports = {{ backend = 1, frontend = 2 }}
-""")
+"""
+
+
+def two_process_repo(tmp_path: Path, backend: str, frontend: str) -> tuple[Deployer, Path]:
+    repo = tmp_path / "repo"
+    for path in (f"{backend}/main.py", f"{frontend}/page.js", "migrations/001.sql"):
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(f"-- {path} v1\n")
+    text = TWO_PROCESSES.format(backend=backend, frontend=frontend, root=tmp_path / "srv")
+    (repo / "slipway.toml").write_text(text)
     write_env_file(tmp_path / "srv", "A=1\n")
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "one")
-    d = Deployer(load_config(repo / "slipway.toml"), "testing", LocalTransport())
+    return Deployer(load_config(repo / "slipway.toml"), "testing", LocalTransport()), repo
+
+
+def inputs_after(d: Deployer, repo: Path, path: str) -> str | None:
+    (repo / path).write_text(f"-- {path} changed\n")
+    git(repo, "commit", "-q", "-am", f"change {path}")
+    return rehearsal.backend_inputs(d, resolve(repo, "main"))
+
+
+@pytest.mark.parametrize(
+    ("backend", "frontend", "changed", "same"),
+    [
+        ("api", "web", "web/page.js", True),  # side by side: the frontend's own files
+        ("api", "web", "api/main.py", False),
+        ("api", "web", "migrations/001.sql", False),  # outside both: counts
+        ("app/api", "app", "app/api/main.py", False),  # nested in the frontend's
+        ("app/api", "app", "app/page.js", False),  # the frontend's dir holds the backend's
+    ],
+)
+def test_what_counts_as_the_backend(
+    tmp_path: Path, backend: str, frontend: str, changed: str, same: bool
+) -> None:
+    """Only a non-Python process's own directory is left out, and only when it does
+    not hold the backend's: a change anywhere else is a new backend, rehearsed."""
+    d, repo = two_process_repo(tmp_path, backend, frontend)
     first = rehearsal.backend_inputs(d, resolve(repo, "main"))
     assert first is not None
-    (repo / "web" / "page.js").write_text("// v2\n")
-    git(repo, "commit", "-q", "-am", "frontend only")
-    assert rehearsal.backend_inputs(d, resolve(repo, "main")) == first
-    (repo / "api" / "main.py").write_text("print('api v2')\n")
-    git(repo, "commit", "-q", "-am", "backend")
-    assert rehearsal.backend_inputs(d, resolve(repo, "main")) != first
+    assert (inputs_after(d, repo, changed) == first) is same

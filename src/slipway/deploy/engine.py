@@ -255,10 +255,7 @@ class Deployer(HostContext):
         :mod:`slipway.deploy.rehearsal`); a destructive release not allowed is refused
         here, before anything live changes. Skipped when the backend is the live
         release's, on the schema it left (a frontend-only or config-only deploy)."""
-        inputs = rehearsal.backend_inputs(self, source)
-        if inputs is not None:
-            self.save_meta(release, backend_inputs=inputs)
-        if not plan.allow_data_loss and rehearsal.unchanged_since(self, inputs, live):
+        if not plan.allow_data_loss and self._backend_unchanged(release, source, live):
             skipped = {"class": "unchanged", "tables": [], "skipped": f"backend as in {live}"}
             row["rehearsal"] = json.dumps(skipped)
             self.record_event(row, "deploy.rehearsed", **skipped)
@@ -287,6 +284,18 @@ class Deployer(HostContext):
                 "info",
                 detail="the schema changes: requests are held from the backup to the switch",
             )
+
+    def _backend_unchanged(self, release: str, source: Source, live: str | None) -> bool:
+        """The backend is the live release's on the schema it left (its inputs' hash is
+        saved for the next deploy). A shortcut: any error means "rehearse"."""
+        try:
+            inputs = rehearsal.backend_inputs(self, source)
+            if inputs is not None:
+                self.save_meta(release, backend_inputs=inputs)
+            return rehearsal.unchanged_since(self, inputs, live)
+        except SlipwayError as exc:
+            self.emit("rehearse", "info", detail=f"rehearsing (the skip check failed: {exc})")
+            return False
 
     def _allow_data_loss(self, row: dict[str, Any], found: rehearsal.Rehearsal) -> None:
         """The deployer accepted the loss: audited, written up, and the deploy holds."""

@@ -121,28 +121,31 @@ def rehearse(
 
 
 def backend_inputs(d: HostContext, source: Source) -> str | None:
-    """A hash of what decides what the migrating backend does to the database: its
-    files at the commit (other processes' directories left out), its virtualenv's key,
-    its configuration, the env file's values and the database path. None when that
-    cannot be told (no Python process; a lock that installs the release's own code)."""
+    """A hash of what decides what the migrating backend does to the database: every
+    file at the commit except those inside a non-Python process's own directory (a
+    frontend's), its virtualenv's key, its configuration, the env file's values and
+    the database path. Files outside the backend's directory count (a root-level
+    migrations folder, a shared package), and so does a directory holding the
+    backend's. None when it cannot be told (no Python process; a lock that installs
+    the release's own code)."""
     python = [(n, p) for n, p in d.config.processes.items() if p.kind is ProcessKind.PYTHON]
     env_key = venvs.venv_key(d, source)
     if not python or env_key is None:
         return None
-    name, process = python[0]
-    others = [
-        p.workdir
-        for n, p in d.config.processes.items()
-        if n != name and p.workdir not in (".", process.workdir)
-    ]
+    process = python[0][1]
 
     def inside(path: str, directory: str) -> bool:
         return directory == "." or path == directory or path.startswith(directory + "/")
 
+    others = [
+        p.workdir
+        for p in d.config.processes.values()
+        if p.kind is not ProcessKind.PYTHON and not inside(process.workdir, p.workdir)
+    ]
     files = [
         f"{path}\0{blob}"
         for path, blob in source.files()
-        if inside(path, process.workdir) and not any(inside(path, o) for o in others)
+        if not any(inside(path, other) for other in others)
     ]
     parts = [
         *files,
