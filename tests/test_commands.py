@@ -206,6 +206,8 @@ def test_source_resolves_commits_trees_and_archives(tmp_path: Path, monkeypatch)
         ("./wheels/app-1.0-py3-none-any.whl\n", True),
         ("app @ file:///srv/app\n", True),
         ("/abs/path/pkg\n", True),
+        ("-r base.txt\nhttpx==0.27.0\n", True),  # base.txt's changes would not show
+        ("--constraint constraints.txt\n", True),
     ],
 )
 def test_a_lock_installing_the_release_own_code_gets_its_own_environment(

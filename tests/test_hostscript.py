@@ -111,8 +111,8 @@ def test_port_free(tmp_path: Path):
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        assert hs.op_port_free({"port": port}) == {"free": False}
-    assert hs.op_port_free({"port": port}) == {"free": True}
+        assert hs.op_port_free({"port": port}) == {"free": False, "accepting": True}
+    assert hs.op_port_free({"port": port}) == {"free": True, "accepting": False}
 
 
 def test_nginx_workers_of_a_missing_master_are_none(tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_a_listener_with_a_full_accept_queue_is_not_free() -> None:
                 client.setblocking(False)
                 client.connect_ex(("127.0.0.1", port))
                 clients.append(client)
-            assert hs.op_port_free({"port": port}) == {"free": False}
+            assert hs.op_port_free({"port": port}) == {"free": False, "accepting": False}
         finally:
             for client in clients:
                 client.close()
@@ -178,7 +178,7 @@ def test_main_speaks_json_and_reports_errors(tmp_path: Path, monkeypatch, capsys
     monkeypatch.setattr("sys.argv", ["-c"])  # python3 -c SCRIPT, the request on stdin
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"op": "port_free", "port": 1})))
     hs.main()
-    assert json.loads(capsys.readouterr().out) == {"free": True}
+    assert json.loads(capsys.readouterr().out) == {"free": True, "accepting": False}
     monkeypatch.setattr(
         "sys.stdin", io.StringIO(json.dumps({"op": "restore", "db": "/x", "src": "/nope"}))
     )

@@ -62,6 +62,8 @@ def test_save_writes_what_pm2_resurrects_and_only_its_owner_reads(
     assert sorted(a["name"] for a in ours) == ["app-a", "app-b"]
     assert [sorted(a) for a in ours] == [sorted(a) for a in theirs]
     assert all("pm_id" not in a and "instances" not in a for a in ours)
+    assert all(a["env"]["API_TOKEN"] == SECRET for a in ours)  # why it is 0600
+    assert [a["pm_exec_path"] for a in ours] == [a["pm_exec_path"] for a in theirs]
     cli(pm2_home, "kill")
     resurrected = cli(pm2_home, "resurrect")
     assert resurrected.returncode == 0, resurrected.stderr
@@ -98,5 +100,6 @@ def test_when_the_agent_cannot_ask_the_daemon_the_cli_does_it(
     monkeypatch.setattr(pm2_module, "call", unreachable)
     pm.save()
     assert [a["name"] for a in json.loads((pm2_home / "dump.pm2").read_text())] == ["app-a"]
+    assert oct((pm2_home / "dump.pm2").stat().st_mode & 0o777) == "0o600"
     pm.stop(["app-a"])
     assert json.loads(cli(pm2_home, "jlist").stdout) == []

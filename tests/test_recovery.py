@@ -79,9 +79,10 @@ class Env:
         )
 
     def deploy_killed_at(
-        self, ref: str, step: str, status: str, *extra: str
+        self, ref: str, step: str, status: str, *extra: str, detail: str = ""
     ) -> list[dict[str, object]]:
-        """Run `slipway deploy --json` and SIGKILL it when the event (step, status) comes."""
+        """Run `slipway deploy --json` and SIGKILL it when the event (step, status) comes
+        (with ``detail`` in its detail, when given)."""
         exe = str(Path(sys.executable).with_name("slipway"))
         argv = [exe, "--config", str(self.config_path), "deploy", "testing", "--ref", ref]
         proc = subprocess.Popen(
@@ -94,7 +95,11 @@ class Env:
         for line in proc.stdout:
             event = json.loads(line)
             seen.append(event)
-            if event.get("step") == step and event.get("status") == status:
+            if (
+                event.get("step") == step
+                and event.get("status") == status
+                and detail in str(event.get("detail") or "")
+            ):
                 proc.send_signal(signal.SIGKILL)
                 break
         proc.wait(timeout=120)
@@ -326,7 +331,8 @@ def test_killed_during_the_rehearsal_nothing_live_changed_and_no_copy_runs(
     live = env.deployer().read_colors()["live"]
     with Traffic(env.port, writers=2, websockets=0) as traffic:
         time.sleep(0.3)
-        events = env.deploy_killed_at("v2", "rehearse", "info")
+        # v2-lock: v2 with another lock, so not the live backend (that is not rehearsed).
+        events = env.deploy_killed_at("v2-lock", "rehearse", "info", detail="migrating a copy")
         port = int(events[-1]["detail"].rsplit(" ", 1)[-1])
         # The copy's backend goes down with its supervisor (SIGTERM, SIGKILL 5 s later).
         deadline = time.monotonic() + 10

@@ -22,7 +22,7 @@ from websockets.sync.client import connect as ws_connect
 from websockets.sync.server import Server, ServerConnection, serve
 
 from slipway.config.model import RouterKind
-from slipway.errors import RouterError
+from slipway.errors import RouterError, SlipwayError
 from slipway.processes.pm2 import Pm2
 from slipway.routers import Router, RouterSetup, Target, make_router
 from slipway.routers import nginx as nginx_mod
@@ -221,7 +221,7 @@ def test_nginx_routes_are_exact_and_colour_names_checked() -> None:
 
 
 def test_a_confirmed_switch_leaves_no_old_worker_taking_connections(
-    router: Router, colors: dict[str, Backend]
+    router: Router, colors: dict[str, Backend], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Confirmed means every new connection reaches the new colour: Traefik swaps its
     table at once; nginx's old workers keep accepting for about 100 ms after a reload,
@@ -242,3 +242,12 @@ def test_a_confirmed_switch_leaves_no_old_worker_taking_connections(
         pid_file = f"{router.setup.directory}/nginx.pid"
         serving = call(LocalTransport(), "nginx_workers", pid_file=pid_file)["serving"]
         assert serving and not set(serving) & (router._reloaded_from or set())
+
+        # Workers that cannot be read: three probes in a row, 50 ms apart, as before.
+        def unreadable(*args: object, **kwargs: object) -> None:
+            raise SlipwayError("nginx_workers: /proc not readable")
+
+        monkeypatch.setattr(nginx_mod, "call", unreadable)
+        assert router.switch(target(colors["blue"])).color == "blue"
+        assert (router.confirmations, router.confirm_poll) == (3, 0.05)
+        assert public_get(router).text == "blue\n"

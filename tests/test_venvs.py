@@ -122,3 +122,35 @@ def test_a_lock_missing_from_the_commit_is_never_shared(tmp_path: Path) -> None:
     git(repo, "rm", "-q", "requirements.txt")
     git(repo, "commit", "-q", "-m", "lock gone")
     assert venvs.venv_key(d, resolve(repo, "main")) is None
+
+
+def test_a_broken_shared_environment_in_use_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Incomplete (here: its marker gone) yet linked by a kept release: the next
+    release gets its own environment and the shared one is not removed."""
+    answer_gates(monkeypatch, True)
+    repo = tiny(tmp_path, requirements=None)
+    events: list[StepEvent] = []
+    first = deployer(repo, events).deploy("main")
+    d = deployer(repo, events)
+    shared = (Path(d.layout.release(first.release)) / ".venv").resolve()
+    (shared / venvs.COMPLETE).unlink()
+    second = deployer(repo, events).deploy("main")
+    own = Path(d.layout.release(second.release)) / ".venv"
+    assert own.is_dir() and not own.is_symlink()
+    assert "is broken and in use" in details(events)[-1]
+    assert (shared / "bin" / "python").exists()
+
+
+def test_a_python_process_with_its_own_install_command_is_never_shared(
+    tmp_path: Path,
+) -> None:
+    """`uv sync` or `pip install -e .` in its own install step would write into an
+    environment other releases run from."""
+    repo = tiny(tmp_path, requirements="httpx==0.27.0\n")
+    text = (repo / "slipway.toml").read_text()
+    text = text.replace('health_path = "/health"', 'health_path = "/health"\ninstall = ["true"]')
+    (repo / "slipway.toml").write_text(text)
+    git(repo, "commit", "-q", "-am", "own install step")
+    assert venvs.venv_key(deployer(repo, []), resolve(repo, "main")) is None

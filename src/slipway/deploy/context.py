@@ -290,7 +290,10 @@ class HostContext:
     def save_meta(self, release: str, **values: Any) -> None:
         meta = self.release_meta(release)
         meta.update(values)
-        self.transport.put_text(json.dumps(meta), f"{self.layout.release(release)}/{RELEASE_META}")
+        # 0600: its hashes cover the env file's values (offline-guessable if short).
+        self.transport.put_text(
+            json.dumps(meta), f"{self.layout.release(release)}/{RELEASE_META}", mode=0o600
+        )
 
     def build_env(self, process: ProcessConfig) -> dict[str, str]:
         """Build-time variables (Next.js inlines ``NEXT_PUBLIC_*``). They name the
@@ -531,7 +534,7 @@ class HostContext:
         """Does every process's port (or the colour's) accept connections on the host?
         Asked of the host agent: over SSH a local tunnel accepts whatever is behind it."""
         ports = {self.port(process.port, color) for process in self.config.processes.values()}
-        return not any(call(self.transport, "port_free", port=port)["free"] for port in ports)
+        return all(call(self.transport, "port_free", port=port)["accepting"] for port in ports)
 
     def _gate_abort(self, color: str | None) -> str | None:
         self.check_lock()  # a forced release ends a deploy waiting in its gate, too

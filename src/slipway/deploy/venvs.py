@@ -12,8 +12,10 @@ holds absolute paths (script shebangs, ``activate``), so it cannot be renamed. A
 marker file written last says it is complete; one without it (a deploy killed while
 installing) is removed and made again. Nothing installs into a shared environment once
 it is complete, so releases stay immutable. A lock naming a local path (``-e .``,
-``file:``) installs the release's own code, which differs per release: those releases
-keep their own environment, as before.
+``file:``) installs the release's own code, which differs per release, and one that
+pulls in other files (``-r``, ``-c``) changes without its own hash changing; a python
+process with its own ``install`` or ``build`` command would install into the shared
+environment: those releases keep their own environment, as before.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING
 from slipway.commands import build as build_cmd
 from slipway.commands import host as cmd
 from slipway.config.model import ProcessConfig, ProcessKind
+from slipway.state.host import read_link
 
 if TYPE_CHECKING:
     from slipway.deploy.context import HostContext
@@ -38,10 +41,13 @@ def python_processes(d: HostContext) -> list[ProcessConfig]:
 
 
 def installs_local_code(text: str) -> bool:
-    """Does a requirements file install from a path (the release's own code)?"""
+    """Does a requirements file install from a path (the release's own code), or pull
+    in another file (``-r``/``-c``) whose changes its own hash would not show?"""
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
         if line.startswith(("-e", "--editable", ".", "/", "file:")) or "file:" in line:
+            return True
+        if line.startswith(("-r", "-c", "--requirement", "--constraint")):
             return True
     return False
 
@@ -49,6 +55,8 @@ def installs_local_code(text: str) -> bool:
 def venv_key(d: HostContext, source: Source) -> str | None:
     """What decides the environment's contents, hashed; None when it must not be shared."""
     parts: list[str] = []
+    if any(p.install or p.build for p in python_processes(d)):
+        return None  # its own commands would install into an environment others use
     for process in python_processes(d):
         pin = ".python-version" if process.workdir == "." else f"{process.workdir}/.python-version"
         parts.append(f"{process.workdir}\0{pin}\0{source.tree(pin)}")
@@ -107,10 +115,15 @@ def install(d: HostContext, source: Source, release: str) -> str:
         return "own environment (the lock installs the release's code)"
     path = shared_path(d, key)
     reused = is_complete(d, path)
+    if not reused and key in linked(d, d.list_releases()):
+        # Incomplete yet linked (its base Python went away): never remove what a
+        # kept release runs from; this release gets its own.
+        make_at(d, release, venv)
+        return f"own environment (shared environment {key[:12]} is broken and in use)"
     if not reused:
         create(d, release, path)
+    d.save_meta(release, venv=key)  # before the link: prune trusts either
     d.run(["ln", "-sfn", "--", path, venv])
-    d.save_meta(release, venv=key)
     return (
         f"lock unchanged, shared environment {key[:12]} reused"
         if reused
@@ -118,13 +131,31 @@ def install(d: HostContext, source: Source, release: str) -> str:
     )
 
 
+def linked(d: HostContext, releases: list[str]) -> set[str]:
+    """The shared environments ``releases`` use: named in their metadata or pointed at
+    by their ``.venv`` symlink (either is enough to keep one)."""
+    found: set[str] = set()
+    prefix = f"{d.layout.shared}/{VENVS}/"
+    for release in releases:
+        key = d.release_meta(release).get("venv")
+        if isinstance(key, str):
+            found.add(key)
+        target = read_link(d.transport, f"{d.layout.release(release)}/.venv")
+        if target and target.startswith(prefix):
+            found.add(target.removeprefix(prefix).split("/", 1)[0])
+    return found
+
+
 def prune(d: HostContext, kept: list[str]) -> list[str]:
-    """Remove shared environments no kept release links to."""
-    wanted = {d.release_meta(r).get("venv") for r in kept}
+    """Remove shared environments no kept release links to. The completion marker
+    goes first, so one removed halfway (a kill, a reboot) is never taken as whole."""
+    wanted = linked(d, kept)
     listing = d.transport.run(["ls", "-1", "--", f"{d.layout.shared}/{VENVS}"], check=False)
     if not listing.ok:
         return []
     doomed = [name for name in listing.stdout.split() if name and name not in wanted]
     for name in doomed:
-        d.run(cmd.remove_tree(f"{d.layout.shared}/{VENVS}/{name}"))
+        path = f"{d.layout.shared}/{VENVS}/{name}"
+        d.run(["rm", "-f", "--", f"{path}/{COMPLETE}"])
+        d.run(cmd.remove_tree(path))
     return doomed

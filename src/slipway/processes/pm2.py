@@ -131,3 +131,7 @@ class Pm2(ProcessManager):
             call(self.transport, "pm2_save", pm2_home=self.pm2_home)
         except SlipwayError:
             self.transport.run(cmd.save(), env=self.env, timeout=60)
+            if self.pm2_home:  # the CLI writes them with the default mode
+                for name in ("dump.pm2", "dump.pm2.bak"):
+                    path = f"{self.pm2_home}/{name}"
+                    self.transport.run(["chmod", "600", "--", path], check=False)

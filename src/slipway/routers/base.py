@@ -104,6 +104,11 @@ class Router(ABC):
 
     def backend_confirms(self, target: Target) -> bool:
         """The router's own view agrees with ``target`` (where it has an API)."""
+        return self.settled()
+
+    def settled(self) -> bool:
+        """The last applied routes are fully in force (no part of the router still runs
+        the previous ones); routers that swap their table at once are always settled."""
         return True
 
     # --- shared behaviour ------------------------------------------------------------
@@ -237,7 +242,8 @@ class Router(ABC):
     def _wait_color(self, color: str) -> bool:
         """Every public port answers as ``color`` (a put-back's confirmation)."""
         return self._in_a_row(
-            lambda: all(self.probe(p) == color for p in self.setup.public), CONFIRMATIONS
+            lambda: self.settled() and all(self.probe(p) == color for p in self.setup.public),
+            CONFIRMATIONS,
         )
 
     def _in_a_row(self, check: Callable[[], bool], needed: int) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 
 from slipway.errors import RouterError, SlipwayError
-from slipway.routers.base import COLOR_HEADER, Router, Target
+from slipway.routers.base import COLOR_HEADER, CONFIRMATIONS, Router, Target
 from slipway.state.host import call
 
 _COLOR_RE = re.compile(r"^[a-z]+$")
@@ -135,25 +135,38 @@ class Nginx(Router):
             raise RouterError(f"nginx rejected the new routes: {result.tail(5)}")
 
     def apply(self, text: str) -> None:
+        before = self._workers_before_reload()  # before anything changes: it may fail
         self.transport.put_text(text, self.routes_path, mode=0o600)
         self._reloaded_from = None
-        if self.running():
-            before = self._serving_workers()
+        if before is not None:
             conf = f"{self.setup.directory}/nginx.conf"
             self.transport.run(
                 [self.setup.binary, *self._flags(conf), "-s", "reload"], env=self.setup.env
             )
             self._reloaded_from = before
 
+    def _workers_before_reload(self) -> set[int] | None:
+        """The workers taking connections now (None when nginx is not running). When
+        they cannot be read, the switch falls back to three probes in a row."""
+        if not self.running():
+            return None
+        try:
+            before = self._serving_workers()
+        except SlipwayError:
+            self.confirmations, self.confirm_poll = CONFIRMATIONS, 0.05  # span the ~100 ms
+            return set()
+        self.confirmations, self.confirm_poll = 1, 0.01
+        return before
+
     def _serving_workers(self) -> set[int]:
         answer = call(self.transport, "nginx_workers", pid_file=f"{self.setup.directory}/nginx.pid")
         return set(answer["serving"])
 
-    def backend_confirms(self, target: Target) -> bool:
+    def settled(self) -> bool:
         """The reload is over: new workers take connections and none of the workers
         that served before it still does (an old worker's answer would be the old
-        colour). Then one probe per public port confirms the switch."""
-        if self._reloaded_from is None:
+        colour). Then one probe per public port confirms a switch."""
+        if not self._reloaded_from:
             return True
         try:
             serving = self._serving_workers()

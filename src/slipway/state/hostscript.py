@@ -429,7 +429,7 @@ def op_port_free(req: dict[str, Any]) -> dict[str, Any]:
     with socket.socket() as sock:
         sock.settimeout(1.0)
         code = sock.connect_ex(("127.0.0.1", int(req["port"])))
-    return {"free": code == errno.ECONNREFUSED}
+    return {"free": code == errno.ECONNREFUSED, "accepting": code == 0}
 
 
 def _records(path: str) -> sqlite3.Connection:
