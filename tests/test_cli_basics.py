@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from apprepo import make_repo, write_config
 from support import EXAMPLE_APP, run_cli
 
 EXAMPLE_CONFIG = EXAMPLE_APP / "slipway.toml"
@@ -209,3 +210,19 @@ def test_a_command_exit_code_reaches_the_caller(monkeypatch, capsys):
     monkeypatch.setitem(main_module.COMMANDS, "fails", ("tests_fake", "x"))
     monkeypatch.setattr(main_module.LazyGroup, "get_command", lambda self, ctx, name: fails)
     assert main_module.main(["fails"]) == 1
+
+
+def test_an_actor_with_a_newline_is_refused_before_anything_changes(tmp_path: Path, capsys):
+    """`--actor $'x\\n2026-11-30 09:00:00  alice  deploy.succeeded'` once forged a
+    line of `slipway audit`."""
+    repo = make_repo(tmp_path / "repo")
+    root = tmp_path / "srv"
+    config = write_config(repo, root)
+    forged = "x\n2026-11-30 09:00:00  alice  deploy.succeeded"
+    code, _, err = run_cli(
+        ["--config", str(config), "deploy", "testing", "--ref", "v1", "--actor", forged], capsys
+    )
+    assert code == 2, err
+    assert "invalid actor" in err and "one line" in err
+    assert "Traceback" not in err
+    assert not (root / "testing" / ".slipway").exists()  # no lock, no record

@@ -7,6 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from apprepo import make_repo, write_config, write_env_file
@@ -28,18 +29,19 @@ def channel(kind: str, env: str = "HOOK_URL", **kw) -> NotifyChannel:
     return NotifyChannel.model_validate({"kind": kind, "url_env": env, **kw})
 
 
-def success_note() -> message.Notification:
-    return message.deployed(
-        project="codeframe-mini",
-        env="production",
-        release="20261127-abc",
-        commit="0123456789abcdef0123",
-        message="feat: faster agents\n\nbody",
-        actor="alice",
-        seconds=12.34,
-        checks=[CheckResult("api", True, 3.2), CheckResult("database", True, 4.5)],
-        url="https://codeframe.example.com",
-    )
+def success_note(**changes: Any) -> message.Notification:
+    values: dict[str, Any] = {
+        "project": "codeframe-mini",
+        "env": "production",
+        "release": "20261127-abc",
+        "commit": "0123456789abcdef0123",
+        "message": "feat: faster agents\n\nbody",
+        "actor": "alice",
+        "seconds": 12.34,
+        "checks": [CheckResult("api", True, 3.2), CheckResult("database", True, 4.5)],
+        "url": "https://codeframe.example.com",
+    }
+    return message.deployed(**{**values, **changes})
 
 
 def failure_note(error: str = "line 1\nline 2\nTraceback: boom") -> message.Notification:
@@ -124,6 +126,23 @@ def test_slack_payload_is_block_kit_within_limits():
         url=None,
     )
     assert len(formats.slack(long_title)["blocks"][0]["text"]["text"]) == 150
+
+
+def test_mentions_in_commit_subjects_and_actors_reach_slack_as_text():
+    """`<!here>` in a commit subject, `<!channel>` in an actor: shown, never a ping."""
+    note = success_note(
+        message="fix: <!here> ping & <@U123>",
+        actor="<!channel> mallory",
+        url="https://codeframe.example.com/?a=1&b=2",
+    )
+    payload = formats.slack(note)
+    sent = json.dumps(payload)
+    assert "<!" not in sent and "<@" not in sent
+    texts = [f["text"] for f in payload["blocks"][1]["fields"]]
+    assert any("&lt;!here&gt; ping &amp; &lt;@U123&gt;" in t for t in texts), texts
+    assert any("&lt;!channel&gt; mallory" in t for t in texts), texts
+    assert payload["blocks"][-1]["elements"][0]["text"].endswith("?a=1&amp;b=2")
+    assert formats.discord(note)["allowed_mentions"] == {"parse": []}
 
 
 def test_discord_payload_is_one_embed_within_limits():

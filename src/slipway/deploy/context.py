@@ -16,6 +16,7 @@ import getpass
 import json
 import os
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,6 +75,19 @@ def parse_env_file(text: str) -> dict[str, str]:
     return values
 
 
+def check_actor(actor: str) -> str:
+    """Who acts, as records, the audit log and notifications show it: one line of
+    printable text. A newline in ``--actor`` once forged a whole line of `slipway
+    audit`; control characters are refused before anything changes."""
+    bad = [c for c in actor if unicodedata.category(c) == "Cc"]
+    if bad or not actor.strip() or len(actor) > 200:
+        raise UsageError(
+            f"invalid actor {actor!r}: it must be 1-200 printable characters on one line",
+            hint="pass --actor NAME without newlines or control characters",
+        )
+    return actor
+
+
 class HostContext:
     """One environment of one app on one host, reached through ``transport``."""
 
@@ -99,7 +113,7 @@ class HostContext:
         self.transport = transport
         self.masker = masker or transport.masker
         self.emit_fn = emit or (lambda event: None)
-        self.actor = actor or getpass.getuser()
+        self.actor = check_actor(actor or getpass.getuser())
         self.layout = Layout(self.env.root, env_name)
         attach_agent(transport, self.env.root)
         # Locally the deployer's PATH is the host's; over SSH a login shell is not run,

@@ -26,28 +26,36 @@ def _code(text: str, limit: int) -> str:
     return f"```\n{body}\n```"
 
 
+def slack_escape(text: str) -> str:
+    """Slack's three control characters, escaped as its docs ask: a commit subject or
+    an actor holding ``<!channel>`` or ``<@U123>`` is shown, never sent as a mention."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack(n: Notification) -> dict[str, Any]:
+    e = slack_escape
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": clip(n.title, 150)}},
+        {"type": "header", "text": {"type": "plain_text", "text": clip(e(n.title), 150)}},
         {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": clip(f"*{k}*\n{v}", 2000)} for k, v in n.fields[:10]
+                {"type": "mrkdwn", "text": clip(f"*{e(k)}*\n{e(v)}", 2000)}
+                for k, v in n.fields[:10]
             ],
         },
     ]
     if n.details:
         blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": _code(n.details, 3000)}}
+            {"type": "section", "text": {"type": "mrkdwn", "text": _code(e(n.details), 3000)}}
         )
     if n.next_steps:
-        text = clip(f"*Next:* {n.next_steps}", 3000)
+        text = clip(f"*Next:* {e(n.next_steps)}", 3000)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     if n.url:
         blocks.append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(n.url, 2000)}]}
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(e(n.url), 2000)}]}
         )
-    return {"text": clip(n.title, 3000), "blocks": blocks}
+    return {"text": clip(e(n.title), 3000), "blocks": blocks}
 
 
 def discord(n: Notification) -> dict[str, Any]:
