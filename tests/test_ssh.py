@@ -12,7 +12,7 @@ import httpx
 import pytest
 from apprepo import make_repo, write_config, write_env_file
 from sshd import SshServer, running_sshd
-from support import TOOLS_BIN, require_binary, stop_pm2
+from support import TOOLS_BIN, require_binary, run_cli, stop_pm2
 
 from slipway.config import load_config
 from slipway.config.model import SshConfig, parse_host
@@ -84,7 +84,9 @@ def test_unknown_host_key_is_refused(server: SshServer):
     with pytest.raises(TransportError) as info:
         connect(parse_host(server.host), bad)
     assert "host key not verified" in str(info.value)
-    assert "known_hosts" in (info.value.hint or "")
+    hint = info.value.hint or ""
+    assert "known_hosts" in hint and "out of band" in hint
+    assert ">> known_hosts" not in hint  # never "trust whatever key is presented"
 
 
 def test_wrong_client_key_is_refused(server: SshServer, tmp_path: Path):
@@ -207,3 +209,22 @@ def test_deploy_and_rollback_over_ssh(server: SshServer, tmp_path: Path):
             assert [r["status"] for r in rows] == ["rolled_back", "succeeded"]
     finally:
         stop_pm2(root / "pm2")
+
+
+def test_unverified_host_keys_are_warned_about_on_every_run(
+    server: SshServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`verify_host_keys = false` connects (a throwaway test's setting) and says so on
+    every command; with verification on, nothing is said."""
+    repo = make_repo(tmp_path / "repo")
+    for verify, warned in (("false", True), ("true", False)):
+        ssh = (
+            "[environments.testing.ssh]\n"
+            f'key = "{server.client_key}"\nknown_hosts = "{server.known_hosts}"\n'
+            f"verify_host_keys = {verify}\n"
+        )
+        config = write_config(repo, tmp_path / "srv", hosts=f'["{server.host}"]', ssh=ssh)
+        code, _, err = run_cli(["--config", str(config), "status", "testing"], capsys)
+        assert code == 0, err
+        assert ("host keys are not verified" in err) is warned, err
+        assert "Traceback" not in err and "host key not verified" not in err

@@ -27,6 +27,12 @@ def host_session(
     env = loaded.config.environment(environment)
     masker = Masker()
     for host in env.parsed_hosts():
+        if not host.local and not env.ssh.verify_host_keys:
+            click.echo(
+                f"warning: {host}: host keys are not verified (ssh.verify_host_keys = false):"
+                " anything on the path to it can pose as it and read what slipway sends",
+                err=True,
+            )
         with connect(host, env.ssh, masker) as transport:
             yield Deployer(loaded, environment, transport, emit=emit, actor=actor, masker=masker)
 

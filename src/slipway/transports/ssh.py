@@ -130,7 +130,9 @@ class SshTransport(Transport):
         except asyncssh.HostKeyNotVerifiable as exc:
             raise TransportError(
                 f"{self.host}: host key not verified ({exc.reason})",
-                hint="add the host's key to known_hosts (ssh-keyscan -p PORT HOST >> known_hosts)",
+                hint="check the host's key out of band before trusting it: on the host,"
+                " `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints its fingerprint;"
+                " add the key to known_hosts only if it matches what `ssh-keyscan` offers",
             ) from exc
         except asyncssh.PermissionDenied as exc:
             raise TransportError(
