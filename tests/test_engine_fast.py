@@ -15,9 +15,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from apprepo import git
-from fakes import FakeProcessManager, answer_gates
-from support import free_port
+from fakes import FakeProcessManager, answer_gates, tiny_repo
 
 from slipway.backups.restore import restore_backup
 from slipway.config import load_config
@@ -29,40 +27,14 @@ from slipway.state import records
 from slipway.state.lock import DeployLock, is_held
 from slipway.transports.local import LocalTransport
 
-CONFIG = """
-[project]
-name = "tiny"
-repository = "."
-
-[processes.backend]
-kind = "node"
-start = ["node", "server.js", "{{port}}"]
-port = "backend"
-health_path = "/health"
-
-[environments.testing]
-hosts = ["local"]
-root = "{root}"
-database = "testing/state.db"
-ports = {{ backend = {backend}, frontend = {frontend} }}
-strategy = "restart"
-health = "none"
-keep_releases = 2
-backups = {{ enabled = true, keep_last = 5 }}
-"""
-
 
 @pytest.fixture
 def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Deployer, FakeProcessManager]:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "server.js").write_text("// a stand-in: the fake process manager runs nothing\n")
-    text = CONFIG.format(root=tmp_path / "srv", backend=free_port(), frontend=free_port())
-    (repo / "slipway.toml").write_text(text)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "v1")
-    git(repo, "tag", "v1")
+    repo = tiny_repo(
+        tmp_path,
+        'kind = "node"\nstart = ["node", "server.js", "{port}"]',
+        {"server.js": "// a stand-in: the fake process manager runs nothing\n"},
+    )
     pm = FakeProcessManager()
     d = Deployer(
         load_config(repo / "slipway.toml"), "testing", LocalTransport(), process_manager=pm

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 from apprepo import git
-from fakes import FakeProcessManager, answer_gates
-from support import free_port
+from fakes import FakeProcessManager, answer_gates, tiny_repo
 
 from slipway.config import load_config
 from slipway.deploy import venvs
@@ -18,44 +17,13 @@ from slipway.deploy.run import StepEvent
 from slipway.deploy.source import resolve
 from slipway.transports.local import LocalTransport
 
-CONFIG = """
-[project]
-name = "tinypy"
-repository = "."
-
-[processes.backend]
-kind = "python"
-start = ["{{python}}", "-c", "pass"]
-port = "backend"
-health_path = "/health"
-{requirements}
-
-[environments.testing]
-hosts = ["local"]
-root = "{root}"
-database = "testing/state.db"
-ports = {{ backend = {backend}, frontend = {frontend} }}
-strategy = "restart"
-health = "none"
-keep_releases = 2
-"""
-
 
 def tiny(tmp_path: Path, requirements: str | None) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    line = ""
-    if requirements is not None:
-        (repo / "requirements.txt").write_text(requirements)
-        line = 'requirements = "requirements.txt"'
-    text = CONFIG.format(
-        requirements=line, root=tmp_path / "srv", backend=free_port(), frontend=free_port()
-    )
-    (repo / "slipway.toml").write_text(text)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "v1")
-    return repo
+    backend = 'kind = "python"\nstart = ["{python}", "-c", "pass"]'
+    if requirements is None:
+        return tiny_repo(tmp_path, backend, {})
+    backend += '\nrequirements = "requirements.txt"'
+    return tiny_repo(tmp_path, backend, {"requirements.txt": requirements})
 
 
 def deployer(repo: Path, events: list[StepEvent]) -> Deployer:
