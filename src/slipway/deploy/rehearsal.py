@@ -128,11 +128,11 @@ def backend_inputs(d: HostContext, source: Source) -> str | None:
     migrations folder, a shared package), and so does a directory holding the
     backend's. None when it cannot be told (no Python process; a lock that installs
     the release's own code)."""
-    python = [(n, p) for n, p in d.config.processes.items() if p.kind is ProcessKind.PYTHON]
+    python = venvs.python_processes(d)
     env_key = venvs.venv_key(d, source)
     if not python or env_key is None:
         return None
-    process = python[0][1]
+    process = python[0]
 
     def inside(path: str, directory: str) -> bool:
         return directory == "." or path == directory or path.startswith(directory + "/")

@@ -88,8 +88,8 @@ def routes_config(target: Target) -> str:
 class Nginx(Router):
     kind = "nginx"
     routes_name = "routes.conf"
-    # A switch is confirmed from nginx's own workers (see backend_confirms), so one
-    # look is enough, as with Traefik's API.
+    # A switch is confirmed from nginx's own workers (see settled), so one look is
+    # enough, as with Traefik's API; _workers_before_reload falls back to three.
     confirmations = 1
     confirm_poll = 0.01
     _reloaded_from: set[int] | None = None  # the workers serving before the last reload

@@ -602,16 +602,12 @@ def _label_lock(req: dict[str, Any]) -> None:
 
 
 def _write_json(path: str, data: dict[str, Any]) -> None:
-    """Replace ``path`` atomically (0600): a reader sees the old file or the new one."""
-    tmp = path + ".tmp-retire"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    _write_private(path, json.dumps(data, indent=2).encode())
 
 
 def _write_private(path: str, data: bytes) -> None:
-    """Replace ``path`` atomically with ``data``, readable by its owner only."""
+    """Replace ``path`` atomically with ``data``, readable by its owner only: a reader
+    sees the old file or the new one."""
     tmp = f"{path}.tmp-{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
