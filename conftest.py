@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "examples" / "codeframe-mini"))
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# The deployer's own state (the audit heads it has seen) stays inside the test run.
+os.environ["SLIPWAY_STATE_HOME"] = tempfile.mkdtemp(prefix="slipway-state-")
 
 
 @pytest.hookimpl(trylast=True)

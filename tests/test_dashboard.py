@@ -51,6 +51,14 @@ def seed(root: Path) -> None:
                     "committed_at": finished - 600,
                     "failed_step": "health" if status == "rolled_back" else None,
                 },
+                "audit": [
+                    {
+                        "at": finished,
+                        "actor": "seeder",
+                        "event": "deploy.done",
+                        "deployment_id": f"d{n}",
+                    }
+                ],
             }
         )
     backups = root / "testing" / "backups"

@@ -337,6 +337,12 @@ def test_cli_status_and_audit(env: Env):
     events = [row["event"] for row in json.loads(audit)]
     assert "deploy.succeeded" in events and "deploy.failed" in events
     assert SECRET not in out + text + audit
+    # Every row real deploys, failures, notifications and drains wrote is in the chain.
+    verified = subprocess.run(
+        slipway_cmd(env, "audit", "testing", "--verify"), capture_output=True, text=True
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.startswith("testing on local: audit log verified (")
 
 
 def test_cli_deploy_failure_exit_code_and_message(env: Env):

@@ -158,11 +158,12 @@ def test_records_upsert_audit_append_only_and_query(tmp_path: Path):
     }
     event = {"at": 1.0, "actor": "me", "event": "deploy.started", "deployment_id": "d1"}
     hs.op_record({"records": rec, "deployment": row, "audit": [event]})
-    hs.op_record({"records": rec, "deployment": {**row, "status": "succeeded"}})
+    done = {**event, "event": "deploy.succeeded"}
+    hs.op_record({"records": rec, "deployment": {**row, "status": "succeeded"}, "audit": [done]})
     rows = hs.op_query({"records": rec, "table": "deployments"})["rows"]
     assert [(r["id"], r["status"]) for r in rows] == [("d1", "succeeded")]
     audit = hs.op_query({"records": rec, "table": "audit"})["rows"]
-    assert [a["event"] for a in audit] == ["deploy.started"]
+    assert [a["event"] for a in audit] == ["deploy.succeeded", "deploy.started"]
     conn = sqlite3.connect(rec)
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         conn.execute("DELETE FROM audit")

@@ -57,6 +57,11 @@ def make_deployer(
 
 
 def link_current(d: Deployer, release: str) -> None:
+    """``release`` is live, as a deploy leaves it: with the records it wrote first (a
+    records database missing behind a live release is an error, never recreated)."""
+    if not Path(d.layout.records).exists():
+        started = records.audit_event("earlier-deployer", "deploy.started", None)
+        records.save(d.transport, d.layout, audit=[started])
     current = Path(d.layout.current)
     current.unlink(missing_ok=True)
     current.symlink_to(d.layout.release(release))
@@ -85,7 +90,8 @@ def leave_journal(
         "previous_release": previous,
         "kind": kind,
     }
-    records.save(d.transport, d.layout, deployment=row)
+    started = records.audit_event("killed-deployer", "deploy.started", row["id"])
+    records.save(d.transport, d.layout, deployment=row, audit=[started])
     j = Journal.begin(
         d.transport,
         d.layout,
@@ -274,7 +280,10 @@ def test_a_journal_whose_record_is_final_is_only_removed(
     d, pm = make_deployer(tmp_path, monkeypatch)
     link_current(d, NEW)
     j = leave_journal(d, ["promote"], RunState(swapped=True))
-    records.save(d.transport, d.layout, deployment={**j.data["row"], "status": "succeeded"})
+    done = records.audit_event("killed-deployer", "deploy.succeeded", j.data["row"]["id"])
+    records.save(
+        d.transport, d.layout, deployment={**j.data["row"], "status": "succeeded"}, audit=[done]
+    )
     recover(d)
     assert pm.calls == [] and d.recovered is None
     assert journal.read(d.transport, d.layout) is None

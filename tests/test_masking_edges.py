@@ -52,7 +52,8 @@ def test_host_answers_are_parsed_unmasked(tmp_path: Path) -> None:
         "status": "succeeded",
         "kind": "deploy",
     }
-    records.save(transport, layout, deployment=row)
+    done = records.audit_event("tester", "deploy.succeeded", "abc123")
+    records.save(transport, layout, deployment=row, audit=[done])
     assert records.deployments(transport, layout)[0]["status"] == "succeeded"
 
 

@@ -205,6 +205,8 @@ def kill_and_recover(env: Env, step: str, status: str, *, via: str = "recover") 
     assert oct(incidents[0].stat().st_mode & 0o777) == "0o600"
     audit = [a["event"] for a in records.audit_log(transport, d.layout, 40)]
     assert "deploy.interrupted" in audit
+    chain = records.verify(transport, d.layout)  # a kill never leaves half a row
+    assert chain["ok"], chain["problems"]
     if env.strategy == "blue-green":
         # The colours file names the colour that serves (a stale one once made the
         # next deploy stop the serving colour).

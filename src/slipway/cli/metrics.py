@@ -8,6 +8,7 @@ import click
 
 from slipway.cli.context import echo_json, loaded_config
 from slipway.cli.hosts import host_session
+from slipway.deploy.engine import Deployer
 from slipway.metrics.dora import Metrics, compute, parse_since
 from slipway.metrics.export import prometheus, to_csv
 from slipway.state import records
@@ -19,6 +20,19 @@ def _fmt(value: float | None, unit: str = "s") -> str:
     if unit == "%":
         return f"{value * 100:.1f}%"
     return f"{value:.1f}{unit}"
+
+
+def _warn_unless_verified(deployer: Deployer, name: str) -> None:
+    """Figures from records edited behind slipway's back would lie (a deleted failure
+    makes a 0 % failure rate): say so whenever the audit chain does not hold."""
+    report = records.verify(deployer.transport, deployer.layout)
+    if not report["ok"]:
+        click.echo(
+            f"warning: {name} on {deployer.transport.name}: the records fail verification"
+            f" ({report['problems'][0]}); these figures may be wrong: run"
+            f" `slipway audit {name} --verify`",
+            err=True,
+        )
 
 
 @click.command(name="metrics")
@@ -65,6 +79,7 @@ def command(
         for deployer in host_session(loaded, name):
             rows = records.deployments(deployer.transport, deployer.layout, 100_000)
             results.append(compute(rows, env=name, now=now, window_s=window, fix_window_s=fix))
+            _warn_unless_verified(deployer, name)
             break  # every host of an environment holds the same deploys
     fmt = "json" if as_json else fmt
     if fmt == "json":

@@ -47,7 +47,7 @@ from slipway.processes import ProcessManager, make_process_manager
 from slipway.processes.base import AppSpec
 from slipway.routers import Router, RouterSetup, Target, make_router
 from slipway.secrets import Masker
-from slipway.state import colors, records
+from slipway.state import colors, heads, records
 from slipway.state.host import Layout, attach_agent, call, read_link, read_text
 from slipway.state.lock import DeployLock
 from slipway.transports.base import Transport
@@ -579,6 +579,7 @@ class HostContext:
     def notify(self, note: Notification) -> list[Delivery]:
         """Send ``note`` (never raises, bounded by each channel's deadline) and audit
         each delivery, so a lost notification is visible in the records."""
+        self._mirror_audit_head(note)
         deliveries = self.notifier.send(note)
         for delivery in deliveries:
             event = "notify.sent" if delivery.ok else "notify.failed"
@@ -588,6 +589,18 @@ class HostContext:
             with contextlib.suppress(SlipwayError):
                 self.audit(event, notification=note.event.value, **delivery.as_dict())
         return deliveries
+
+    def _mirror_audit_head(self, note: Notification) -> None:
+        """Keep the audit chain's head off the host: on this machine and in ``note``
+        (``slipway audit ENV --verify --head ID:HASH`` checks it is still there)."""
+        try:
+            head = records.head(self.transport, self.layout)
+        except SlipwayError:
+            return  # the records being unreachable is reported by the run itself
+        if head is None:
+            return
+        heads.remember(heads.key(self.transport.name, self.layout.base), head)
+        note.fields.append(("Audit head", f"{head['id']}:{head['hash']}"))
 
     def audit(self, event: str, **detail: Any) -> None:
         """Append one audit event for the deploy or rollback under way."""

@@ -34,7 +34,8 @@ def call(transport: Transport, op: str, **args: Any) -> dict[str, Any]:
         answer = _call_once(transport, request)
     if "error" in answer:
         error = transport.masker(str(answer["error"]))
-        raise SlipwayError(f"on {transport.name} host, {op} failed: {error}")
+        hint = transport.masker(str(answer["hint"])) if answer.get("hint") else None
+        raise SlipwayError(f"on {transport.name} host, {op} failed: {error}", hint=hint)
     return answer
 
 

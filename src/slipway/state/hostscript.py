@@ -22,12 +22,15 @@ import errno
 import hashlib
 import json
 import os
+import re
 import socket
 import sqlite3
 import sys
 import time
 from typing import Any
 
+APPEND_ONLY_UPDATE = """CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END"""
 RECORDS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS deployments (
     id TEXT PRIMARY KEY, env TEXT NOT NULL, ref TEXT NOT NULL, commit_sha TEXT NOT NULL,
@@ -38,13 +41,13 @@ CREATE TABLE IF NOT EXISTS deployments (
 );
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL,
-    deployment_id TEXT, event TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}'
+    deployment_id TEXT, event TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}',
+    row_hash TEXT, prev_hash TEXT, hash TEXT
 );
-CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 """
+RECORDS_SCHEMA += APPEND_ONLY_UPDATE + ";\n"
 
 
 def _sha256(path: str) -> str:
@@ -432,30 +435,213 @@ def op_port_free(req: dict[str, Any]) -> dict[str, Any]:
     return {"free": code == errno.ECONNREFUSED, "accepting": code == 0}
 
 
-def _records(path: str) -> sqlite3.Connection:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+class HostProblem(Exception):
+    """A failure with a hint for the user (the caller shows both)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+# Control characters (C0 but tab and newline, DEL, C1) and the bidirectional overrides
+# a text can use to show something other than what it holds. A record is read by people
+# in a terminal: an actor holding a newline once forged a whole line of `slipway audit`.
+_UNPRINTABLE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Record fields that may hold several lines; the others are one line.
+_MULTILINE = frozenset(["error", "message"])
+_JSON_COLUMNS = frozenset(["steps", "rehearsal"])
+AUDIT_CHAIN = ("id", "at", "actor", "deployment_id", "event", "detail", "row_hash")
+AUDIT_ROWS = (
+    "SELECT id, at, actor, deployment_id, event, detail, row_hash, prev_hash, hash"
+    " FROM audit ORDER BY id"
+)
+NEW_LOG_HINT = (
+    "restore records.db from a copy, or start a new log with `slipway audit ENV"
+    " --new-log` (the old file is kept beside it and the new log says so)"
+)
+
+
+def clean_text(value: Any, *, multiline: bool = True) -> Any:
+    """``value`` with unprintable characters removed from every string in it."""
+    if isinstance(value, str):
+        pattern = _UNPRINTABLE_TEXT if multiline else _UNPRINTABLE_LINE
+        return pattern.sub("", value)
+    if isinstance(value, dict):
+        return {clean_text(k, multiline=False): clean_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_text(item) for item in value]
+    return value
+
+
+def _clean_deployment(row: dict[str, Any]) -> dict[str, Any]:
+    cleaned: dict[str, Any] = {}
+    for column, value in row.items():
+        if column in _JSON_COLUMNS and isinstance(value, str):
+            try:
+                value = json.dumps(clean_text(json.loads(value)))
+            except ValueError:
+                value = clean_text(value, multiline=False)
+        else:
+            value = clean_text(value, multiline=column in _MULTILINE)
+        cleaned[column] = value
+    return cleaned
+
+
+def chain_hash(prev: str, row: dict[str, Any]) -> str:
+    """An audit row's hash: the previous row's hash and every field of this one, so a
+    changed, removed or inserted row breaks every hash after it."""
+    fields = [row[name] for name in AUDIT_CHAIN]
+    fields[1] = float(fields[1])
+    body = json.dumps([prev, *fields], separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _deployment_digest(conn: sqlite3.Connection, deployment_id: str) -> str | None:
+    """A deployment row's content hash (NULL columns left out, so a column added later
+    does not change old rows' digests)."""
+    cursor = conn.execute("SELECT * FROM deployments WHERE id=?", (deployment_id,))
+    found = cursor.fetchone()
+    if found is None:
+        return None
+    names = [c[0] for c in cursor.description]
+    row = {k: v for k, v in zip(names, found, strict=True) if v is not None}
+    return hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()
+
+
+def _open_records(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=10, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.executescript(RECORDS_SCHEMA)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(RECORDS_SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise HostProblem(f"records database {path} is unreadable ({exc})", NEW_LOG_HINT) from exc
+    return conn
+
+
+def _create_records(path: str) -> None:
+    """A new records database, made aside and renamed into place: a file at the final
+    path is always a whole database, so an empty one there means someone emptied it."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temp = f"{path}.new"
+    for leftover in (temp, f"{temp}-wal", f"{temp}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(leftover)
+    conn = _open_records(temp)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    os.chmod(temp, 0o600)
+    os.replace(temp, path)
+
+
+def _records(path: str, *, create: bool = False, deployed: str | None = None) -> sqlite3.Connection:
+    """The records database, refusing one that went missing or was emptied: it is never
+    made again silently (the audit log would restart with nothing said). ``create`` is
+    allowed while ``deployed`` (the environment's ``current`` link) does not exist."""
+    if os.path.exists(path):
+        if os.path.getsize(path) == 0:
+            raise HostProblem(
+                f"records database {path} is empty (0 bytes): it was truncated", NEW_LOG_HINT
+            )
+    elif not create or (deployed and os.path.lexists(deployed)):
+        raise HostProblem(
+            f"records database {path} is missing, but this environment has releases",
+            NEW_LOG_HINT,
+        )
+    else:
+        _create_records(path)
+    conn = _open_records(path)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(deployments)")}
     # Columns added after 0.1.0's first records.
     for column in ("committed_at REAL", "message TEXT", "rehearsal TEXT"):
         if column.split()[0] not in columns:
             conn.execute(f"ALTER TABLE deployments ADD COLUMN {column}")
+    _chain_old_rows(conn)
     os.chmod(path, 0o600)
     return conn
 
 
+def _chain_old_rows(conn: sqlite3.Connection) -> None:
+    """Records from before the hash chain: add its columns, seal the rows there are (the
+    only time a row is updated, in one transaction) and note it in the log."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(audit)")}
+    if "hash" in columns:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(audit)")}
+        if "hash" in columns:  # another process sealed them while this one waited
+            conn.execute("COMMIT")
+            return
+        for column in ("row_hash", "prev_hash", "hash"):
+            if column not in columns:
+                conn.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT")
+        conn.execute("DROP TRIGGER IF EXISTS audit_append_only_u")
+        prev = ""
+        rows = [v[:-2] for v in conn.execute(AUDIT_ROWS)]
+        for values in rows:
+            row = dict(zip(AUDIT_CHAIN, values, strict=True))
+            digest = chain_hash(prev, row)
+            conn.execute(
+                "UPDATE audit SET prev_hash=?, hash=? WHERE id=?", (prev, digest, row["id"])
+            )
+            prev = digest
+        conn.execute(APPEND_ONLY_UPDATE)
+        deployments = [r[0] for r in conn.execute("SELECT id FROM deployments")]
+        if rows or deployments:
+            sealed = {d: _deployment_digest(conn, d) for d in deployments}
+            _append(
+                conn,
+                {
+                    "at": time.time(),
+                    "actor": "slipway",
+                    "event": "audit.chained",
+                    "detail": {"rows": len(rows), "deployments": sealed},
+                },
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _append(conn: sqlite3.Connection, event: dict[str, Any], row_hash: str | None = None) -> None:
+    """Append one audit row to the chain (inside the caller's transaction)."""
+    last = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='audit'").fetchone()
+    top = conn.execute("SELECT MAX(id) FROM audit").fetchone()[0] or 0
+    row = {
+        "id": max(top, seq[0] if seq else 0) + 1,
+        "at": float(event["at"]),
+        "actor": clean_text(str(event["actor"]), multiline=False),
+        "deployment_id": clean_text(event.get("deployment_id"), multiline=False),
+        "event": clean_text(str(event["event"]), multiline=False),
+        "detail": json.dumps(clean_text(event.get("detail", {})), sort_keys=True),
+        "row_hash": row_hash,
+    }
+    prev = (last[0] or "") if last else ""
+    conn.execute(
+        "INSERT INTO audit (id, at, actor, deployment_id, event, detail, row_hash, prev_hash,"
+        " hash) VALUES (?,?,?,?,?,?,?,?,?)",
+        (*(row[name] for name in AUDIT_CHAIN), prev, chain_hash(prev, row)),
+    )
+
+
 def op_record(req: dict[str, Any]) -> dict[str, Any]:
-    """Insert or update a deployment row, and append audit events, in one transaction."""
-    conn = _records(req["records"])
+    """Insert or update a deployment row, and append audit events, in one transaction.
+    The last event carries the row's digest, so the chain vouches for the row too."""
+    conn = _records(req["records"], create=True, deployed=req.get("current"))
     try:
         conn.execute("BEGIN IMMEDIATE")
         row = req.get("deployment")
+        digest = None
         if row:
             unknown = set(row) - DEPLOYMENT_COLUMNS
             if unknown:
                 raise ValueError(f"unknown deployment columns: {sorted(unknown)}")
+            row = _clean_deployment(row)
             cols = ", ".join(row)
             marks = ", ".join("?" for _ in row)
             updates = ", ".join(f"{c}=excluded.{c}" for c in row if c != "id")
@@ -464,27 +650,28 @@ def op_record(req: dict[str, Any]) -> dict[str, Any]:
                 f" ON CONFLICT(id) DO UPDATE SET {updates}",
                 list(row.values()),
             )
-        for event in req.get("audit", []):
-            conn.execute(
-                "INSERT INTO audit (at, actor, deployment_id, event, detail) VALUES (?,?,?,?,?)",
-                (
-                    event["at"],
-                    event["actor"],
-                    event.get("deployment_id"),
-                    event["event"],
-                    json.dumps(event.get("detail", {}), sort_keys=True),
-                ),
-            )
+            digest = _deployment_digest(conn, row["id"])
+        events = req.get("audit", [])
+        if digest and not events:
+            raise ValueError("a deployment row is saved with an audit event that vouches for it")
+        for n, event in enumerate(events):
+            _append(conn, event, digest if n == len(events) - 1 else None)
         conn.execute("COMMIT")
     finally:
         conn.close()
     return {"ok": True}
 
 
+def _never_deployed(req: dict[str, Any]) -> bool:
+    """No records and no live release: an environment nothing was deployed to yet."""
+    current = req.get("current")
+    return not os.path.exists(req["records"]) and not (current and os.path.lexists(current))
+
+
 def op_query(req: dict[str, Any]) -> dict[str, Any]:
-    if not os.path.exists(req["records"]):
+    if _never_deployed(req):
         return {"rows": []}
-    conn = _records(req["records"])
+    conn = _records(req["records"], deployed=req.get("current"))
     conn.row_factory = sqlite3.Row
     try:
         table = {"deployments": "deployments", "audit": "audit"}[req["table"]]
@@ -496,6 +683,88 @@ def op_query(req: dict[str, Any]) -> dict[str, Any]:
     finally:
         conn.close()
     return {"rows": [dict(r) for r in rows]}
+
+
+def op_audit_verify(req: dict[str, Any]) -> dict[str, Any]:
+    """Walk the hash chain and the deployments it vouches for; the first break is named.
+    ``head`` (a row id and hash seen elsewhere, e.g. by the deployer) must still be there."""
+    if _never_deployed(req):
+        return {"ok": True, "rows": 0, "problems": [], "head": None}
+    conn = _records(req["records"], deployed=req.get("current"))
+    try:
+        return _verify_chain(conn, req.get("head"))
+    finally:
+        conn.close()
+
+
+def _verify_chain(conn: sqlite3.Connection, head: dict[str, Any] | None) -> dict[str, Any]:
+    problems: list[str] = []
+    vouched: dict[str, str | None] = {}
+    prev, last_id, count = "", 0, 0
+    names = (*AUDIT_CHAIN, "prev_hash", "hash")
+    for values in conn.execute(AUDIT_ROWS):
+        row = dict(zip(names, values, strict=True))
+        count += 1
+        if row["prev_hash"] != prev:
+            problems.append(
+                f"audit row {row['id']}: the row before it (after row {last_id})"
+                " was removed, changed or inserted"
+            )
+            break
+        if chain_hash(prev, row) != row["hash"]:
+            problems.append(f"audit row {row['id']} ({row['event']}): changed after it was written")
+            break
+        if row["event"] == "audit.chained":
+            vouched.update(json.loads(row["detail"]).get("deployments", {}))
+        if row["row_hash"]:
+            vouched[row["deployment_id"]] = row["row_hash"]
+        prev, last_id = row["hash"], row["id"]
+    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='audit'").fetchone()
+    if not problems and seq and seq[0] > last_id:
+        problems.append(f"audit rows after row {last_id} (up to {seq[0]}) were removed")
+    if head and not problems:
+        found = conn.execute("SELECT hash FROM audit WHERE id=?", (int(head["id"]),)).fetchone()
+        if not found or found[0] != head["hash"]:
+            problems.append(
+                f"audit row {head['id']}, seen with hash {head['hash'][:16]}"
+                " by the deployer, is no longer in the log as it was"
+            )
+    for (deployment_id,) in conn.execute("SELECT id FROM deployments ORDER BY started_at"):
+        expected = vouched.get(deployment_id)
+        if expected is None:
+            problems.append(f"deployment {deployment_id}: no audit row vouches for it")
+        elif expected != _deployment_digest(conn, deployment_id):
+            problems.append(f"deployment {deployment_id}: changed after its last audit row")
+    return {
+        "ok": not problems,
+        "rows": count,
+        "problems": problems,
+        "head": {"id": last_id, "hash": prev} if count else None,
+    }
+
+
+def op_records_new(req: dict[str, Any]) -> dict[str, Any]:
+    """Move an unusable records database aside and start a new log whose first row says
+    where the old one went and why (the user asked for it: ``audit --new-log``)."""
+    path = req["records"]
+    aside = None
+    if os.path.exists(path):
+        aside = f"{path}.broken-{time.strftime('%Y%m%d%H%M%S')}"
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path + suffix, aside + suffix)
+    conn = _records(path, create=True)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        detail = {"previous": aside, "reason": req.get("reason", "")}
+        _append(
+            conn,
+            {"at": time.time(), "actor": req["actor"], "event": "audit.new_log", "detail": detail},
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return {"ok": True, "previous": aside}
 
 
 def op_manifests(req: dict[str, Any]) -> dict[str, Any]:
@@ -860,6 +1129,8 @@ OPS = {
     "readlink": op_readlink,
     "record": op_record,
     "query": op_query,
+    "audit_verify": op_audit_verify,
+    "records_new": op_records_new,
     "retire": op_retire,
     "manifests": op_manifests,
     "verify": op_verify,
@@ -870,6 +1141,8 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
     """Run one request; any failure is reported as JSON (the caller raises)."""
     try:
         return OPS[request["op"]](request)
+    except HostProblem as exc:
+        return {"error": str(exc), "hint": exc.hint}
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
 

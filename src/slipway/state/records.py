@@ -2,7 +2,12 @@
 
 The database sits under ``<root>/<env>/.slipway/records.db`` (mode 0600) and is written
 through the host helper so local and SSH hosts behave the same. Every text that enters
-a record has already passed through the deploy's Masker.
+a record has already passed through the deploy's Masker; the helper strips unprintable
+characters. Audit rows form a hash chain (each row's hash covers the previous one's),
+and the row saved with a deployment vouches for that deployment row's content, so an
+edit made behind slipway's back (triggers dropped, rows changed or removed) shows in
+``slipway audit ENV --verify``. A records database that went missing or was emptied
+is an error, never made again silently.
 """
 
 from __future__ import annotations
@@ -21,7 +26,14 @@ def save(
     deployment: dict[str, Any] | None = None,
     audit: list[dict[str, Any]] | None = None,
 ) -> None:
-    call(transport, "record", records=layout.records, deployment=deployment, audit=audit or [])
+    call(
+        transport,
+        "record",
+        records=layout.records,
+        current=layout.current,
+        deployment=deployment,
+        audit=audit or [],
+    )
 
 
 def audit_event(actor: str, event: str, deployment_id: str | None, **detail: Any) -> dict[str, Any]:
@@ -34,15 +46,44 @@ def audit_event(actor: str, event: str, deployment_id: str | None, **detail: Any
     }
 
 
-def deployments(transport: Transport, layout: Layout, limit: int = 20) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = call(
-        transport, "query", records=layout.records, table="deployments", limit=limit
-    )["rows"]
+def _query(transport: Transport, layout: Layout, table: str, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` rows of ``table`` (none before the first deploy)."""
+    answer = call(
+        transport, "query", records=layout.records, current=layout.current, table=table, limit=limit
+    )
+    rows: list[dict[str, Any]] = answer["rows"]
     return rows
+
+
+def deployments(transport: Transport, layout: Layout, limit: int = 20) -> list[dict[str, Any]]:
+    return _query(transport, layout, "deployments", limit)
 
 
 def audit_log(transport: Transport, layout: Layout, limit: int = 100) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = call(
-        transport, "query", records=layout.records, table="audit", limit=limit
-    )["rows"]
-    return rows
+    return _query(transport, layout, "audit", limit)
+
+
+def verify(
+    transport: Transport, layout: Layout, head: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Walk the audit log's hash chain on the host: ``ok``, ``rows``, ``problems`` (the
+    first break, and every deployment row no audit row vouches for) and ``head``, the
+    last row's id and hash. ``head`` given: that row must still be there unchanged."""
+    return call(
+        transport, "audit_verify", records=layout.records, current=layout.current, head=head
+    )
+
+
+def new_log(transport: Transport, layout: Layout, actor: str, reason: str) -> str | None:
+    """Move an unusable records database aside and start a new log; where the old went."""
+    answer = call(transport, "records_new", records=layout.records, actor=actor, reason=reason)
+    previous: str | None = answer["previous"]
+    return previous
+
+
+def head(transport: Transport, layout: Layout) -> dict[str, Any] | None:
+    """The audit log's last row as ``{"id", "hash"}`` (None while it is empty)."""
+    rows = audit_log(transport, layout, 1)
+    if not rows or not rows[0].get("hash"):
+        return None
+    return {"id": rows[0]["id"], "hash": rows[0]["hash"]}
