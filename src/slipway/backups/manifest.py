@@ -8,11 +8,72 @@ the file is encrypted (then also the SHA-256 of the encrypted file).
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 REASONS = ("pre-deploy", "manual", "pre-restore")
+# A backup's id and file are plain names inside the backups directory: prune deletes
+# what a manifest names, and a manifest is a file anyone with write access can edit.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
+_OPTIONAL_TEXT = (str, type(None))
+FIELDS: dict[str, tuple[type, ...]] = {
+    "id": (str,),
+    "env": (str,),
+    "reason": (str,),
+    "release": _OPTIONAL_TEXT,
+    "commit": _OPTIONAL_TEXT,
+    "created_at": (int, float),
+    "file": (str,),
+    "encrypted": (bool,),
+    "size": (int,),
+    "sha256": (str,),
+    "tables": (dict,),
+    "schema_version": (int, str, type(None)),
+    "integrity": _OPTIONAL_TEXT,
+}
+
+
+def is_plain_name(name: object) -> bool:
+    """A file name with no directory part, no leading dot and no ``..``."""
+    return isinstance(name, str) and bool(PLAIN_NAME.fullmatch(name)) and ".." not in name
+
+
+def problems(manifest: object, json_name: str) -> list[str]:
+    """What makes ``manifest`` (read from ``json_name``) unusable; empty when it is
+    sound. A broken manifest is listed, never followed."""
+    if not isinstance(manifest, dict):
+        return [f"not a JSON object but {type(manifest).__name__}"]
+    found = [
+        problem
+        for name, types in FIELDS.items()
+        if (problem := _field_problem(manifest, name, types)) is not None
+    ]
+    if found:
+        return found
+    if not is_plain_name(manifest["id"]) or json_name != f"{manifest['id']}.json":
+        found.append(f"id {manifest['id']!r} is not this file's name ({json_name})")
+    if not is_plain_name(manifest["file"]) or not manifest["file"].startswith(manifest["id"]):
+        found.append(f"file {manifest['file']!r} is not a backup of this id in this directory")
+    if manifest["reason"] not in REASONS:
+        found.append(f"reason {manifest['reason']!r} is not one of {', '.join(REASONS)}")
+    if not math.isfinite(manifest["created_at"]):
+        found.append("created_at is not a finite time")
+    return found
+
+
+def _field_problem(manifest: dict[str, Any], name: str, types: tuple[type, ...]) -> str | None:
+    if name not in manifest:
+        return f"no {name!r}"
+    value = manifest[name]
+    # bool is an int in Python; a time or size of `true` is still wrong.
+    if isinstance(value, bool) and bool not in types:
+        return f"{name!r} is a boolean"
+    if not isinstance(value, types):
+        return f"{name!r} is {type(value).__name__}"
+    return None
 
 
 def backup_id(reason: str, release: str | None, at: float) -> str:

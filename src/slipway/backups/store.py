@@ -26,6 +26,8 @@ from slipway.errors import BackupError, UsageError
 from slipway.state.host import Layout, call
 from slipway.transports.base import Transport
 
+Manifests = list[dict[str, Any]]
+
 
 class BackupStore:
     def __init__(
@@ -44,6 +46,11 @@ class BackupStore:
         self.directory = config.path or layout.backups
 
     def _path(self, name: str) -> str:
+        """``name`` inside the backups directory; anything else is refused (a manifest
+        once named ``../../victim.txt`` and prune deleted it)."""
+        bare = name.removeprefix(".")  # scratch files: .identity-*, .verify-*
+        if not mf.is_plain_name(bare):
+            raise BackupError(f"refusing backup file name {name!r}: not a plain file name")
         return f"{self.directory}/{name}"
 
     def path_of(self, manifest: dict[str, Any]) -> str:
@@ -127,10 +134,24 @@ class BackupStore:
     # --- reading them back -------------------------------------------------------------
 
     def list(self) -> list[dict[str, Any]]:
-        """Every backup, newest first."""
+        """Every sound backup, newest first."""
+        return self.scan()[0]
+
+    def scan(self) -> tuple[Manifests, Manifests]:
+        """Sound backups (newest first) and broken manifests (``name``, ``problems``):
+        a manifest that is unreadable, misses a field or names a file outside this
+        directory is reported and never followed: not restored, not pruned."""
         answer = call(self.transport, "manifests", dir=self.directory)
-        manifests: list[dict[str, Any]] = answer["manifests"]
-        return sorted(manifests, key=lambda m: m["created_at"], reverse=True)
+        sound: list[dict[str, Any]] = []
+        broken = [{"name": name, "problems": ["not readable JSON"]} for name in answer["broken"]]
+        for name, manifest in zip(answer["names"], answer["manifests"], strict=True):
+            found = mf.problems(manifest, name)
+            if found:
+                broken.append({"name": name, "problems": found})
+            else:
+                sound.append(manifest)
+        sound.sort(key=lambda m: m["created_at"], reverse=True)
+        return sound, broken
 
     def get(self, backup_id: str) -> dict[str, Any]:
         manifests = self.list()

@@ -73,9 +73,17 @@ def create(ctx: click.Context, as_json: bool) -> None:
 @JSON
 @click.pass_context
 def list_backups(ctx: click.Context, as_json: bool) -> None:
-    """List backups, newest first."""
+    """List backups, newest first, then any broken manifest (unreadable, a field
+    missing, or naming a file outside the backups directory): those are never restored
+    or pruned (said on stderr, --json too); look at them and remove them by hand."""
     for d in _sessions(ctx):
-        manifests = d.backups.list()
+        manifests, broken = d.backups.scan()
+        for entry in broken:
+            click.echo(
+                f"BROKEN {d.backups.directory}/{entry['name']}: {'; '.join(entry['problems'])}"
+                " (never restored or pruned: look at it, then remove it by hand)",
+                err=True,
+            )
         if as_json:
             echo_json(manifests)
             continue

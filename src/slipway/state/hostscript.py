@@ -770,18 +770,20 @@ def op_records_new(req: dict[str, Any]) -> dict[str, Any]:
 def op_manifests(req: dict[str, Any]) -> dict[str, Any]:
     """Every backup manifest (``*.json``) in a directory; unreadable ones are reported."""
     directory = req["dir"]
-    found: list[dict[str, Any]] = []
+    found: list[Any] = []
+    names: list[str] = []
     broken: list[str] = []
     if os.path.isdir(directory):
         for name in sorted(os.listdir(directory)):
-            if not name.endswith(".json"):
+            if not name.endswith(".json") or name.startswith("."):
                 continue
             try:
                 with open(os.path.join(directory, name)) as f:
                     found.append(json.load(f))
-            except (OSError, ValueError):
+                names.append(name)
+            except (OSError, ValueError, RecursionError):
                 broken.append(name)
-    return {"manifests": found, "broken": broken}
+    return {"manifests": found, "names": names, "broken": broken}
 
 
 def op_verify(req: dict[str, Any]) -> dict[str, Any]:
