@@ -67,6 +67,8 @@ def fake_webhooks() -> Iterator[Hooks]:
                 time.sleep(30)
             if self.path.endswith("/broken"):
                 return self._answer(500, b"internal error")
+            if "/nohook/" in self.path:  # receivers that echo the path they did not know
+                return self._answer(404, f"no such hook {self.path}".encode())
             if self.path.endswith("/invalid"):
                 return self._answer(400, b"invalid_payload")
             if self.path.endswith("/ratelimit") and count == 1:

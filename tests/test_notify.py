@@ -295,6 +295,30 @@ def test_webhook_url_never_appears_in_a_delivery():
     assert n.masker(f"error at {url}") == f"error at {MASK}"
 
 
+def test_no_part_of_a_webhook_url_reaches_an_error_when_the_receiver_echoes_it():
+    """`HTTP 404: no such hook /<secret part>` once reached the output and the audit
+    log: only the whole URL was masked."""
+    with fake_webhooks() as hooks:
+        url = hooks.url("/nohook/T0ABC123/B0DEF456/XyZsecret%2FPart99?token=qwerty123&x=1")
+        n = notifier([channel("slack", "S")], {"S": url})
+        (delivery,) = n.send(success_note())
+    assert not delivery.ok and delivery.error is not None
+    assert delivery.error.startswith("HTTP 404: no such hook /nohook/")  # said, but masked
+    for part in ("T0ABC123", "B0DEF456", "XyZsecret", "Part99", "qwerty123"):
+        assert part not in delivery.error, delivery.error
+    assert "/nohook/" in delivery.error  # the service's own words stay readable
+
+
+def test_url_secret_parts_cover_path_query_user_and_their_encodings():
+    from slipway.secrets import url_secret_parts
+
+    parts = url_secret_parts(
+        "https://u:pa55word@hooks.slack.com/services/T0/B0X/a%2Fb?k=v%20w#frag"
+    )
+    assert {"T0", "B0X", "a%2Fb", "a/b", "pa55word", "v%20w", "v w", "frag"} <= set(parts)
+    assert "services" not in parts and "hooks.slack.com" not in parts
+
+
 def test_events_and_environments_filter_channels():
     with fake_webhooks() as hooks:
         env = {"A": hooks.url("/slack/a"), "B": hooks.url("/slack/b")}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Iterable
+from urllib.parse import quote, unquote, urlsplit
 
 MASK = "*****"
 
@@ -38,6 +39,26 @@ def mask_everywhere(text: str) -> str:
     for masker in list(_LIVE_MASKERS):
         text = masker(text)
     return text
+
+
+# A webhook URL's path words that name the service's API, not the hook: `/services/`,
+# `/api/webhooks/`. Anything else in the path, query, user info or fragment is secret.
+_PLAIN_URL_WORD = re.compile(r"[a-z][a-z-]{0,11}")
+
+
+def url_secret_parts(url: str) -> list[str]:
+    """Every part of a webhook URL that could be its secret, as written and decoded: a
+    receiver answering `no such hook /<part>` (or echoing a query value) must not put
+    the secret in an error, the output or the audit log."""
+    split = urlsplit(url)
+    pieces = [p for p in split.path.split("/") if p and not _PLAIN_URL_WORD.fullmatch(p)]
+    for pair in filter(None, re.split("[&;]", split.query)):
+        pieces.append(pair.partition("=")[2] or pair)
+    pieces += [split.fragment, split.password or "", split.username or "", split.query]
+    found: list[str] = []
+    for piece in filter(None, pieces):
+        found += [piece, unquote(piece), quote(unquote(piece), safe="")]
+    return sorted(set(found), key=len, reverse=True)
 
 
 class Secret:

@@ -26,7 +26,7 @@ from slipway.config.model import NotifyChannel, NotifyKind, SlipwayConfig
 from slipway.errors import SlipwayError
 from slipway.notify import formats
 from slipway.notify.message import Notification
-from slipway.secrets import Masker, Secret
+from slipway.secrets import Masker, Secret, url_secret_parts
 
 FIRST_BACKOFF = 0.25
 
@@ -194,7 +194,7 @@ class Notifier:
             url = webhook_url(channel, self.environ)
         except SlipwayError as exc:
             return Delivery(label, False, 0, None, str(exc), 0.0)
-        self.masker.add(url)
+        self.masker.add(url, *url_secret_parts(url.reveal()))
         try:
             ok, attempts, status, error = self._send(channel, url, note)
         except Exception as exc:  # a notification never breaks the caller
