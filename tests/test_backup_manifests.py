@@ -82,7 +82,7 @@ def test_a_manifest_naming_a_file_outside_is_listed_broken_and_never_pruned(
     assert good == []
     by_name = {b["name"]: b["problems"] for b in broken}
     assert by_name["20200101T000000.000-manual.json"] == [
-        "file '../../../victim.txt' is not a backup of this id in this directory"
+        "file '../../../victim.txt' is not a backup file name in this directory"
     ]
     assert "no 'created_at'" in by_name["empty.json"]
     assert by_name["list.json"] == ["not a JSON object but list"]
@@ -136,9 +136,10 @@ def test_backup_list_shows_broken_manifests_on_stderr_with_no_traceback(
     ("change", "problem"),
     [
         ({"id": "other"}, "id 'other' is not this file's name (x.json)"),
-        ({"file": "/etc/passwd"}, "file '/etc/passwd' is not a backup of this id"),
-        ({"file": "x.db/../../y"}, "file 'x.db/../../y' is not a backup of this id"),
-        ({"file": ".x.db"}, "file '.x.db' is not a backup of this id"),
+        ({"file": "/etc/passwd"}, "file '/etc/passwd' is not a backup file name"),
+        ({"file": "x.db/../../y.db"}, "file 'x.db/../../y.db' is not a backup file name"),
+        ({"file": ".x.db"}, "file '.x.db' is not a backup file name"),
+        ({"file": "victim.txt"}, "file 'victim.txt' is not a backup file name"),
         ({"created_at": True}, "'created_at' is a boolean"),
         ({"created_at": float("inf")}, "created_at is not a finite time"),
         ({"created_at": "2020"}, "'created_at' is str"),

@@ -71,6 +71,11 @@ def seed(root: Path) -> None:
         "created_at": time.time() - 60,
         "reason": "pre-deploy",
         "encrypted": False,
+        "env": "testing",
+        "release": "c",
+        "commit": None,
+        "tables": {},
+        "sha256": "0" * 64,
     }
     (backups / "d-pre-deploy.json").write_text(json.dumps(manifest))
 

@@ -31,6 +31,9 @@ FIELDS: dict[str, tuple[type, ...]] = {
     "size": (int,),
     "sha256": (str,),
     "tables": (dict,),
+}
+# Checked when present: the code reading them allows their absence.
+OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
     "schema_version": (int, str, type(None)),
     "integrity": _OPTIONAL_TEXT,
 }
@@ -41,22 +44,30 @@ def is_plain_name(name: object) -> bool:
     return isinstance(name, str) and bool(PLAIN_NAME.fullmatch(name)) and ".." not in name
 
 
+def is_backup_file(name: object) -> bool:
+    """A backup's file: a plain name ending ``.db`` (``.db.age`` once sealed). Not
+    necessarily its id's: a pre-deploy backup's id names the live release and its file
+    the release being deployed."""
+    return is_plain_name(name) and str(name).endswith((".db", ".db.age"))
+
+
 def problems(manifest: object, json_name: str) -> list[str]:
     """What makes ``manifest`` (read from ``json_name``) unusable; empty when it is
     sound. A broken manifest is listed, never followed."""
     if not isinstance(manifest, dict):
         return [f"not a JSON object but {type(manifest).__name__}"]
+    optional = {k: v for k, v in OPTIONAL_FIELDS.items() if k in manifest}
     found = [
         problem
-        for name, types in FIELDS.items()
+        for name, types in {**FIELDS, **optional}.items()
         if (problem := _field_problem(manifest, name, types)) is not None
     ]
     if found:
         return found
     if not is_plain_name(manifest["id"]) or json_name != f"{manifest['id']}.json":
         found.append(f"id {manifest['id']!r} is not this file's name ({json_name})")
-    if not is_plain_name(manifest["file"]) or not manifest["file"].startswith(manifest["id"]):
-        found.append(f"file {manifest['file']!r} is not a backup of this id in this directory")
+    if not is_backup_file(manifest["file"]):
+        found.append(f"file {manifest['file']!r} is not a backup file name in this directory")
     if manifest["reason"] not in REASONS:
         found.append(f"reason {manifest['reason']!r} is not one of {', '.join(REASONS)}")
     if not math.isfinite(manifest["created_at"]):
