@@ -2,15 +2,25 @@
 on ``--metrics-port`` so an existing Prometheus can scrape them.
 
 Written by hand (a dozen lines of format); the tests parse it with prometheus_client's
-reference parser.
+reference parser. Served by :mod:`slipway.httpserve` (worker pool, header deadline,
+Host allow-list); off loopback a bearer token is required.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable
+from typing import cast
 
+from slipway.errors import UsageError
+from slipway.httpserve import (
+    HEADER_TIMEOUT,
+    WORKERS,
+    HardenedHandler,
+    HardenedHTTPServer,
+    bearer_matches,
+    is_loopback,
+)
 from slipway.monitor.alerts import ALERTS
 from slipway.monitor.sample import Sample
 
@@ -117,24 +127,81 @@ def render(env: str, sample: Sample, firing: set[str], totals: Totals) -> str:
     return "\n".join(out) + "\n"
 
 
-def serve(bind: str, port: int, text: Callable[[], str]) -> ThreadingHTTPServer:
-    """Serve ``text()`` at /metrics in a daemon thread; the caller shuts it down."""
+class MetricsServer(HardenedHTTPServer):
+    """The /metrics server; ``text`` is set by :meth:`start`, after binding, so the
+    CLI can fail on a busy port before it opens a session to the host."""
 
-    class Handler(BaseHTTPRequestHandler):
+    _text: Callable[[], str] | None = None
+
+    def start(self, text: Callable[[], str]) -> None:
+        """Serve ``text()`` at /metrics in a daemon thread; the caller shuts it down."""
+        self._text = text
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def render_text(self) -> str:
+        return self._text() if self._text is not None else ""
+
+
+def _make_handler(token: str | None) -> type[HardenedHandler]:
+    class Handler(HardenedHandler):
         def do_GET(self) -> None:
             if self.path.split("?")[0] != "/metrics":
-                self.send_error(404, "only /metrics here")
+                self.send_plain(404, "only /metrics here\n")
                 return
-            body = text().encode()
+            if token is not None and not bearer_matches(
+                self.headers.get("Authorization", ""), token
+            ):
+                self.send_plain(401, "token required\n", {"WWW-Authenticate": "Bearer"})
+                return
+            body = cast(MetricsServer, self.server).render_text().encode()
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPE)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args: object) -> None:
-            return
+    return Handler
 
-    server = ThreadingHTTPServer((bind, port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+def listen(
+    bind: str,
+    port: int,
+    *,
+    token: str | None = None,
+    allow_hosts: Iterable[str] = (),
+    workers: int = WORKERS,
+    header_timeout: float = HEADER_TIMEOUT,
+) -> MetricsServer:
+    """Bind the metrics port (not serving yet: call ``start``).
+
+    Off loopback the figures (release names, paths, error rates) would be readable by
+    anyone on the network, so a token is then required; without one this refuses.
+    """
+    if token is None and not is_loopback(bind):
+        raise UsageError(
+            f"--metrics-bind {bind} is not a loopback address: a token is required",
+            hint="pass --metrics-token (or SLIPWAY_METRICS_TOKEN); Prometheus sends it"
+            " as `authorization: {credentials: ...}` in the scrape config",
+        )
+    return MetricsServer(
+        bind,
+        port,
+        _make_handler(token),
+        allow_hosts=allow_hosts,
+        workers=workers,
+        header_timeout=header_timeout,
+    )
+
+
+def serve(
+    bind: str,
+    port: int,
+    text: Callable[[], str],
+    *,
+    token: str | None = None,
+    allow_hosts: Iterable[str] = (),
+) -> MetricsServer:
+    """Serve ``text()`` at /metrics in a daemon thread; the caller shuts it down."""
+    server = listen(bind, port, token=token, allow_hosts=allow_hosts)
+    server.start(text)
     return server
