@@ -47,6 +47,7 @@ LAYERS: list[list[str]] = [
         "slipway.notify",
         "slipway.metrics",
         "slipway.gates",
+        "slipway.scanning",
     ],
     ["slipway.state", "slipway.commands", "slipway.transports", "slipway.config"],
     ["slipway.secrets", "slipway.errors", "slipway"],

@@ -2,11 +2,12 @@
 same thresholds on a laptop and in CI.
 
 Each gate is a command from ``[gates.commands]`` (formatting, lint, types, tests with
-coverage), plus the frontend build of every node process. Then coverage is judged from
-the Cobertura XML the tests wrote: overall (80%), each critical path glob (95%), and the
-lines this branch added against ``--base`` (90%, "diff coverage"). The result is a
-Markdown summary (the Actions job summary, the PR comment), GitHub annotations for
-failures, and JSON for the later steps.
+coverage), plus the frontend build of every node process, plus the dependency
+vulnerability scans of :mod:`slipway.scanning` (``[gates.security]``). Then coverage is
+judged from the Cobertura XML the tests wrote: overall (80%), each critical path glob
+(95%), and the lines this branch added against ``--base`` (90%, "diff coverage"). The
+result is a Markdown summary (the Actions job summary, the PR comment), GitHub
+annotations for failures, and JSON for the later steps.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slipway import scanning
 from slipway.config.load import LoadedConfig
 from slipway.config.model import GatesConfig, ProcessKind
+from slipway.scanning import Runner
 
 TAIL_LINES = 30
 
@@ -32,6 +35,9 @@ class Gate:
     ok: bool
     seconds: float
     detail: str = ""  # the failure's output tail, or a figure
+    # One row per advisory (package, version, advisory, severity, fix, verdict), for the
+    # security gates: shown as a table so a reviewer sees what failed without the logs.
+    findings: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -170,7 +176,8 @@ def judge_coverage(cfg: GatesConfig, base_dir: Path, base: str | None, report: R
         report.gates.append(Gate("new code", ok, 0.0, detail))
 
 
-def run(loaded: LoadedConfig, base: str | None) -> Report:
+def run(loaded: LoadedConfig, base: str | None, scan_runner: Runner | None = None) -> Report:
+    """Every gate in order; ``scan_runner`` replaces the scanners' subprocess (tests)."""
     cfg = loaded.config.gates
     base_dir = loaded.base_dir
     report = Report()
@@ -187,6 +194,8 @@ def run(loaded: LoadedConfig, base: str | None) -> Report:
                     if not gate.ok:
                         break
                 report.gates.append(gate)
+    for verdict in scanning.gates(loaded, scan_runner or scanning.run_scanner):
+        report.gates.append(Gate(**asdict(verdict)))
     judge_coverage(cfg, base_dir, base, report)
     return report
 
@@ -215,6 +224,8 @@ def markdown(report: Report, base_coverage: float | None = None) -> str:
         ]
         if delta < 0:
             lines.append(f"> [!WARNING]\n> Coverage went down by {-delta:.2f} points.")
+    for g in report.gates:
+        lines += findings_table(g)
     failures = [g for g in report.gates if not g.ok and "\n" in g.detail]
     for g in failures:
         lines += [
@@ -227,6 +238,34 @@ def markdown(report: Report, base_coverage: float | None = None) -> str:
             "</details>",
         ]
     return "\n".join(lines) + "\n"
+
+
+FINDING_COLUMNS = ("package", "version", "advisory", "severity", "fix", "verdict")
+MAX_FINDING_ROWS = 20
+
+
+def findings_table(gate: Gate) -> list[str]:
+    """A gate's advisories as a Markdown table (failing ones first, at most 20 rows), so
+    the job summary and the PR comment name each package and advisory id."""
+    if not gate.findings:
+        return []
+    lines = [
+        "",
+        f"#### {gate.name} findings",
+        "",
+        "| " + " | ".join(FINDING_COLUMNS) + " |",
+        "|" + "---|" * len(FINDING_COLUMNS),
+    ]
+    for row in gate.findings[:MAX_FINDING_ROWS]:
+        cells = (_cell(row.get(column, "")) for column in FINDING_COLUMNS)
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(gate.findings) > MAX_FINDING_ROWS:
+        lines.append(f"\n... and {len(gate.findings) - MAX_FINDING_ROWS} more (see --output JSON)")
+    return lines
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "/")
 
 
 def error_annotations(report: Report) -> list[str]:

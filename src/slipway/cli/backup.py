@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from slipway.backups.trial import start_app_on_copy
-from slipway.cli.context import echo_json, loaded_config
+from slipway.cli.context import LOCK_WAIT, echo_json, loaded_config
 from slipway.cli.hosts import host_session
 from slipway.cli.output import Progress
 from slipway.deploy.database import set_aside_rows
@@ -92,7 +92,7 @@ def list_backups(ctx: click.Context, as_json: bool) -> None:
             rows = sum(m["tables"].values())
             click.echo(
                 f"{m['id']:<52} {_when(m['created_at'])}  {m['size']:>12} bytes"
-                f"  {rows:>8} rows  schema {m['schema_version']}{lock}"
+                f"  {rows:>8} rows  schema {m.get('schema_version')}{lock}"
             )
 
 
@@ -146,7 +146,9 @@ def verify(
 @command.command(name="restore")
 @click.argument("backup_id")
 @IDENTITY
-@click.option("--lock-wait", type=float, default=0, help="Seconds to wait for the lock.")
+@click.option(
+    "--lock-wait", type=LOCK_WAIT, default=0, help="Seconds to wait for the lock (0-86400)."
+)
 @click.pass_context
 def restore(ctx: click.Context, backup_id: str, identity: Path | None, lock_wait: float) -> None:
     """Put BACKUP_ID back as the live database (the site stops meanwhile).

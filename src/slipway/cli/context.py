@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from slipway.config import LoadedConfig, load_config
+from slipway.state.lock import MAX_WAIT_SECONDS
 
 
 def loaded_config(ctx: click.Context) -> LoadedConfig:
@@ -23,3 +24,7 @@ def echo_json(data: Any) -> None:
 def echo_json_line(data: Any) -> None:
     """One JSON object on one line (JSON Lines), for event streams."""
     click.echo(json.dumps(data, sort_keys=True, default=str))
+
+
+# --lock-wait: seconds, at most a day (1e308 once overflowed a queue's timeout).
+LOCK_WAIT = click.FloatRange(0, MAX_WAIT_SECONDS)

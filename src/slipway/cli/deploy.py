@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from slipway.cli.context import echo_json_line, loaded_config
+from slipway.cli.context import LOCK_WAIT, echo_json_line, loaded_config
 from slipway.cli.hosts import host_options, host_session, with_overrides
 from slipway.cli.output import Progress
 from slipway.deploy.engine import Deployer
@@ -23,7 +23,9 @@ TABLE_NAME = re.compile(r"[^\x00-\x1f\x7f,]{1,128}")  # any SQLite name but a co
 @click.command(name="deploy")
 @click.argument("environment")
 @click.option("--ref", default="HEAD", show_default=True, help="Git ref to deploy.")
-@click.option("--lock-wait", type=float, default=0, help="Seconds to wait for the lock.")
+@click.option(
+    "--lock-wait", type=LOCK_WAIT, default=0, help="Seconds to wait for the lock (0-86400)."
+)
 @click.option("--actor", default=None, help="Who deploys (default: your user name).")
 @host_options
 @click.option(

@@ -25,8 +25,9 @@ from slipway.cli.context import loaded_config
 def command(
     ctx: click.Context, base: str | None, summary: str | None, annotations: bool, output: str | None
 ) -> None:
-    """Run [gates.commands] (format, lint, types, tests), build each frontend, then judge
-    coverage: overall, critical paths, and new code since --base.
+    """Run [gates.commands] (format, lint, types, tests), build each frontend, audit the
+    locked dependencies ([gates.security]: pip-audit, npm audit), then judge coverage:
+    overall, critical paths, and new code since --base.
 
     Exit 0 when every gate passed, 1 when one failed.
     """

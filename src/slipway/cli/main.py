@@ -8,6 +8,7 @@ Exit codes (also in ``slipway --help``):
   1  the operation failed (a deploy failed and was rolled back, a check failed)
   2  bad usage or invalid configuration
   3  another deploy holds the environment's lock
+  70  an internal error: a bug in slipway (--debug shows the traceback; please report it)
   130  interrupted
 """
 
@@ -22,6 +23,8 @@ import click
 from slipway import __version__
 from slipway.errors import SlipwayError
 from slipway.secrets import mask_everywhere
+
+INTERNAL_ERROR = 70  # EX_SOFTWARE in sysexits.h
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, short help shown in `slipway --help`)
@@ -55,6 +58,7 @@ Exit codes:
   1    the operation failed (for a deploy: it was rolled back)
   2    bad usage or invalid configuration
   3    another deploy holds the environment's lock
+  70   an internal error: a bug in slipway (--debug shows where)
   130  interrupted
 
 \b
@@ -129,6 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return 2
+    except Exception as exc:  # the last line: one readable error, never a traceback
+        if debug:
+            traceback.print_exc()
+        _print_error(
+            f"internal error: {type(exc).__name__}: {exc}",
+            "this is a bug in slipway: run again with --debug for the traceback and report it",
+        )
+        return INTERNAL_ERROR
     return 0
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import click
 
-from slipway.cli.context import echo_json_line, loaded_config
+from slipway.cli.context import LOCK_WAIT, echo_json_line, loaded_config
 from slipway.cli.hosts import host_session
 from slipway.cli.output import Progress
 
 
 @click.command(name="recover")
 @click.argument("environment")
-@click.option("--lock-wait", type=float, default=0, help="Seconds to wait for the lock.")
+@click.option(
+    "--lock-wait", type=LOCK_WAIT, default=0, help="Seconds to wait for the lock (0-86400)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Emit JSON events and a JSON result.")
 @click.pass_context
 def command(ctx: click.Context, environment: str, lock_wait: float, as_json: bool) -> None:

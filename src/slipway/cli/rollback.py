@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from slipway.cli.context import echo_json_line, loaded_config
+from slipway.cli.context import LOCK_WAIT, echo_json_line, loaded_config
 from slipway.cli.hosts import host_session
 from slipway.cli.output import Progress
 from slipway.deploy.engine import Deployer
@@ -30,7 +30,9 @@ from slipway.github.api import GitHub, report_deployment
     default=None,
     help="age identity (private key) file, to restore an encrypted backup.",
 )
-@click.option("--lock-wait", type=float, default=0, help="Seconds to wait for the lock.")
+@click.option(
+    "--lock-wait", type=LOCK_WAIT, default=0, help="Seconds to wait for the lock (0-86400)."
+)
 @click.option(
     "--github-deployment",
     is_flag=True,

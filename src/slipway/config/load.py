@@ -90,6 +90,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), [ConfigIssue("", f"cannot read: {exc}")]) from exc
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(
+            str(path), [ConfigIssue("", "nested too deeply to read (tables or arrays)")]
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             str(path), [ConfigIssue("", f"not valid TOML: {exc}")], hint="check the TOML syntax"

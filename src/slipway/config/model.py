@@ -102,8 +102,16 @@ def _check_argv(value: list[str]) -> list[str]:
     return value
 
 
+def _check_env_value(value: str) -> str:
+    # exec() cannot pass a NUL: found late, it failed a command half way through a run.
+    if "\0" in value:
+        raise ValueError("contains a NUL character, which no environment variable can hold")
+    return value
+
+
 Name = Annotated[str, AfterValidator(_check_name)]
 EnvKey = Annotated[str, AfterValidator(_check_env_key)]
+EnvValue = Annotated[str, AfterValidator(_check_env_value)]
 Branch = Annotated[str, AfterValidator(_check_branch)]
 RelativePath = Annotated[str, AfterValidator(_check_relative_path)]
 AbsolutePath = Annotated[str, AfterValidator(_check_absolute_path)]
@@ -177,7 +185,7 @@ class ProcessConfig(Strict):
     port_env: EnvKey | None = Field(
         default=None, description="Environment variable that also carries the port."
     )
-    build_env: dict[EnvKey, str] = Field(
+    build_env: dict[EnvKey, EnvValue] = Field(
         default_factory=dict,
         description=(
             "Variables fixed at build time (Next.js NEXT_PUBLIC_*). Placeholders:"
@@ -382,6 +390,35 @@ _DEFAULT_GATES: dict[str, list[str]] = {
 }
 
 
+def _check_advisory_id(value: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise ValueError(
+            "must be an advisory id (e.g. GHSA-xxxx-xxxx-xxxx, PYSEC-2024-1), no spaces"
+        )
+    return value
+
+
+class SecurityConfig(Strict):
+    """Dependency vulnerability scanning (gates ``security:python`` and ``security:npm``).
+
+    npm reports a severity per advisory, so ``severity`` is the threshold there; pip-audit
+    reports none, so every known Python vulnerability fails unless its id (or an alias,
+    e.g. its CVE) is in ``ignore``. Ignoring is explicit and per advisory so that an
+    accepted risk is written down and reviewed, never a lowered bar for everything.
+    """
+
+    enabled: StrictBool = Field(
+        default=True, description="Audit locked dependencies (pip-audit, npm audit)."
+    )
+    severity: Literal["low", "moderate", "high", "critical"] = Field(
+        default="high", description="npm advisories at or above this fail the gate."
+    )
+    ignore: list[Annotated[str, AfterValidator(_check_advisory_id)]] = Field(
+        default_factory=list,
+        description="Advisory ids (or aliases such as a CVE) accepted as known risks.",
+    )
+
+
 class GatesConfig(Strict):
     """The app's quality gates (``slipway gates``), the same locally and in CI."""
 
@@ -395,6 +432,10 @@ class GatesConfig(Strict):
     new_code_min: Number = Field(default=90, ge=0, le=100, description="Diff coverage vs --base.")
     critical: dict[str, Number] = Field(
         default_factory=dict, description="Path glob -> minimum coverage (critical paths, 95)."
+    )
+    security: SecurityConfig = Field(
+        default_factory=SecurityConfig,
+        description="Dependency vulnerability scanning of the locked Python and npm packages.",
     )
 
 
@@ -555,7 +596,7 @@ class EnvironmentConfig(Strict):
         default_factory=list,
         description="Directories put first on PATH for commands on the host (pm2, uv, node).",
     )
-    host_env: dict[EnvKey, str] = Field(
+    host_env: dict[EnvKey, EnvValue] = Field(
         default_factory=dict,
         description="Extra environment for commands on the host (proxy, CA bundle, caches).",
     )

@@ -18,11 +18,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from slipway.commands import host as cmd
-from slipway.errors import LockHeld, SlipwayError
+from slipway.errors import LockHeld, SlipwayError, UsageError
 from slipway.state.host import Layout, read_text
 from slipway.transports.base import Handle, Transport
 
 PROBE_GRACE_SECONDS = 1.0
+# The longest --lock-wait: a day (1e308 once overflowed a queue's timeout).
+MAX_WAIT_SECONDS = 86400
 # The detached job that stops a blue-green colour (a standby's end, or the colour an
 # instant rollback left) labels the lock with this reason; commands wait for it.
 DRAIN_REASON = "drain"
@@ -70,6 +72,10 @@ class DeployLock:
         self._handle: Handle | None = None
 
     def acquire(self, *, actor: str, ref: str, reason: str, wait: float = 0) -> LockOwner:
+        if not 0 <= wait <= MAX_WAIT_SECONDS:  # NaN, inf and negatives too
+            raise UsageError(
+                f"invalid lock wait {wait!r}: it must be 0 to {MAX_WAIT_SECONDS} seconds"
+            )
         self.transport.run(cmd.mkdir_p(self.layout.state_dir))
         # A probe (`slipway status`, `slipway lock`) holds the lock for a few ms: never
         # refuse a deploy because it met one.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import subprocess
@@ -127,7 +128,9 @@ class LocalTransport(Transport):
                 os.close(fd)
             os.replace(tmp, target)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            # On a read-only or full filesystem the clean-up fails too: report the cause.
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             raise TransportError(f"cannot write {remote}: {exc.strerror or exc}") from exc
 
     def tunnel(self, port: int) -> int:

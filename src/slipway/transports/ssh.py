@@ -139,6 +139,12 @@ class SshTransport(Transport):
                 f"{self.host}: SSH authentication failed",
                 hint="check the user and the key (environments.<env>.ssh.key)",
             ) from exc
+        except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+            raise TransportError(
+                f"{self.host}: cannot use the SSH key {self.ssh.key}: {exc}",
+                hint="environments.<env>.ssh.key must be an unencrypted OpenSSH private key"
+                " file (or use ssh-agent)",
+            ) from exc
         except (OSError, asyncssh.Error) as exc:
             raise TransportError(f"{self.host}: cannot connect: {exc}") from exc
 
