@@ -457,3 +457,62 @@ def test_a_control_character_in_a_command_is_a_located_error():
         for p in problems
     ), problems
     assert any(p.startswith("processes.frontend.build: item 1 is empty") for p in problems)
+
+
+def _with_qa(**qa: Any) -> dict[str, Any]:
+    raw = base()
+    raw["environments"]["staging"].update(hosts=["local"], root="/srv/app")
+    raw["environments"]["production"].update(hosts=["deploy@prod.example.com:22"], root="/srv/app")
+    raw["environments"]["qa"] = {
+        "hosts": ["local"],
+        "root": "/srv/app",
+        "database": "qa/state.db",
+        "ports": {"backend": 14300, "frontend": 14301},
+        **qa,
+    }
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("qa", "expected"),
+    [
+        (
+            {"ports": {"backend": 14200, "frontend": 14301}},
+            "environments.qa.ports.backend and environments.staging.ports.backend are both"
+            " port 14200 on host local",
+        ),
+        (
+            {"database": "staging/.codeframe/state.db"},
+            "environments.qa.database and environments.staging.database are both"
+            " /srv/app/staging/.codeframe/state.db on host local",
+        ),
+        (
+            {"database": "qa/.slipway/records.db"},
+            "environments.qa.database (/srv/app/qa/.slipway/records.db) is inside"
+            " environments.qa's own state (/srv/app/qa/.slipway) on host local",
+        ),
+        (
+            {"database": "staging/backups/x.db"},
+            "environments.qa.database (/srv/app/staging/backups/x.db) is inside"
+            " environments.staging's own state (/srv/app/staging/backups) on host local",
+        ),
+        (
+            {"hosts": ["deploy@PROD.example.com:2222"], "ports": {"backend": 8201, "frontend": 1}},
+            "environments.production.blue_green.blue.backend and environments.qa.ports.backend"
+            " are both port 8201 on host prod.example.com",
+        ),
+    ],
+)
+def test_environments_on_one_machine_collide_is_an_error_naming_both(
+    qa: dict[str, Any], expected: str
+) -> None:
+    """`check` once accepted these; a restore of one environment rewound the other's
+    audit log."""
+    assert any(expected in e for e in errors_of(_with_qa(**qa))), errors_of(_with_qa(**qa))
+
+
+def test_environments_on_different_machines_may_share_ports_and_paths() -> None:
+    raw = _with_qa(hosts=["deploy@qa.example.com:22"], ports={"backend": 14200, "frontend": 14100})
+    raw["environments"]["qa"]["database"] = "staging/.codeframe/state.db"
+    config = validate_config(raw)  # raises ConfigError on a collision
+    assert config.environments["qa"].machines() == {"qa.example.com"}

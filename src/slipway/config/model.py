@@ -10,6 +10,7 @@ in :mod:`slipway.config.defaults` before validation, so a two-line environment i
 from __future__ import annotations
 
 import fnmatch
+import posixpath
 import re
 from enum import StrEnum
 from pathlib import PurePosixPath
@@ -630,18 +631,24 @@ class EnvironmentConfig(Strict):
             self._check_blue_green_ports()
         return self
 
+    def used_ports(self) -> dict[str, int]:
+        """Every port this environment listens on, by where the configuration sets it."""
+        used = {"ports.backend": self.ports.backend, "ports.frontend": self.ports.frontend}
+        if self.strategy is Strategy.BLUE_GREEN:
+            used["blue_green.api_port"] = self.blue_green.api(self.ports)
+            for color, ports in self.blue_green.color_ports(self.ports).items():
+                used[f"blue_green.{color}.backend"] = ports.backend
+                used[f"blue_green.{color}.frontend"] = ports.frontend
+        return used
+
+    def machines(self) -> set[str]:
+        """The machines this environment runs on (a host's address, whatever user or
+        SSH port reaches it)."""
+        return {"local" if h.local else str(h.address).lower() for h in self.parsed_hosts()}
+
     def _check_blue_green_ports(self) -> None:
-        colors = self.blue_green.color_ports(self.ports)
-        used = {
-            "ports.backend": self.ports.backend,
-            "ports.frontend": self.ports.frontend,
-            "blue_green.api_port": self.blue_green.api(self.ports),
-        }
-        for color, ports in colors.items():
-            used[f"blue_green.{color}.backend"] = ports.backend
-            used[f"blue_green.{color}.frontend"] = ports.frontend
         seen: dict[int, str] = {}
-        for where, port in used.items():
+        for where, port in self.used_ports().items():
             if port > 65535:
                 raise ValueError(f"{where} would be {port}: set blue_green ports explicitly")
             if port in seen:
@@ -658,6 +665,40 @@ class HooksConfig(Strict):
 
 
 EnvironmentConfig.model_rebuild()
+
+
+def _state_dirs(name: str, env: EnvironmentConfig) -> list[str]:
+    """Where slipway keeps an environment's own files (never an app's database)."""
+    base = f"{env.root}/{name}"
+    dirs = [f"{base}/.slipway", f"{base}/releases", f"{base}/backups"]
+    return dirs + ([env.backups.path] if env.backups.path else [])
+
+
+def _check_apart(
+    a: str, env_a: EnvironmentConfig, b: str, env_b: EnvironmentConfig, where: str
+) -> None:
+    if a != b:
+        ports_b = {port: spot for spot, port in env_b.used_ports().items()}
+        for spot, port in env_a.used_ports().items():
+            if port in ports_b:
+                raise ValueError(
+                    f"environments.{a}.{spot} and environments.{b}.{ports_b[port]} are both"
+                    f" port {port} {where}"
+                )
+        db_a = posixpath.normpath(f"{env_a.root}/{env_a.database}")
+        if db_a == posixpath.normpath(f"{env_b.root}/{env_b.database}"):
+            raise ValueError(
+                f"environments.{a}.database and environments.{b}.database are both {db_a} {where}"
+            )
+    for first, env_first, second, env_second in ((a, env_a, b, env_b), (b, env_b, a, env_a)):
+        db = posixpath.normpath(f"{env_first.root}/{env_first.database}")
+        for state in _state_dirs(second, env_second):
+            if db == state or db.startswith(posixpath.normpath(state) + "/"):
+                raise ValueError(
+                    f"environments.{first}.database ({db}) is inside environments.{second}'s"
+                    f" own state ({state}) {where}: slipway's records, releases or backups"
+                    " would be the app's database"
+                )
 
 
 class SlipwayConfig(Strict):
@@ -685,6 +726,21 @@ class SlipwayConfig(Strict):
                     f"notify[{index}].environments names unknown environments: "
                     + ", ".join(sorted(unknown))
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _environments_apart(self) -> SlipwayConfig:
+        """Two environments on one machine must not share a port or a database, and no
+        database may be slipway's own state: a restore of one once rewound the other's
+        audit log."""
+        deployed = {n: e for n, e in self.environments.items() if e.root is not None}
+        names = sorted(deployed)
+        for index, a in enumerate(names):
+            for b in names[index:]:
+                shared = deployed[a].machines() & deployed[b].machines()
+                if shared:
+                    where = f"on host {sorted(shared)[0]}"
+                    _check_apart(a, deployed[a], b, deployed[b], where)
         return self
 
     def environment(self, name: str) -> EnvironmentConfig:
