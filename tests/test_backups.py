@@ -4,6 +4,8 @@ real writer process, the real ``age`` binary, and a real deploy for the restore.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -145,7 +147,15 @@ def test_encrypted_backups_need_the_right_key(tmp_path: Path, writer: Path):
     with pytest.raises(BackupError, match="is encrypted"):
         store.verify(m, None)
     leftovers = [p.name for p in sealed.parent.iterdir() if p.name.startswith(".")]
-    assert leftovers == [], "no identity or decrypted copy is left on the host"
+    assert leftovers == [".scratch"], leftovers
+    assert list((sealed.parent / ".scratch").iterdir()) == [], "no identity or copy is left"
+    with store.plaintext(m, key) as plain:  # private while it exists
+        scratch = Path(plain).parent
+        modes = {p.name: oct(p.stat().st_mode & 0o777) for p in scratch.iterdir()}
+        assert modes == {"identity": "0o600", "decrypted.db": "0o600"}  # no agent: no .lock
+        assert oct(scratch.stat().st_mode & 0o777) == "0o700"
+        assert oct(scratch.parent.stat().st_mode & 0o777) == "0o700"
+    assert not scratch.exists()
 
     sealed.write_bytes(sealed.read_bytes()[:-100])  # truncated on disk
     result = store.verify(m, key)
@@ -284,10 +294,60 @@ def test_verify_start_app_runs_the_backend_on_a_copy(app: App, capsys: pytest.Ca
     # The backend is gone, its copy removed, and the live database untouched.
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{trial['port']}/health", timeout=2)
-    assert not list((app.root / "testing" / "backups").glob(".trial-*"))
+    assert not list((app.root / "testing" / "backups" / ".scratch").iterdir())
     assert live_db.stat().st_mtime_ns == before
     code, out, _ = app.cli(capsys, "verify", "--identity", str(app.key), "--start-app")
     assert code == 0 and "on the copy: healthy" in out
+
+
+def _released(lock: Path, deadline: float = 30.0) -> bool:
+    """Whether the flock on ``lock`` can be taken (its holder, an agent, has exited)."""
+    import fcntl
+
+    end = time.monotonic() + deadline
+    with open(lock) as f:
+        while time.monotonic() < end:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                time.sleep(0.1)
+                continue
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return True
+    return False
+
+
+def test_a_verify_killed_with_its_plaintext_out_leaves_it_private_and_the_next_removes_it(
+    app: App, capsys: pytest.CaptureFixture[str], tmp_path: Path
+):
+    """SIGKILL while the age identity and the (pre-made, 0600) decrypted copy are on the
+    host: they are 0600 in 0700 directories, and the next command removes them."""
+    scratch = app.root / "testing" / "backups" / ".scratch"
+    # age that takes its time, so the kill lands while the identity is on the host.
+    slow = tmp_path / "slow-age"
+    slow.mkdir()
+    (slow / "age").write_text(f"#!/bin/sh\nsleep 3\nexec {shutil.which('age')} \"$@\"\n")
+    (slow / "age").chmod(0o755)
+    cli = [sys.executable, "-m", "slipway.cli.main", "--config", str(app.config)]
+    args = ["backup", "testing", "verify", "--identity", str(app.key)]
+    env = {**os.environ, "PATH": f"{slow}:{os.environ['PATH']}"}
+    proc = subprocess.Popen([*cli, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not list(scratch.glob("*/decrypted.db")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    left = sorted(p.relative_to(scratch).as_posix() for p in scratch.rglob("*"))
+    assert any(name.endswith("/identity") for name in left), left
+    assert any(name.endswith("/decrypted.db") for name in left), left
+    for path in scratch.rglob("*"):
+        expected = "0o700" if path.is_dir() else "0o600"
+        assert oct(path.stat().st_mode & 0o777) == expected or path.suffix in (".db-wal", ".db-shm")
+    for lock in scratch.glob("*/.lock"):
+        assert _released(lock), "the killed command's agent still holds its scratch"
+    code, out, err = app.cli(capsys, "verify", "--identity", str(app.key))
+    assert code == 0, out + err
+    assert list(scratch.iterdir()) == [], "the next command removed what the killed one left"
 
 
 def test_restore_sets_the_live_data_aside_and_brings_the_backup_back(

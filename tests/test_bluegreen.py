@@ -327,6 +327,12 @@ def test_scheduled_retirement_stops_the_standby(env: Env) -> None:
     events = [a["event"] for a in records.audit_log(LocalTransport(), d.layout)]
     assert "standby.retired" in events
     assert env.public().status_code == 200
+    # The job saved PM2's list as a deploy does: every app's environment, owner only.
+    pm2_home = env.root / "pm2"
+    dump = json.loads((pm2_home / "dump.pm2").read_text())
+    assert name not in [app["name"] for app in dump]
+    assert oct((pm2_home / "dump.pm2").stat().st_mode & 0o777) == "0o600"
+    assert oct(pm2_home.stat().st_mode & 0o777) == "0o700"
 
 
 def test_stale_retirement_job_does_nothing(env: Env) -> None:

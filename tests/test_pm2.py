@@ -59,6 +59,7 @@ def test_save_writes_what_pm2_resurrects_and_only_its_owner_reads(
     ours = json.loads(dump.read_text())
     assert oct(dump.stat().st_mode & 0o777) == "0o600"
     assert oct((pm2_home / "dump.pm2.bak").stat().st_mode & 0o777) == "0o600"
+    assert oct(pm2_home.stat().st_mode & 0o777) == "0o700"  # its sockets take commands
     assert sorted(a["name"] for a in ours) == ["app-a", "app-b"]
     assert [sorted(a) for a in ours] == [sorted(a) for a in theirs]
     assert all("pm_id" not in a and "instances" not in a for a in ours)

@@ -43,9 +43,9 @@ def restore_backup(d: HostContext, backup_id: str, *, lock_wait: float = 0) -> s
     try:
         manifest = d.backups.get(backup_id)
         with d.backups.plaintext(manifest, d.identity) as path:
-            with d.step("verify"):
-                scratch = f"{d.backups.directory}/.verify-{uuid.uuid4().hex[:8]}.db"
-                check = call(d.transport, "verify", path=path, manifest=manifest, scratch=scratch)
+            with d.step("verify"), d.backups.scratch() as scratch:
+                copy = f"{scratch}/verify.db"
+                check = call(d.transport, "verify", path=path, manifest=manifest, scratch=copy)
                 if not check["ok"]:
                     raise BackupError(
                         f"backup {backup_id} failed verification: {'; '.join(check['problems'])}",

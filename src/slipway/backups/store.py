@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from slipway.backups import manifest as mf
 from slipway.commands import age
 from slipway.commands import host as cmd
 from slipway.config.model import BackupConfig
-from slipway.errors import BackupError, UsageError
+from slipway.errors import BackupError, SlipwayError, UsageError
 from slipway.state.host import Layout, call
 from slipway.transports.base import Transport
 
@@ -190,10 +189,33 @@ class BackupStore:
             hint="copies set aside by a restore are verified by id: slipway backup ENV list",
         )
 
+    @property
+    def scratch_root(self) -> str:
+        return self._path(".scratch")
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[str]:
+        """A private directory on the host for one command's decrypted copies and keys:
+        0700 in a 0700 parent, files 0600, removed at the end; one a killed command left
+        is removed by the next command (the host agent holds a lock on it while the
+        command lives)."""
+        held = self.transport.channel is not None
+        entry = call(self.transport, "scratch_open", dir=self.scratch_root, hold=held)["path"]
+        try:
+            yield entry
+        finally:
+            with contextlib.suppress(SlipwayError):
+                call(self.transport, "scratch_close", path=entry)
+
+    def sweep_scratch(self) -> None:
+        """Remove what killed commands left in the scratch directory."""
+        call(self.transport, "scratch_sweep", dir=self.scratch_root)
+
     @contextlib.contextmanager
     def plaintext(self, manifest: dict[str, Any], identity: Path | None) -> Iterator[str]:
-        """The host path of the backup's plaintext database (decrypted into a temporary
-        file when encrypted; the identity is on the host only for that one command)."""
+        """The host path of the backup's plaintext database (decrypted into a private
+        scratch directory when encrypted; the identity is on the host only for that one
+        command, in the same directory)."""
         if not manifest["encrypted"]:
             yield self._path(manifest["file"])
             return
@@ -202,11 +224,10 @@ class BackupStore:
                 f"backup {manifest['id']} is encrypted",
                 hint="pass the age identity (private key) file with --identity",
             )
-        token = uuid.uuid4().hex[:8]
-        key = self._path(f".identity-{token}")
-        plain = self._path(f".decrypted-{token}.db")
-        self.transport.put_text(identity.read_text(), key, mode=0o600)
-        try:
+        with self.scratch() as scratch:
+            key, plain = f"{scratch}/identity", f"{scratch}/decrypted.db"
+            self.transport.put_text(identity.read_text(), key, mode=0o600)
+            self.transport.put_text("", plain, mode=0o600)  # age keeps an existing mode
             result = self.transport.run(
                 age.decrypt(key, self._path(manifest["file"]), plain), env=self.env, check=False
             )
@@ -216,8 +237,6 @@ class BackupStore:
                     hint="is this the identity matching the environment's age_recipients?",
                 )
             yield plain
-        finally:
-            self.transport.run(["rm", "-f", "--", key, plain], check=False)
 
     def verify(self, manifest: dict[str, Any], identity: Path | None) -> dict[str, Any]:
         """Restore into a scratch copy and check integrity, checksum and row counts."""
@@ -231,9 +250,9 @@ class BackupStore:
                     "ok": False,
                     "problems": ["the encrypted file's checksum differs from the manifest's"],
                 }
-        with self.plaintext(manifest, identity) as path:
-            scratch = self._path(f".verify-{uuid.uuid4().hex[:8]}.db")
-            return call(self.transport, "verify", path=path, manifest=manifest, scratch=scratch)
+        with self.plaintext(manifest, identity) as path, self.scratch() as scratch:
+            copy = f"{scratch}/verify.db"
+            return call(self.transport, "verify", path=path, manifest=manifest, scratch=copy)
 
     # --- retention ----------------------------------------------------------------------
 

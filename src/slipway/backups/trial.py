@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shlex
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from slipway.config.model import HttpCheck
@@ -51,32 +50,35 @@ def start_app_on_copy(
     if release is None:
         raise BackupError("nothing is deployed here: there is no backend to start on the copy")
     commit = str(d.release_meta(release).get("commit", "unknown"))
-    scratch = f"{d.backups.directory}/.trial-{uuid.uuid4().hex[:8]}.db"
-    with d.backups.plaintext(manifest, identity) as path:
-        d.run(["cp", "--", path, scratch])
+    with d.backups.scratch() as directory:
+        scratch = f"{directory}/trial.db"
+        with d.backups.plaintext(manifest, identity) as path:
+            d.run(["cp", "--", path, scratch])
+        return _run_on_copy(d, release, commit, scratch)
+
+
+def _run_on_copy(d: HostContext, release: str, commit: str, scratch: str) -> dict[str, Any]:
+    """Start ``release``'s backend on the copy at ``scratch`` and run the checks."""
     port = int(call(d.transport, "free_port")["port"])
     started = time.monotonic()
+    spec = next(
+        s
+        for s in d.app_specs(release, commit, ports={"backend": port})
+        if s.name == d.app_name("backend")
+    )
+    env = {**spec.env, "DATABASE_PATH": scratch}
+    handle = d.transport.spawn(["sh", "-c", _SUPERVISE, "sh", spec.cwd, *spec.argv], env=env)
     try:
-        spec = next(
-            s
-            for s in d.app_specs(release, commit, ports={"backend": port})
-            if s.name == d.app_name("backend")
+        health = d.config.health
+        checks = [
+            http_check(c, lambda _: d.transport.tunnel(port), health.timeout_seconds)
+            for c in trial_checks(d)
+        ]
+        gate = wait_healthy(
+            checks, passes=1, interval=health.interval_seconds, deadline=health.deadline_seconds
         )
-        env = {**spec.env, "DATABASE_PATH": scratch}
-        handle = d.transport.spawn(["sh", "-c", _SUPERVISE, "sh", spec.cwd, *spec.argv], env=env)
-        try:
-            health = d.config.health
-            checks = [
-                http_check(c, lambda _: d.transport.tunnel(port), health.timeout_seconds)
-                for c in trial_checks(d)
-            ]
-            gate = wait_healthy(
-                checks, passes=1, interval=health.interval_seconds, deadline=health.deadline_seconds
-            )
-        finally:
-            handle.close()
     finally:
-        d.run(["rm", "-f", "--", scratch, f"{scratch}-wal", f"{scratch}-shm"])
+        handle.close()
     return {
         "ok": gate.ok,
         "release": release,

@@ -604,6 +604,12 @@ class EnvironmentConfig(Strict):
     pm2_home: AbsolutePath | None = Field(
         default=None, description="PM2_HOME on the host (default: PM2's own, ~/.pm2)."
     )
+    database_group: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="A group that may read and write the database files (0660); default"
+        " none (0600, the deploying user only).",
+    )
     url: str | None = Field(
         default=None,
         pattern=r"^https?://[^\s]+$",

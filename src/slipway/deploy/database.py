@@ -193,7 +193,7 @@ def restore_database(
     aside = d.backups.create(db, reason="pre-restore", release=d.current_release(), commit=None)
     if aside is not None and on_aside is not None:
         on_aside(aside, before)
-    call(d.transport, "restore", db=db, src=backup)
+    call(d.transport, "restore", db=db, src=backup, group=d.env.database_group)
     if aside is None:
         return f"database restored from {backup} (there was no live database to set aside)"
     only = _compare_set_aside(d, d.backups.path_of(aside), backup)

@@ -34,8 +34,10 @@ def take_lock(d: HostContext, *, ref: str, reason: str, wait: float) -> DeployLo
         lock.acquire(actor=d.actor, ref=ref, reason=reason, wait=wait)
     d.lock = lock
     try:
-        # A rehearsal killed half way left a plaintext copy of the database behind.
+        # A rehearsal or a backup command killed half way left a plaintext copy of the
+        # database (and an age identity) behind.
         d.run(cmd.remove_tree(rehearsal.scratch_dir(d)))
+        d.backups.sweep_scratch()
         d.recovered = complete_interrupted(d)
         finish_drain(d)
     except BaseException:

@@ -24,6 +24,7 @@ from slipway.commands import host as cmd
 from slipway.deploy import runspec, venvs
 from slipway.deploy.context import PUBLIC_BUILD, RELEASE_META
 from slipway.errors import SlipwayError
+from slipway.state.host import call
 
 if TYPE_CHECKING:
     from slipway.deploy.context import HostContext
@@ -151,6 +152,8 @@ def backup(d: HostContext, release: str, live: str | None, state: RunState) -> N
     live database, not two. Only ``quick_check`` runs here; the full integrity check
     follows once the deploy is over (``finish_backup``)."""
     db = d.layout.database(d.env.database)
+    # The database holds the app's data: its owner's only (or database_group's).
+    call(d.transport, "db_modes", db=db, group=d.env.database_group)
     commit = d.release_meta(live).get("commit") if live else None
     manifest = d.backups.create(
         db, reason="pre-deploy", release=live, commit=commit, deploying=release, quick=True

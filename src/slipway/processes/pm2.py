@@ -131,7 +131,14 @@ class Pm2(ProcessManager):
             call(self.transport, "pm2_save", pm2_home=self.pm2_home)
         except SlipwayError:
             self.transport.run(cmd.save(), env=self.env, timeout=60)
-            if self.pm2_home:  # the CLI writes them with the default mode
+            self._make_private()
+
+    def _make_private(self) -> None:
+        """PM2_HOME 0700, its dumps 0600 (the CLI writes them with the default mode)."""
+        try:
+            call(self.transport, "pm2_private", pm2_home=self.pm2_home)
+        except SlipwayError:
+            if self.pm2_home:
                 for name in ("dump.pm2", "dump.pm2.bak"):
                     path = f"{self.pm2_home}/{name}"
                     self.transport.run(["chmod", "600", "--", path], check=False)

@@ -19,13 +19,16 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -290,9 +293,34 @@ def op_restore(req: dict[str, Any]) -> dict[str, Any]:
     for suffix in ("-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(db + suffix)
-    os.chmod(tmp, 0o600)
+    _db_modes(tmp, req.get("group"))
     os.replace(tmp, db)
     return {"restored": True, "sha256": _sha256(db)}
+
+
+def _db_modes(db: str, group: str | None) -> None:
+    """The live database's files (and its WAL and shared memory, which SQLite makes
+    with the database's mode) readable by their owner only, or by ``group`` too."""
+    gid = -1
+    if group:
+        import grp
+
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise HostProblem(
+                f"no group {group!r} on this host", "create it, or change database_group"
+            ) from None
+    for path in (db, db + "-wal", db + "-shm"):
+        if os.path.exists(path):
+            if gid != -1:
+                os.chown(path, -1, gid)
+            os.chmod(path, 0o660 if group else 0o600)
+
+
+def op_db_modes(req: dict[str, Any]) -> dict[str, Any]:
+    _db_modes(req["db"], req.get("group"))
+    return {"ok": True}
 
 
 def op_diff(req: dict[str, Any]) -> dict[str, Any]:
@@ -898,9 +926,15 @@ def _retire_locked(req: dict[str, Any]) -> dict[str, Any]:
     if standby.get("token") != req["token"]:
         return {"retired": False, "why": "the standby changed"}
     env = {**os.environ, **req["env"]}
-    for name in req["names"]:
-        subprocess.run(["pm2", "delete", name], env=env, capture_output=True, check=False)
-    subprocess.run(["pm2", "save", "--force"], env=env, capture_output=True, check=False)
+    home = env.get("PM2_HOME") or os.path.join(env.get("HOME") or "~", ".pm2")
+    try:  # over the daemon's socket, as a deploy does: the dumps stay 0600
+        op_pm2_delete({"pm2_home": os.path.expanduser(home), "names": req["names"]})
+        op_pm2_save({"pm2_home": os.path.expanduser(home)})
+    except Exception:
+        for name in req["names"]:
+            subprocess.run(["pm2", "delete", name], env=env, capture_output=True, check=False)
+        subprocess.run(["pm2", "save", "--force"], env=env, capture_output=True, check=False)
+        _make_private(os.path.expanduser(home))
     colors["standby"] = None
     _write_json(req["colors"], colors)
     event = {
@@ -911,6 +945,73 @@ def _retire_locked(req: dict[str, Any]) -> dict[str, Any]:
     }
     op_record({"records": req["records"], "audit": [event]})
     return {"retired": True}
+
+
+# Scratch directories this agent holds (path -> the descriptor of its flock).
+_HELD: dict[str, int] = {}
+# An entry without a lock (made without a resident agent, or just made) is in use this
+# long; a locked one for as long as its holder lives.
+UNLOCKED_GRACE_SECONDS = 6 * 3600
+
+
+def _in_use(entry: str) -> bool:
+    """Whether a live command still holds ``entry`` (its flock is taken)."""
+    try:
+        fd = os.open(os.path.join(entry, ".lock"), os.O_RDONLY)
+    except FileNotFoundError:
+        try:
+            return time.time() - os.stat(entry).st_mtime < UNLOCKED_GRACE_SECONDS
+        except FileNotFoundError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _sweep(directory: str) -> list[str]:
+    """Remove what killed commands left in ``directory`` (decrypted copies, identities)."""
+    removed: list[str] = []
+    if not os.path.isdir(directory):
+        return removed
+    for name in sorted(os.listdir(directory)):
+        entry = os.path.join(directory, name)
+        if entry not in _HELD and not _in_use(entry):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def op_scratch_open(req: dict[str, Any]) -> dict[str, Any]:
+    """A private directory (0700 in a 0700 parent) for one command's plaintext copies
+    and keys, locked while the resident agent (so the command) lives; what commands
+    killed before left is removed first."""
+    directory = req["dir"]
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)
+    removed = _sweep(directory)
+    entry = tempfile.mkdtemp(dir=directory)
+    if req.get("hold", True):
+        fd = os.open(os.path.join(entry, ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _HELD[entry] = fd
+    return {"path": entry, "removed": removed}
+
+
+def op_scratch_close(req: dict[str, Any]) -> dict[str, Any]:
+    entry = req["path"]
+    shutil.rmtree(entry, ignore_errors=True)
+    fd = _HELD.pop(entry, None)
+    if fd is not None:
+        os.close(fd)
+    return {"ok": True}
+
+
+def op_scratch_sweep(req: dict[str, Any]) -> dict[str, Any]:
+    return {"removed": _sweep(req["dir"])}
 
 
 def op_disk(req: dict[str, Any]) -> dict[str, Any]:
@@ -1010,7 +1111,23 @@ def op_pm2_save(req: dict[str, Any]) -> dict[str, Any]:
         with open(dump, "rb") as f:
             _write_private(dump + ".bak", f.read())
     _write_private(dump, json.dumps(apps, indent=2).encode())
+    _make_private(home)
     return {"saved": len(apps)}
+
+
+def _make_private(home: str) -> None:
+    """PM2_HOME 0700 and its dumps 0600: they hold every app's environment (secrets),
+    and the daemon's sockets there take commands."""
+    with contextlib.suppress(OSError):
+        os.chmod(home, 0o700)
+    for name in ("dump.pm2", "dump.pm2.bak"):
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.join(home, name), 0o600)
+
+
+def op_pm2_private(req: dict[str, Any]) -> dict[str, Any]:
+    _make_private(_pm2_home(req))
+    return {"ok": True}
 
 
 def op_pm2_status(req: dict[str, Any]) -> dict[str, Any]:
@@ -1115,6 +1232,7 @@ OPS = {
     "nginx_workers": op_nginx_workers,
     "pm2_delete": op_pm2_delete,
     "pm2_save": op_pm2_save,
+    "pm2_private": op_pm2_private,
     "disk": op_disk,
     "sqlite_probe": op_sqlite_probe,
     "traffic": op_traffic,
@@ -1124,6 +1242,7 @@ OPS = {
     "diff": op_diff,
     "schema": op_schema,
     "restore": op_restore,
+    "db_modes": op_db_modes,
     "port_free": op_port_free,
     "ask_socket": op_ask_socket,
     "file_sha256": op_file_sha256,
@@ -1132,6 +1251,9 @@ OPS = {
     "record": op_record,
     "query": op_query,
     "audit_verify": op_audit_verify,
+    "scratch_open": op_scratch_open,
+    "scratch_close": op_scratch_close,
+    "scratch_sweep": op_scratch_sweep,
     "records_new": op_records_new,
     "retire": op_retire,
     "manifests": op_manifests,
