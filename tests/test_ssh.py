@@ -23,6 +23,7 @@ from slipway.state import records
 from slipway.state.host import Layout
 from slipway.state.lock import DeployLock, force_release, is_held
 from slipway.transports import connect
+from slipway.transports import ssh as ssh_module
 from slipway.transports.local import LocalTransport
 from slipway.transports.ssh import SshTransport
 
@@ -84,9 +85,43 @@ def test_unknown_host_key_is_refused(server: SshServer):
     with pytest.raises(TransportError) as info:
         connect(parse_host(server.host), bad)
     assert "host key not verified" in str(info.value)
+    # Both fingerprints, so the user can compare the presented one out of band.
+    presented = _fingerprint(server.known_hosts.parent / "host_key.pub")
+    trusted = _fingerprint(server.known_hosts.parent / "other_key.pub")
+    assert f"it presented {presented}; {server.wrong_known_hosts} has {trusted}" in str(info.value)
     hint = info.value.hint or ""
     assert "known_hosts" in hint and "out of band" in hint
     assert ">> known_hosts" not in hint  # never "trust whatever key is presented"
+
+
+def _fingerprint(public_key: Path) -> str:
+    line = subprocess.run(
+        ["ssh-keygen", "-lf", str(public_key)], capture_output=True, text=True, check=True
+    ).stdout
+    return line.split()[1]  # "256 SHA256:... comment (ED25519)"
+
+
+def test_host_keys_are_verified_whatever_the_users_ssh_config_says(
+    server: SshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With no ssh.known_hosts and `UserKnownHostsFile none` in ~/.ssh/config, slipway
+    once connected to a host it had never seen."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        "Host *\n  UserKnownHostsFile none\n  StrictHostKeyChecking no\n"
+    )
+    monkeypatch.setenv("HOME", str(home))
+    no_file = SshConfig(key=str(server.client_key))
+    monkeypatch.setattr(ssh_module, "SYSTEM_KNOWN_HOSTS", str(tmp_path / "none"))
+    with pytest.raises(TransportError, match="no known_hosts file to verify its host key"):
+        connect(parse_host(server.host), no_file)
+    (home / ".ssh" / "known_hosts").write_text(server.wrong_known_hosts.read_text())
+    with pytest.raises(TransportError, match="host key not verified"):
+        connect(parse_host(server.host), no_file)
+    (home / ".ssh" / "known_hosts").write_text(server.known_hosts.read_text())
+    with connect(parse_host(server.host), no_file) as t:  # the user's default file
+        assert t.run(["true"]).ok
 
 
 def test_wrong_client_key_is_refused(server: SshServer, tmp_path: Path):
@@ -98,11 +133,12 @@ def test_wrong_client_key_is_refused(server: SshServer, tmp_path: Path):
         connect(parse_host(server.host), bad)
 
 
-def test_nothing_listening_is_a_clear_error():
+def test_nothing_listening_is_a_clear_error(server: SshServer):
     from support import free_port
 
+    config = SshConfig(known_hosts=str(server.known_hosts), connect_timeout_seconds=2)
     with pytest.raises(TransportError, match="cannot connect"):
-        connect(parse_host(f"root@127.0.0.1:{free_port()}"), SshConfig(connect_timeout_seconds=2))
+        connect(parse_host(f"root@127.0.0.1:{free_port()}"), config)
 
 
 def test_tunnel_reaches_a_host_port(server: SshServer):

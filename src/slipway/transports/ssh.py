@@ -25,6 +25,8 @@ from slipway.errors import TransportError
 from slipway.secrets import Masker
 from slipway.transports.base import Handle, Transport
 
+SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+
 T = TypeVar("T")
 
 
@@ -108,12 +110,33 @@ class SshTransport(Transport):
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
+    def _known_hosts_files(self) -> list[str]:
+        """slipway's own known_hosts: the configured file, else the user's and the
+        system's default files, whatever ``~/.ssh/config`` says (a
+        ``UserKnownHostsFile none`` there once let an unknown host in)."""
+        if self.ssh.known_hosts:
+            return [os.path.expanduser(self.ssh.known_hosts)]
+        defaults = [os.path.expanduser("~/.ssh/known_hosts"), SYSTEM_KNOWN_HOSTS]
+        return [path for path in defaults if os.path.exists(path)]
+
+    def _trusted_keys(self) -> asyncssh.SSHKnownHosts:
+        files = self._known_hosts_files()
+        if not files:
+            raise TransportError(
+                f"{self.host}: no known_hosts file to verify its host key against"
+                " (~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts)",
+                hint="set environments.<env>.ssh.known_hosts to a file holding the host's"
+                " key, checked out of band (on the host: `ssh-keygen -lf"
+                " /etc/ssh/ssh_host_ed25519_key.pub`)",
+            )
+        try:
+            text = "".join(Path(path).read_text() + "\n" for path in files)
+            return asyncssh.import_known_hosts(text)
+        except (OSError, ValueError, asyncssh.Error) as exc:
+            raise TransportError(f"{self.host}: cannot read known_hosts {files}: {exc}") from exc
+
     async def _connect(self) -> Any:
-        known_hosts: Any = ()
-        if not self.ssh.verify_host_keys:
-            known_hosts = None
-        elif self.ssh.known_hosts:
-            known_hosts = os.path.expanduser(self.ssh.known_hosts)
+        known_hosts: Any = self._trusted_keys() if self.ssh.verify_host_keys else None
         options: dict[str, Any] = {
             "port": self.host.port,
             "known_hosts": known_hosts,
@@ -129,7 +152,8 @@ class SshTransport(Transport):
             return await asyncssh.connect(self.host.address, **options)
         except asyncssh.HostKeyNotVerifiable as exc:
             raise TransportError(
-                f"{self.host}: host key not verified ({exc.reason})",
+                f"{self.host}: host key not verified ({exc.reason}): "
+                + await self._fingerprints(known_hosts),
                 hint="check the host's key out of band before trusting it: on the host,"
                 " `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints its fingerprint;"
                 " add the key to known_hosts only if it matches what `ssh-keyscan` offers",
@@ -147,6 +171,22 @@ class SshTransport(Transport):
             ) from exc
         except (OSError, asyncssh.Error) as exc:
             raise TransportError(f"{self.host}: cannot connect: {exc}") from exc
+
+    async def _fingerprints(self, known: asyncssh.SSHKnownHosts) -> str:
+        """Both sides of a refused host key: the one presented, the ones trusted."""
+        address = str(self.host.address)
+        try:
+            key = await asyncio.wait_for(
+                asyncssh.get_server_host_key(address, self.host.port),
+                self.ssh.connect_timeout_seconds,
+            )
+        except (OSError, asyncssh.Error):  # TimeoutError is an OSError
+            key = None
+        presented = key.get_fingerprint() if key else "no key (it could not be read again)"
+        trusted = [k.get_fingerprint() for k in known.match(address, address, self.host.port)[0]]
+        files = ", ".join(self._known_hosts_files())
+        expected = ", ".join(trusted) if trusted else "no key for this host"
+        return f"it presented {presented}; {files} has {expected}"
 
     def _run(
         self,
