@@ -374,7 +374,7 @@ def test_cli_notify_test(tmp_path: Path, capsys, monkeypatch):
 
 @pytest.mark.integration
 def test_deploys_and_rollbacks_notify_and_a_dead_channel_costs_only_its_deadline(
-    tmp_path: Path, monkeypatch
+    tmp_path: Path, monkeypatch, capsys
 ):
     require_binary("pm2", path=str(TOOLS_BIN))
     from slipway.deploy.engine import Deployer
@@ -444,6 +444,21 @@ def test_deploys_and_rollbacks_notify_and_a_dead_channel_costs_only_its_deadline
             json.loads(e["detail"])["channel"] == "slack via $SLIPWAY_T_SLOW" for e in failed
         )
         assert all(json.loads(e["detail"])["seconds"] <= 2.0 for e in failed)
+        # Each message carries the audit chain's head as it was, off the host: the last
+        # one's head is still in the log, unchanged (`audit --verify --head`).
+        head_text = [
+            f["text"] for f in slack[-1]["blocks"][1]["fields"] if "Audit head" in f["text"]
+        ]
+        assert len(head_text) == 1, slack[-1]["blocks"][1]["fields"]
+        row, digest = head_text[0].split()[-1].split(":")
+        layout = deployer().layout
+        report = records.verify(LocalTransport(), layout, {"id": int(row), "hash": digest})
+        assert report["ok"], report["problems"]
+        code, _, err = run_cli(
+            ["--config", str(config), "audit", "testing", "--verify", "--head", f"{row}:{digest}"],
+            capsys,
+        )
+        assert code == 0, err
     finally:
         stop_pm2(root / "pm2")
         os.environ.pop("SLIPWAY_T_SLOW", None)

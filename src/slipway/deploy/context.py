@@ -600,7 +600,8 @@ class HostContext:
         if head is None:
             return
         heads.remember(heads.key(self.transport.name, self.layout.base), head)
-        note.fields.append(("Audit head", f"{head['id']}:{head['hash']}"))
+        # Slack shows ten fields: the head goes in at most tenth.
+        note.fields.insert(min(len(note.fields), 9), ("Audit head", f"{head['id']}:{head['hash']}"))
 
     def audit(self, event: str, **detail: Any) -> None:
         """Append one audit event for the deploy or rollback under way."""
