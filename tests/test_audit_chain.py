@@ -386,3 +386,138 @@ def test_an_environment_never_deployed_verifies_empty(tmp_path: Path):
     report = hs.op_audit_verify({"records": records, "current": current})
     assert report == {"ok": True, "rows": 0, "problems": [], "head": None}
     assert not os.path.exists(records)
+
+
+def test_a_new_log_is_refused_for_a_sound_records_database(records: str):
+    """`audit --new-log` runs on every host: a healthy log (what rollback reads) stays."""
+    answer = hs.answer({"op": "records_new", "records": records, "actor": "ops", "reason": "x"})
+    assert answer["error"].endswith("is readable and verifies: it is kept")
+    assert verify(records)["rows"] == 5
+
+
+def test_a_new_log_never_overwrites_an_earlier_aside(records: str):
+    for _ in range(2):
+        with open(records, "w"):
+            pass
+        hs.op_records_new({"records": records, "actor": "ops", "reason": "disk"})
+    asides = sorted(p.name for p in Path(records).parent.glob("records.db.broken-*"))
+    assert len(asides) == 2, asides  # the same second twice: two files
+
+
+def test_a_row_without_a_hash_is_refused(records: str):
+    """A slipway from before the chain appending a row would break it for good."""
+    conn = sqlite3.connect(records, isolation_level=None)
+    with pytest.raises(sqlite3.DatabaseError, match="audit rows must be chained"):
+        conn.execute("INSERT INTO audit (at, actor, event) VALUES (1, 'old', 'deploy.started')")
+    conn.close()
+    assert verify(records)["ok"]
+
+
+def test_verify_sees_one_snapshot_while_a_writer_appends(records: str):
+    """A deploy (or the retire job) writing during `--verify` is not a break."""
+    import threading
+
+    stop = threading.Event()
+
+    def write() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            hs.op_record(
+                {
+                    "records": records,
+                    "deployment": deployment("d3", f"s{n}"),
+                    "audit": [event("deploy.step", "d3", n=n)],
+                }
+            )
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        reports = [verify(records) for _ in range(40)]
+    finally:
+        stop.set()
+        writer.join()
+    assert [r["problems"] for r in reports if not r["ok"]] == []
+    assert reports[-1]["rows"] > 5
+
+
+def test_the_retire_job_never_recreates_a_missing_records_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The job a blue-green deploy leaves to stop the old colour records its end; with
+    the records gone it once made a new, empty log that verified."""
+    records = tmp_path / "testing" / ".slipway" / "records.db"
+    current = tmp_path / "testing" / "current"
+    current.parent.mkdir(parents=True)
+    current.symlink_to("releases/r1")
+    colors = tmp_path / "colors.json"
+    colors.write_text(json.dumps({"live": None, "standby": {"token": "t", "color": "green"}}))
+    job = {
+        "colors": str(colors),
+        "token": "t",
+        "records": str(records),
+        "current": str(current),
+        "names": [],
+        "env": {"PM2_HOME": str(tmp_path / "pm2")},
+        "actor": "retire",
+    }
+    monkeypatch.setattr(hs, "op_pm2_delete", lambda req: {"deleted": 0})  # no PM2 here
+    monkeypatch.setattr(hs, "op_pm2_save", lambda req: {"saved": 0})
+    with pytest.raises(hs.HostProblem, match="is missing, but this environment has releases"):
+        hs._retire_locked(job)
+    assert not records.exists()
+
+
+def test_a_stray_file_or_a_scratch_being_made_survives_the_sweep(tmp_path: Path):
+    scratch = tmp_path / ".scratch"
+    opened = hs.op_scratch_open({"dir": str(scratch)})
+    (scratch / "stray.txt").write_text("?")
+    (scratch / "making-abc").mkdir()  # another command between mkdtemp and its lock
+    old = scratch / "killed"
+    old.mkdir()
+    (old / ".lock").write_text("")  # a killed command's: its lock is free
+    (old / "identity").write_text("AGE-SECRET-KEY")
+    assert hs.op_scratch_sweep({"dir": str(scratch)})["removed"] == ["killed"]
+    assert sorted(p.name for p in scratch.iterdir()) == sorted(
+        [Path(opened["path"]).name, "making-abc", "stray.txt"]
+    )
+    hs.op_scratch_close({"path": opened["path"]})
+
+
+def test_a_deploy_never_replaces_the_head_of_a_chain_that_was_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Someone cuts the chain's tail and waits for the next deploy: its new head must
+    not replace the one this machine saw (which exposes the cut)."""
+    from fakes import FakeProcessManager, answer_gates, tiny_repo
+
+    from slipway.config import load_config
+    from slipway.deploy.engine import Deployer
+    from slipway.transports.local import LocalTransport
+
+    repo = tiny_repo(tmp_path, 'kind = "node"\nstart = ["node", "s.js", "{port}"]', {"s.js": ""})
+    answer_gates(monkeypatch, True)
+    events: list[Any] = []
+
+    def deployer() -> Deployer:
+        loaded = load_config(repo / "slipway.toml")
+        pm = FakeProcessManager()
+        return Deployer(loaded, "testing", LocalTransport(), process_manager=pm, emit=events.append)
+
+    d = deployer()
+    assert d.deploy("v1").status == "succeeded"
+    name = heads.key("local", d.layout.base)
+    seen = heads.recall(name)
+    assert (
+        seen is not None and hs.op_audit_verify({"records": d.layout.records, "head": seen})["ok"]
+    )
+    tamper(
+        d.layout.records,
+        f"DELETE FROM audit WHERE id > {seen['id'] - 3}",
+        f"UPDATE sqlite_sequence SET seq = {seen['id'] - 3} WHERE name = 'audit'",
+    )
+    assert deployer().deploy("v1").status == "succeeded"
+    assert heads.recall(name) == seen  # kept: `audit --verify` still shows the cut
+    warnings = [e.detail for e in events if e.status == "warning"]
+    assert any("the audit log fails verification" in w for w in warnings), warnings

@@ -508,11 +508,41 @@ def test_environments_on_one_machine_collide_is_an_error_naming_both(
 ) -> None:
     """`check` once accepted these; a restore of one environment rewound the other's
     audit log."""
-    assert any(expected in e for e in errors_of(_with_qa(**qa))), errors_of(_with_qa(**qa))
+    found = validate_config(_with_qa(**qa)).collisions()
+    assert any(expected in e for e in found), found
 
 
 def test_environments_on_different_machines_may_share_ports_and_paths() -> None:
     raw = _with_qa(hosts=["deploy@qa.example.com:22"], ports={"backend": 14200, "frontend": 14100})
     raw["environments"]["qa"]["database"] = "staging/.codeframe/state.db"
-    config = validate_config(raw)  # raises ConfigError on a collision
+    config = validate_config(raw)
     assert config.environments["qa"].machines() == {"qa.example.com"}
+    assert config.collisions() == []
+
+
+def test_collisions_are_refused_by_check_and_deploy_with_the_hosts_they_run_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Judged with the hosts a run is given, never on load: a placeholder `local` for
+    both environments (CI passes --host) must not block a rollback or a recovery."""
+    from support import run_cli
+
+    raw = _with_qa(ports={"backend": 14200, "frontend": 14301})
+    for name in ("staging", "production", "qa"):
+        raw["environments"][name]["root"] = str(tmp_path / "srv")
+    path = tmp_path / "slipway.toml"
+    path.write_text(_toml(raw))
+    code, _, err = run_cli(["--config", str(path), "check"], capsys)
+    assert code == 2 and "are both port 14200 on host local" in err
+    code, _, err = run_cli(["--config", str(path), "status", "qa", "--json"], capsys)
+    assert code == 0, err  # loading the configuration is not refused
+    deploy = ["--config", str(path), "deploy", "qa", "--ref", "v1"]
+    code, _, err = run_cli(deploy, capsys)
+    assert code == 2 and "are both port 14200 on host local" in err
+    assert not (tmp_path / "srv" / "qa").exists() and "Traceback" not in err
+
+
+def _toml(raw: dict[str, Any]) -> str:
+    from test_cli_fuzz import _toml as write
+
+    return write(raw)

@@ -308,3 +308,20 @@ def test_cli_dashboard_passes_allow_host_to_the_server(tmp_path, capsys, monkeyp
         server.shutdown()
         runner.join(timeout=30)
     assert not runner.is_alive()
+
+
+def test_a_shutdown_before_the_loop_starts_leaves_no_thread_behind() -> None:
+    """monitor --once can stop its /metrics server before the serving thread runs."""
+    import threading
+
+    from slipway.httpserve import HardenedHandler, HardenedHTTPServer
+
+    before = set(threading.enumerate())
+    server = HardenedHTTPServer("127.0.0.1", 0, HardenedHandler, workers=4)
+    server.shutdown()  # returns at once: nothing serves yet
+    server.server_close()
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    thread.join(timeout=5)
+    assert not thread.is_alive()  # it saw the shutdown and never touched the socket
+    assert set(threading.enumerate()) - before == set()  # and started no worker

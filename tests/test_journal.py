@@ -420,6 +420,7 @@ def test_an_instant_rollback_killed_after_promote_leaves_its_drain_job_nothing_t
     assert colors["live"]["color"] == "blue" and colors["live"]["release"] == OLD
     assert (colors["standby"] or {}).get("token") != "t0"
     job = bluegreen.retire_request(d, "green", "t0", 0.0)
+    assert job["current"] == d.layout.current  # its record never recreates a lost log
     assert hs.op_retire({**job, "wait_lock": 0}) == {"retired": False, "why": "the standby changed"}
     assert ("stop", d.app_names_of("blue")) not in pm.calls
     assert router.switches in ([], ["blue"])

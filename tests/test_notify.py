@@ -313,10 +313,16 @@ def test_url_secret_parts_cover_path_query_user_and_their_encodings():
     from slipway.secrets import url_secret_parts
 
     parts = url_secret_parts(
-        "https://u:pa55word@hooks.slack.com/services/T0/B0X/a%2Fb?k=v%20w#frag"
+        "https://u:pa55word@hooks.slack.com/services/T0ABC/B0X9/a%2Fb?k=v%20wxyz&format=json#frag"
     )
-    assert {"T0", "B0X", "a%2Fb", "a/b", "pa55word", "v%20w", "v w", "frag"} <= set(parts)
+    assert {"T0ABC", "B0X9", "a%2Fb", "a/b", "pa55word", "v%20wxyz", "v wxyz", "frag"} <= set(parts)
     assert "services" not in parts and "hooks.slack.com" not in parts
+    assert "json" not in parts  # a setting, not a token: "json" stays readable everywhere
+    # Apprise puts tokens in the host part; ntfy topics are lowercase words.
+    telegram = url_secret_parts("tgram://123456789:AAHtok3nValue/chat-42")
+    assert {"123456789", "AAHtok3nValue", "chat-42"} <= set(telegram)
+    assert "acme-deploys" in url_secret_parts("https://ntfy.sh/acme-deploys")
+    assert "v1" not in url_secret_parts("https://example.com/api/v1/hooks/Zq8s9d")
 
 
 def test_events_and_environments_filter_channels():

@@ -264,3 +264,19 @@ def test_unverified_host_keys_are_warned_about_on_every_run(
         assert code == 0, err
         assert ("host keys are not verified" in err) is warned, err
         assert "Traceback" not in err and "host key not verified" not in err
+
+
+def test_a_refused_key_of_a_host_given_by_name_shows_both_fingerprints(
+    server: SshServer, tmp_path: Path
+) -> None:
+    """asyncssh's lookup wants an address where slipway passed the host's name: a
+    mismatch on any host given by name was an internal error instead of this message."""
+    other = server.wrong_known_hosts.read_text().split(maxsplit=1)[1]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[localhost]:{server.port} {other}")
+    config = SshConfig(key=str(server.client_key), known_hosts=str(known))
+    with pytest.raises(TransportError) as info:
+        connect(parse_host(f"{server.user}@localhost:{server.port}"), config)
+    presented = _fingerprint(server.known_hosts.parent / "host_key.pub")
+    trusted = _fingerprint(server.known_hosts.parent / "other_key.pub")
+    assert f"it presented {presented}; {known} has {trusted}" in str(info.value)

@@ -201,6 +201,7 @@ class HardenedHTTPServer(socketserver.TCPServer):
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._stopped.set()
+        self._starting = threading.Lock()
         try:
             super().__init__((host.strip("[]"), port), handler)
         except OSError as exc:
@@ -214,7 +215,11 @@ class HardenedHTTPServer(socketserver.TCPServer):
         return port
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
-        self._stopped.clear()
+        with self._starting:
+            if self._stop.is_set():  # shut down before it started: the socket may be closed
+                self._stop.clear()
+                return
+            self._stopped.clear()
         pool = [threading.Thread(target=self._work, daemon=True) for _ in range(self.workers)]
         for thread in pool:
             thread.start()
@@ -228,7 +233,8 @@ class HardenedHTTPServer(socketserver.TCPServer):
             self._stopped.set()
 
     def shutdown(self) -> None:
-        self._stop.set()
+        with self._starting:  # either it never starts, or it has and is waited for
+            self._stop.set()
         self._stopped.wait()
 
     def _loop(self, poll_interval: float) -> None:

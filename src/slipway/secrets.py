@@ -41,20 +41,29 @@ def mask_everywhere(text: str) -> str:
     return text
 
 
-# A webhook URL's path words that name the service's API, not the hook: `/services/`,
-# `/api/webhooks/`. Anything else in the path, query, user info or fragment is secret.
-_PLAIN_URL_WORD = re.compile(r"[a-z][a-z-]{0,11}")
+# Path words that are words (`/services/`, `/api/webhooks/`, `/v1/`), not tokens: a
+# masked word would turn into ***** in every message. A token has a digit, a capital or
+# a hyphen in it, or is long (an ntfy topic such as `acme-deploys` counts).
+_PLAIN_WORD = re.compile(r"[a-z]{1,12}|v\d{1,2}")
+# A query value shorter than this is a setting (`format=json`), not a token: masking it
+# would turn the word into ***** in every message.
+MIN_QUERY_SECRET = 6
 
 
 def url_secret_parts(url: str) -> list[str]:
     """Every part of a webhook URL that could be its secret, as written and decoded: a
     receiver answering `no such hook /<part>` (or echoing a query value) must not put
-    the secret in an error, the output or the audit log."""
+    the secret in an error, the output or the audit log. For non-HTTP schemes (Apprise:
+    `tgram://BOT_TOKEN/CHAT`) the host and port are the token too."""
     split = urlsplit(url)
-    pieces = [p for p in split.path.split("/") if p and not _PLAIN_URL_WORD.fullmatch(p)]
+    pieces = [p for p in split.path.split("/") if not _PLAIN_WORD.fullmatch(p)]
     for pair in filter(None, re.split("[&;]", split.query)):
-        pieces.append(pair.partition("=")[2] or pair)
-    pieces += [split.fragment, split.password or "", split.username or "", split.query]
+        value = pair.partition("=")[2] or pair
+        pieces += [value] if len(unquote(value)) >= MIN_QUERY_SECRET else []
+    pieces += [split.fragment, split.password or "", split.username or ""]
+    if split.scheme.lower() not in ("http", "https"):
+        host, _, port = split.netloc.rpartition("@")[2].partition(":")
+        pieces += [host, port, split.netloc.rpartition("@")[2]]
     found: list[str] = []
     for piece in filter(None, pieces):
         found += [piece, unquote(piece), quote(unquote(piece), safe="")]

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from slipway.config import LoadedConfig, load_config
+from slipway.errors import ConfigError, ConfigIssue
 from slipway.state.lock import MAX_WAIT_SECONDS
 
 
@@ -28,3 +29,11 @@ def echo_json_line(data: Any) -> None:
 
 # --lock-wait: seconds, at most a day (1e308 once overflowed a queue's timeout).
 LOCK_WAIT = click.FloatRange(0, MAX_WAIT_SECONDS)
+
+
+def refuse_collisions(loaded: LoadedConfig, environment: str | None) -> None:
+    """Environments on one machine sharing a port or a database (all, or those
+    involving ``environment``): a configuration error, before anything runs."""
+    found = loaded.config.collisions(environment)
+    if found:
+        raise ConfigError(str(loaded.path), [ConfigIssue("", text) for text in found])

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from slipway.cli.context import LOCK_WAIT, echo_json_line, loaded_config
+from slipway.cli.context import LOCK_WAIT, echo_json_line, loaded_config, refuse_collisions
 from slipway.cli.hosts import host_options, host_session, with_overrides
 from slipway.cli.output import Progress
 from slipway.deploy.engine import Deployer
@@ -95,6 +95,7 @@ def command(
       slipway deploy production v1.4.0 --allow-data-loss sessions
     """
     loaded = with_overrides(loaded_config(ctx), environment, host, root, ssh_key)
+    refuse_collisions(loaded, environment)
     progress = Progress(as_json=as_json, color=not ctx.obj["no_color"])
     gh = GitHub.from_env() if github_deployment else None
     for deployer in host_session(loaded, environment, emit=progress, actor=actor):

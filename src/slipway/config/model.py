@@ -680,31 +680,34 @@ def _state_dirs(name: str, env: EnvironmentConfig) -> list[str]:
     return dirs + ([env.backups.path] if env.backups.path else [])
 
 
-def _check_apart(
+def _collisions(
     a: str, env_a: EnvironmentConfig, b: str, env_b: EnvironmentConfig, where: str
-) -> None:
+) -> list[str]:
+    found: list[str] = []
     if a != b:
         ports_b = {port: spot for spot, port in env_b.used_ports().items()}
-        for spot, port in env_a.used_ports().items():
-            if port in ports_b:
-                raise ValueError(
-                    f"environments.{a}.{spot} and environments.{b}.{ports_b[port]} are both"
-                    f" port {port} {where}"
-                )
+        found += [
+            f"environments.{a}.{spot} and environments.{b}.{ports_b[port]} are both"
+            f" port {port} {where}"
+            for spot, port in env_a.used_ports().items()
+            if port in ports_b
+        ]
         db_a = posixpath.normpath(f"{env_a.root}/{env_a.database}")
         if db_a == posixpath.normpath(f"{env_b.root}/{env_b.database}"):
-            raise ValueError(
+            found.append(
                 f"environments.{a}.database and environments.{b}.database are both {db_a} {where}"
             )
-    for first, env_first, second, env_second in ((a, env_a, b, env_b), (b, env_b, a, env_a)):
+    pairs = ((a, env_a, b, env_b),) if a == b else ((a, env_a, b, env_b), (b, env_b, a, env_a))
+    for first, env_first, second, env_second in pairs:
         db = posixpath.normpath(f"{env_first.root}/{env_first.database}")
         for state in _state_dirs(second, env_second):
             if db == state or db.startswith(posixpath.normpath(state) + "/"):
-                raise ValueError(
+                found.append(
                     f"environments.{first}.database ({db}) is inside environments.{second}'s"
                     f" own state ({state}) {where}: slipway's records, releases or backups"
                     " would be the app's database"
                 )
+    return found
 
 
 class SlipwayConfig(Strict):
@@ -734,20 +737,23 @@ class SlipwayConfig(Strict):
                 )
         return self
 
-    @model_validator(mode="after")
-    def _environments_apart(self) -> SlipwayConfig:
-        """Two environments on one machine must not share a port or a database, and no
-        database may be slipway's own state: a restore of one once rewound the other's
-        audit log."""
+    def collisions(self, only: str | None = None) -> list[str]:
+        """Deployed environments on one machine that share a port or a database, or
+        whose database is slipway's own state (a restore of one once rewound the
+        other's audit log); ``only``: those involving that environment. Judged by
+        `check` and before a deploy, with the hosts the run uses (CI passes them with
+        --host; the file may name placeholders), never when loading: a rollback or a
+        recovery must not be refused by it."""
         deployed = {n: e for n, e in self.environments.items() if e.root is not None}
         names = sorted(deployed)
+        found: list[str] = []
         for index, a in enumerate(names):
             for b in names[index:]:
                 shared = deployed[a].machines() & deployed[b].machines()
-                if shared:
+                if shared and (only is None or only in (a, b)):
                     where = f"on host {sorted(shared)[0]}"
-                    _check_apart(a, deployed[a], b, deployed[b], where)
-        return self
+                    found += _collisions(a, deployed[a], b, deployed[b], where)
+        return found
 
     def environment(self, name: str) -> EnvironmentConfig:
         """The named environment, or a UsageError listing the known ones."""

@@ -179,6 +179,7 @@ def retire_request(d: HostContext, color: str, token: str, delay: float) -> dict
         "lock": d.layout.lock_file,
         "lock_info": d.layout.lock_info,
         "records": d.layout.records,
+        "current": d.layout.current,
         "names": d.app_names_of(color),
         "env": {k: v for k, v in d.host_env.items() if k in ("PATH", "PM2_HOME", "HOME")},
         "actor": d.actor,

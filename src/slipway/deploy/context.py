@@ -592,14 +592,23 @@ class HostContext:
 
     def _mirror_audit_head(self, note: Notification) -> None:
         """Keep the audit chain's head off the host: on this machine and in ``note``
-        (``slipway audit ENV --verify --head ID:HASH`` checks it is still there)."""
+        (``slipway audit ENV --verify --head ID:HASH`` checks it is still there). The
+        head this machine saw before must still be in the chain: otherwise it is kept,
+        not replaced by the head of a rewritten chain, and the run warns."""
+        name = heads.key(self.transport.name, self.layout.base)
         try:
-            head = records.head(self.transport, self.layout)
+            report = records.verify(self.transport, self.layout, heads.recall(name))
         except SlipwayError:
             return  # the records being unreachable is reported by the run itself
+        head = report["head"]
+        if not report["ok"]:
+            problem = report["problems"][0]
+            self.emit("notify", "warning", detail=f"the audit log fails verification: {problem}")
+            note.fields.insert(min(len(note.fields), 9), ("Audit log", f"FAILS: {problem}"))
+            return
         if head is None:
             return
-        heads.remember(heads.key(self.transport.name, self.layout.base), head)
+        heads.remember(name, head)
         # Slack shows ten fields: the head goes in at most tenth.
         note.fields.insert(min(len(note.fields), 9), ("Audit head", f"{head['id']}:{head['hash']}"))
 

@@ -51,6 +51,11 @@ CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 """
 RECORDS_SCHEMA += APPEND_ONLY_UPDATE + ";\n"
+# A slipway from before the chain would append rows without a hash: refused, loudly,
+# rather than breaking the chain for good.
+CHAINED_ONLY = """CREATE TRIGGER IF NOT EXISTS audit_chained_only BEFORE INSERT ON audit
+WHEN NEW.hash IS NULL
+BEGIN SELECT RAISE(ABORT, 'audit rows must be chained: upgrade slipway on this machine'); END"""
 
 
 def _sha256(path: str) -> str:
@@ -587,6 +592,7 @@ def _records(path: str, *, create: bool = False, deployed: str | None = None) ->
         if column.split()[0] not in columns:
             conn.execute(f"ALTER TABLE deployments ADD COLUMN {column}")
     _chain_old_rows(conn)
+    conn.execute(CHAINED_ONLY)
     os.chmod(path, 0o600)
     return conn
 
@@ -720,6 +726,7 @@ def op_audit_verify(req: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "rows": 0, "problems": [], "head": None}
     conn = _records(req["records"], deployed=req.get("current"))
     try:
+        conn.execute("BEGIN")  # one snapshot: a deploy writing meanwhile is not a break
         return _verify_chain(conn, req.get("head"))
     finally:
         conn.close()
@@ -771,13 +778,36 @@ def _verify_chain(conn: sqlite3.Connection, head: dict[str, Any] | None) -> dict
     }
 
 
+def _sound(path: str) -> bool:
+    """Whether a records database opens and its chain verifies."""
+    try:
+        conn = _records(path)
+    except HostProblem:
+        return False
+    try:
+        return bool(_verify_chain(conn, None)["ok"])
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        conn.close()
+
+
 def op_records_new(req: dict[str, Any]) -> dict[str, Any]:
     """Move an unusable records database aside and start a new log whose first row says
     where the old one went and why (the user asked for it: ``audit --new-log``)."""
     path = req["records"]
     aside = None
     if os.path.exists(path):
-        aside = f"{path}.broken-{time.strftime('%Y%m%d%H%M%S')}"
+        if _sound(path):
+            raise HostProblem(
+                f"records database {path} is readable and verifies: it is kept",
+                "--new-log is for a records database that is missing, unreadable or fails"
+                " `slipway audit ENV --verify`",
+            )
+        stamp = time.strftime("%Y%m%d%H%M%S")
+        aside, n = f"{path}.broken-{stamp}", 1
+        while os.path.lexists(aside):
+            aside, n = f"{path}.broken-{stamp}-{n}", n + 1
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.replace(path + suffix, aside + suffix)
@@ -943,7 +973,7 @@ def _retire_locked(req: dict[str, Any]) -> dict[str, Any]:
         "event": "standby.retired",
         "detail": {"color": standby.get("color"), "release": standby.get("release")},
     }
-    op_record({"records": req["records"], "audit": [event]})
+    op_record({"records": req["records"], "current": req.get("current"), "audit": [event]})
     return {"retired": True}
 
 
@@ -954,15 +984,27 @@ _HELD: dict[str, int] = {}
 UNLOCKED_GRACE_SECONDS = 6 * 3600
 
 
+# An entry is made under this prefix and renamed once its lock is taken, so a sweep
+# never sees an entry of a live command without its lock.
+MAKING = "making-"
+
+
+def _age(path: str) -> float:
+    try:
+        return time.time() - os.lstat(path).st_mtime
+    except FileNotFoundError:
+        return float("inf")
+
+
 def _in_use(entry: str) -> bool:
-    """Whether a live command still holds ``entry`` (its flock is taken)."""
+    """Whether a live command still holds ``entry`` (its flock is taken), or may be
+    making it; one without a lock, or a stray file, counts as in use while young."""
+    if os.path.basename(entry).startswith(MAKING):
+        return _age(entry) < UNLOCKED_GRACE_SECONDS
     try:
         fd = os.open(os.path.join(entry, ".lock"), os.O_RDONLY)
-    except FileNotFoundError:
-        try:
-            return time.time() - os.stat(entry).st_mtime < UNLOCKED_GRACE_SECONDS
-        except FileNotFoundError:
-            return False
+    except OSError:  # no lock (made without an agent), or not a directory
+        return _age(entry) < UNLOCKED_GRACE_SECONDS
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -980,7 +1022,11 @@ def _sweep(directory: str) -> list[str]:
     for name in sorted(os.listdir(directory)):
         entry = os.path.join(directory, name)
         if entry not in _HELD and not _in_use(entry):
-            shutil.rmtree(entry, ignore_errors=True)
+            if os.path.isdir(entry) and not os.path.islink(entry):
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry)
             removed.append(name)
     return removed
 
@@ -993,11 +1039,13 @@ def op_scratch_open(req: dict[str, Any]) -> dict[str, Any]:
     os.makedirs(directory, mode=0o700, exist_ok=True)
     os.chmod(directory, 0o700)
     removed = _sweep(directory)
-    entry = tempfile.mkdtemp(dir=directory)
+    making = tempfile.mkdtemp(dir=directory, prefix=MAKING)
+    entry = os.path.join(directory, os.path.basename(making).removeprefix(MAKING))
     if req.get("hold", True):
-        fd = os.open(os.path.join(entry, ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = os.open(os.path.join(making, ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the lock is the inode's: it survives the rename
         _HELD[entry] = fd
+    os.rename(making, entry)
     return {"path": entry, "removed": removed}
 
 

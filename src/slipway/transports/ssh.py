@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import shlex
 import threading
@@ -91,6 +92,15 @@ class SshHandle(Handle):
 
         if not self._t.closed:
             self._t._call(stop())
+
+
+def _ip_or_empty(address: str) -> str:
+    """``address`` when it is an IP address (known_hosts may list it by address), else
+    "": asyncssh's lookup wants an address there, never a name."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return ""
 
 
 class SshTransport(Transport):
@@ -183,7 +193,10 @@ class SshTransport(Transport):
         except (OSError, asyncssh.Error):  # TimeoutError is an OSError
             key = None
         presented = key.get_fingerprint() if key else "no key (it could not be read again)"
-        trusted = [k.get_fingerprint() for k in known.match(address, address, self.host.port)[0]]
+        trusted = [
+            k.get_fingerprint()
+            for k in known.match(address, _ip_or_empty(address), self.host.port)[0]
+        ]
         files = ", ".join(self._known_hosts_files())
         expected = ", ".join(trusted) if trusted else "no key for this host"
         return f"it presented {presented}; {files} has {expected}"
