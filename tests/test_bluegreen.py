@@ -623,3 +623,23 @@ def test_rollback_targets_are_checked_before_anything_stops(
     assert lines[-1]["release"] == v1_releases[-1]
     assert any("(tag or branch) is release" in str(e.get("detail")) for e in lines)
     assert env.public().json()["variant"] == "v1"
+
+
+def test_the_dashboard_shows_the_live_colour_and_the_standby(env: Env) -> None:
+    """It once showed production's colour as null (hard-coded)."""
+    from slipway.dashboard.data import overview
+
+    for _ in range(5):  # a retirement job may clear the standby meanwhile: read again
+        colors = env.colors()
+        data = overview(env.loaded)
+        if env.colors() == colors:
+            break
+    testing = next(e for e in data["environments"] if e["name"] == "testing")
+    assert testing["colour"] == colors["live"]["color"]
+    standby = colors["standby"]
+    if standby is None:
+        assert testing["standby"] is None
+    else:
+        assert testing["standby"]["colour"] == standby["color"]
+        assert testing["standby"]["release"] == standby["release"]
+    assert testing["health"]["state"] == "healthy"

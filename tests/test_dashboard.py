@@ -61,6 +61,8 @@ def seed(root: Path) -> None:
                 ],
             }
         )
+    (root / "testing" / "releases" / "d").mkdir(parents=True)
+    (root / "testing" / "current").symlink_to("releases/d")  # d is live
     backups = root / "testing" / "backups"
     backups.mkdir(parents=True)
     (backups / "d-pre-deploy.db").write_bytes(b"x" * 1234)
@@ -87,7 +89,13 @@ def dashboard(tmp_path: Path) -> Iterator[tuple[str, str]]:
     (tmp_path / "repo").mkdir()
     loaded = load_config(write_config(tmp_path / "repo", root))
     token = make_token()
-    server = serve(lambda: overview(loaded), "127.0.0.1", 0, token)
+    server = serve(
+        lambda: overview(loaded),
+        "127.0.0.1",
+        0,
+        token,
+        quick=lambda: overview(loaded, run_checks=False),
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", token
     server.shutdown()
@@ -115,6 +123,17 @@ def test_api_needs_the_token_and_reports_seeded_figures(dashboard):
     assert testing["backups"][0]["size"] == 1234
     assert testing["lock"] == {"held": False, "owner": None}
     assert testing["health"]["ok"] is False  # nothing is running in this test
+    assert testing["health"]["state"] == "unhealthy" and testing["deployed"] is True
+    assert testing["current"] == "d" and testing["unfinished"] is None
+    assert all(isinstance(d["steps"], list) for d in testing["deploys"])  # not JSON text
+    # Never deployed: said so, not "unhealthy" (no check runs against nothing).
+    staging = next(e for e in data["environments"] if e["name"] == "staging")
+    assert staging["deployed"] is False and staging["current"] is None
+    assert staging["health"] == {"ok": None, "state": "not deployed", "checks": []}
+    quick = httpx.get(f"{url}/api/overview", params={"token": token, "quick": "1"}).json()
+    quick_testing = next(e for e in quick["environments"] if e["name"] == "testing")
+    assert quick_testing["health"]["state"] == "checking"  # the first view waits for no check
+    assert quick_testing["metrics"] == m
     assert sum(w["deploys"] for w in testing["trend"]) == 3
     assert httpx.get(f"{url}/nope", params={"token": token}).status_code == 404
     page = httpx.get(f"{url}/", params={"token": token})
@@ -177,10 +196,12 @@ def test_page_in_headless_chromium(dashboard):
             page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
             text = lambda testid: page.get_by_test_id(testid).inner_text()  # noqa: E731
             assert text("metric-deploys-testing") == "3 / 4"
-            assert text("metric-duration-testing") == "25.0 s, 40.0 s"
+            assert text("metric-duration-testing") == "25.0s, 40.0s"
             assert text("metric-failure-rate-testing") == "25.0 %"
-            assert text("metric-time-to-restore-testing") == "6.0 s"
-            assert text("metric-lead-time-testing") == "600.0 s"
+            assert text("metric-time-to-restore-testing") == "6.0s"
+            assert text("metric-lead-time-testing") == "10m"
+            assert text("current-staging") == "not deployed"
+            assert text("health-staging") == "not deployed"
             assert text("lock-testing") == "free"
             assert text("health-testing") == "unhealthy"
             assert "d-pre-deploy.db (1234 bytes" in text("backups-testing")

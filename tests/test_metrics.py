@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -114,6 +115,39 @@ def test_change_failures_rollback_and_fix_forward_with_overlap():
     assert m.change_failures == 3  # b, c, g
     assert m.change_failure_rate == round(3 / 8, 4)
     assert m.time_to_restore_median_s == 1800.0  # of 1800, 600, 2700
+    assert [(c["release"], c["rule"]) for c in m.change_failure_list] == [
+        ("b", "rolled back"),
+        ("c", "fixed forward"),
+        ("g", "rolled back"),  # the earlier of its two signals
+    ]
+    assert m.change_failure_list[1]["evidence"] == "deploy d5 of d: fix: typo in migration"
+    # By default a "fix:" subject marks nothing failed: only rollbacks count.
+    default = compute(rows, env="production", now=NOW, window_s=30 * DAY)
+    assert [c["release"] for c in default.change_failure_list] == ["b", "g"]
+    assert default.change_failures == 2
+
+
+def test_a_fix_commit_after_a_healthy_release_is_not_a_change_failure():
+    """On a real app's history `metrics` once showed 100 % change failures: the next
+    release's commit subject began with "fix:"."""
+    rows = [
+        row(1, NOW - 3 * DAY, release="a"),
+        row(2, NOW - 3 * DAY + 600, release="b", message="fix: a typo in the README"),
+        row(3, NOW - 2 * DAY, release="c", message="fix(ui): button colour"),
+    ]
+    m = compute(rows, env="production", now=NOW, window_s=30 * DAY)
+    assert m.change_failures == 0 and m.change_failure_rate == 0.0
+
+
+def test_durations_read_as_people_read_them():
+    from slipway.cli.metrics import human_duration
+
+    assert [human_duration(v) for v in (4.23, 192, 7500, 34428760.6)] == [
+        "4.2s",
+        "3m 12s",
+        "2h 5m",
+        "398d 11h",
+    ]
 
 
 def test_failed_deploy_restored_by_next_success():
@@ -169,3 +203,36 @@ def test_an_interrupted_deploy_is_a_failure_and_a_failed_rollback_is_no_rollback
     m = compute(rows, env="production", now=NOW, window_s=30 * DAY)
     assert (m.deploys, m.successful, m.failed, m.rollbacks) == (2, 1, 1, 1)
     assert m.failure_rate == 0.5
+
+
+def test_cli_metrics_explains_each_change_failure_in_human_units(tmp_path, capsys):
+    """A real records database: b was rolled back, d followed c with a "fix:" subject."""
+    from apprepo import make_repo, write_config
+    from support import run_cli
+
+    from slipway.state import hostscript
+
+    root = tmp_path / "srv"
+    config = write_config(make_repo(tmp_path / "repo"), root)
+    records_db = str(root / "testing" / ".slipway" / "records.db")
+    now = time.time()
+    history = [
+        row(1, now - 9 * DAY, release="a", committed=now - 9 * DAY - 40 * DAY, env="testing"),
+        row(2, now - 8 * DAY, release="b", env="testing"),
+        row(3, now - 8 * DAY + 1800, kind="rollback", release="a", previous="b", env="testing"),
+        row(4, now - 7 * DAY, release="c", env="testing"),
+        row(5, now - 7 * DAY + 600, release="d", message="fix: typo", env="testing"),
+    ]
+    for r in history:
+        event = {"at": r["finished_at"], "actor": "ci", "event": "seeded", "deployment_id": r["id"]}
+        full = {**r, "ref": "v", "commit_sha": "c" * 40, "actor": "ci"}
+        hostscript.op_record({"records": records_db, "deployment": full, "audit": [event]})
+    argv = ["--config", str(config), "metrics", "testing", "--explain"]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert "change failures  25.0% (1)" in out  # b only: a "fix:" subject is no evidence
+    assert "  - b (d2): rolled back, by rollback d3 to a; restored after 30m" in out
+    assert "lead time        median 40d\n" in out  # not 3456000.0s
+    code, out, err = run_cli([*argv, "--fix-window", "60m"], capsys)
+    assert "change failures  50.0% (2)" in out
+    assert "  - c (d4): fixed forward, by deploy d5 of d: fix: typo; restored after 10m" in out

@@ -83,7 +83,7 @@ def test_a_destructive_release_is_refused_before_anything_live_changes(
     assert "status" not in table_info(env)  # v3's migration never ran on the live file
     assert_every_write_kept(env, traffic)
     row = records.deployments(LocalTransport(), env.deployer().layout, 1)[0]
-    found = json.loads(row["rehearsal"])
+    found = row["rehearsal"]  # decoded by the records reader
     assert found["class"] == "destructive"
     projects = next(t for t in found["tables"] if t["table"] == "projects")
     assert projects["rows_after"] == 0 and projects["rows_before"] > 0

@@ -49,7 +49,14 @@ def command(
     window = parse_since(since)
     if needs_token(host) and not token:
         token = make_token()
-    server = serve(lambda: overview(loaded, window), host, port, token, allow_hosts=allow_hosts)
+    server = serve(
+        lambda: overview(loaded, window),
+        host,
+        port,
+        token,
+        allow_hosts=allow_hosts,
+        quick=lambda: overview(loaded, window, run_checks=False),
+    )
     shown = f"[{host}]" if ":" in host else host
     address = f"http://{shown}:{server.port}/"
     click.echo(f"dashboard on {address}" + (f"?token={token}" if token else ""))

@@ -14,12 +14,34 @@ from slipway.metrics.export import prometheus, to_csv
 from slipway.state import records
 
 
+def human_duration(seconds: float) -> str:
+    """``4.2s``, ``3m 12s``, ``2h 5m``, ``9d 13h``: two units at most, as people read
+    them (a lead time once printed as ``34428760.6s``)."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    units = [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
+    parts: list[str] = []
+    for name, size in units:
+        count, whole = divmod(whole, size)
+        if count or parts:
+            parts.append(f"{count}{name}")
+        if len(parts) == 2:
+            break
+    return " ".join(p for p in parts if not p.startswith("0") or p == parts[0])
+
+
 def _fmt(value: float | None, unit: str = "s") -> str:
     if value is None:
         return "-"
     if unit == "%":
         return f"{value * 100:.1f}%"
-    return f"{value:.1f}{unit}"
+    return human_duration(value)
+
+
+def _fix_window(text: str) -> float:
+    """``off`` (the default: a "fix:" commit alone marks nothing failed) or a window."""
+    return 0.0 if text.strip().lower() in ("off", "0") else parse_since(text)
 
 
 def _warn_unless_verified(deployer: Deployer, name: str) -> None:
@@ -40,9 +62,16 @@ def _warn_unless_verified(deployer: Deployer, name: str) -> None:
 @click.option("--since", default="30d", show_default=True, help="Window: 90m, 12h, 30d, 4w.")
 @click.option(
     "--fix-window",
-    default="60m",
+    default="off",
     show_default=True,
-    help="A deploy followed by another within this counts as a change failure.",
+    help="Also count a deploy as a change failure when one whose commit message starts"
+    " with fix, hotfix or revert followed it within this window (e.g. 60m). Off by"
+    " default: only rollbacks count.",
+)
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="List each change failure with the rule that counted it and its evidence.",
 )
 @click.option(
     "--format",
@@ -58,6 +87,7 @@ def command(
     environment: str | None,
     since: str,
     fix_window: str,
+    explain: bool,
     fmt: str,
     as_json: bool,
 ) -> None:
@@ -65,9 +95,11 @@ def command(
     restore and lead time, per environment (default: every deployed one).
 
     Read from the records on each environment's first host; definitions in the README.
+    A change failure is a release a later rollback moved away from (and, with
+    --fix-window, one a fix/hotfix/revert commit followed); --explain names each.
     """
     loaded = loaded_config(ctx)
-    window, fix = parse_since(since), parse_since(fix_window)
+    window, fix = parse_since(since), _fix_window(fix_window)
     names = (
         [environment]
         if environment
@@ -102,3 +134,15 @@ def command(
                 f" ({m.restores} restores)\n"
                 f"  lead time        median {_fmt(m.lead_time_median_s)}"
             )
+            if explain:
+                _explain(m)
+
+
+def _explain(m: Metrics) -> None:
+    if not m.change_failure_list:
+        click.echo("  no change failures: no rollback moved away from a release")
+    for c in m.change_failure_list:
+        click.echo(
+            f"  - {c['release']} ({c['deployment_id']}): {c['rule']}, by {c['evidence']};"
+            f" restored after {human_duration(c['restored_after_s'])}"
+        )

@@ -11,9 +11,7 @@ import click
 from slipway.cli.context import echo_json, loaded_config
 from slipway.cli.hosts import host_session
 from slipway.config import LoadedConfig
-from slipway.deploy import journal
 from slipway.deploy.context import check_actor
-from slipway.deploy.engine import Deployer
 from slipway.state import heads, records
 from slipway.state.lock import is_held
 
@@ -34,22 +32,6 @@ def _colors_line(colors: dict[str, Any], environment: str, locked: bool) -> str:
         text += f"; warm standby: {standby['color']} ({standby['release']}) until"
         text += f" {_when(standby['until'])}"
     return text
-
-
-def _unfinished(d: Deployer) -> dict[str, Any] | None:
-    """The run the journal on the host describes: under way (its lock is held) or
-    interrupted (nobody holds the lock: it stopped without finishing)."""
-    data = journal.read(d.transport, d.layout)
-    if data is None:
-        return None
-    row = data.get("row") or {}
-    return {
-        "id": row.get("id"),
-        "kind": data.get("kind", "deploy"),
-        "release": row.get("release"),
-        "step": journal.last_step(data) if "steps" in data else None,
-        "interrupted": not is_held(d.transport, d.layout),
-    }
 
 
 def _unfinished_line(environment: str, run: dict[str, Any]) -> str:
@@ -80,7 +62,7 @@ def command(ctx: click.Context, environment: str, limit: int, as_json: bool) -> 
         }
         if deployer.blue_green:
             entry["colors"] = deployer.read_colors()
-        entry["unfinished"] = _unfinished(deployer)
+        entry["unfinished"] = deployer.unfinished_run()
         report.append(entry)
         if not as_json:
             click.echo(f"{environment} on {entry['host']}: live release {entry['current'] or '-'}")

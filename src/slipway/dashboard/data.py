@@ -6,6 +6,7 @@ health checks; nothing here changes a host.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -15,6 +16,7 @@ from slipway.health.gate import run_round
 from slipway.metrics.dora import DAY, compute
 from slipway.secrets import Masker
 from slipway.state import records
+from slipway.state.host import read_text
 from slipway.state.lock import is_held, read_owner
 from slipway.transports import connect
 
@@ -53,35 +55,86 @@ def _backups(d: HostContext) -> list[dict[str, Any]]:
     ]
 
 
-def _health(d: HostContext) -> dict[str, Any]:
+def _health(d: HostContext, deployed: bool, run_checks: bool) -> dict[str, Any]:
+    """One round of the environment's checks: ``state`` says what the badge says. An
+    environment nothing was ever deployed to is "not deployed", never "unhealthy"."""
+    if not deployed:
+        return {"ok": None, "state": "not deployed", "checks": []}
+    if not run_checks:
+        return {"ok": None, "state": "checking", "checks": []}
     results = run_round(d.checks())
+    if not results:
+        return {"ok": None, "state": "no checks", "checks": []}
+    ok = all(r.ok for r in results)
     return {
-        "ok": all(r.ok for r in results) if results else None,
+        "ok": ok,
+        "state": "healthy" if ok else "unhealthy",
         "checks": [r.__dict__ for r in results],
     }
 
 
-def environment_overview(d: HostContext, now: float, window_s: float) -> dict[str, Any]:
+def _colours(d: HostContext) -> dict[str, Any]:
+    """Blue-green: the live colour and the warm (or draining) standby."""
+    if not d.blue_green:
+        return {"colour": None, "standby": None}
+    colors = d.read_colors()
+    live = colors.get("live") or {}
+    standby = colors.get("standby")
+    return {
+        "colour": live.get("color"),
+        "standby": (
+            {
+                "colour": standby.get("color"),
+                "release": standby.get("release"),
+                "until": standby.get("until"),
+                "draining": bool(standby.get("draining")),
+            }
+            if standby
+            else None
+        ),
+    }
+
+
+def _alerts(d: HostContext) -> list[str]:
+    """The alerts `slipway monitor` last left firing (its state on the host)."""
+    text = read_text(d.transport, f"{d.layout.state_dir}/monitor.json")
+    try:
+        alerts = json.loads(text or "{}").get("alerts", {})
+    except (ValueError, AttributeError):
+        return []
+    return sorted(name for name, state in alerts.items() if (state or {}).get("firing"))
+
+
+def environment_overview(
+    d: HostContext, now: float, window_s: float, *, run_checks: bool = True
+) -> dict[str, Any]:
     rows = records.deployments(d.transport, d.layout, 100_000)
     held = is_held(d.transport, d.layout)
     owner = read_owner(d.transport, d.layout) if held else None
+    current = d.current_release()
     return {
         "name": d.env_name,
         "host": d.transport.name,
-        "current": d.current_release(),
+        "current": current,
+        "deployed": current is not None,
         "strategy": d.env.strategy.value,
-        "colour": None,  # blue-green colours arrive with the blue-green strategy
-        "health": _health(d),
+        **_colours(d),
+        "unfinished": d.unfinished_run(),
+        "health": _health(d, current is not None, run_checks),
         "deploys": rows[:10],
         "metrics": compute(rows, env=d.env_name, now=now, window_s=window_s).as_dict(),
         "trend": weekly_trend(rows, d.env_name, now),
         "backups": _backups(d),
         "lock": {"held": held, "owner": owner.describe() if owner else None},
-        "alerts": [],  # alerting arrives with `slipway monitor`
+        "alerts": _alerts(d),
     }
 
 
-def overview(loaded: LoadedConfig, window_s: float = 30 * DAY) -> dict[str, Any]:
+def overview(
+    loaded: LoadedConfig, window_s: float = 30 * DAY, *, run_checks: bool = True
+) -> dict[str, Any]:
+    """Every deployed environment; ``run_checks=False`` leaves the health checks out
+    (the page's first view: records only, in milliseconds; the checks follow)."""
     now = time.time()
     environments = []
     for name, env in loaded.config.environments.items():
@@ -89,5 +142,5 @@ def overview(loaded: LoadedConfig, window_s: float = 30 * DAY) -> dict[str, Any]
             continue
         with connect(env.parsed_hosts()[0], env.ssh, Masker()) as transport:
             d = HostContext(loaded, name, transport)
-            environments.append(environment_overview(d, now, window_s))
+            environments.append(environment_overview(d, now, window_s, run_checks=run_checks))
     return {"generated_at": now, "window_days": window_s / DAY, "environments": environments}

@@ -74,8 +74,12 @@ def make_handler(
     data: Callable[[], dict[str, Any]],
     token: str | None,
     cache_seconds: float = OVERVIEW_SECONDS,
+    quick: Callable[[], dict[str, Any]] | None = None,
 ) -> type[HardenedHandler]:
+    """``quick``: the overview without health checks (records only), which the page
+    asks for first so its first view does not wait for the checks."""
     overview = SingleFlight(data, cache_seconds)
+    first_view = SingleFlight(quick or data, cache_seconds)
 
     class Handler(HardenedHandler):
         def _authorised(self) -> bool:
@@ -105,7 +109,9 @@ def make_handler(
             if path == "/":
                 self._send(200, page(), "text/html; charset=utf-8")
             elif path == "/api/overview":
-                self._send(200, overview.get(), "application/json")
+                quick_view = parse_qs(urlparse(self.path).query).get("quick") == ["1"]
+                body = first_view.get() if quick_view else overview.get()
+                self._send(200, body, "application/json")
             else:
                 self._send(404, b'{"error": "not found"}', "application/json")
 
@@ -122,6 +128,7 @@ def serve(
     cache_seconds: float = OVERVIEW_SECONDS,
     workers: int = WORKERS,
     header_timeout: float = HEADER_TIMEOUT,
+    quick: Callable[[], dict[str, Any]] | None = None,
 ) -> HardenedHTTPServer:
     """A bound-but-not-serving server (call ``serve_forever``); port 0 picks one.
 
@@ -130,7 +137,7 @@ def serve(
     return HardenedHTTPServer(
         host,
         port,
-        make_handler(data, token, cache_seconds),
+        make_handler(data, token, cache_seconds, quick),
         allow_hosts=allow_hosts,
         workers=workers,
         header_timeout=header_timeout,

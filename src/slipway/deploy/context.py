@@ -34,6 +34,7 @@ from slipway.config.model import (
     ProcessManagerName,
     Strategy,
 )
+from slipway.deploy import journal as journal_mod
 from slipway.deploy import runspec
 from slipway.deploy.journal import Journal
 from slipway.deploy.run import Emit, Recovery, RunState, StepEvent
@@ -49,7 +50,7 @@ from slipway.routers import Router, RouterSetup, Target, make_router
 from slipway.secrets import Masker
 from slipway.state import colors, heads, records
 from slipway.state.host import Layout, attach_agent, call, read_link, read_text
-from slipway.state.lock import DeployLock
+from slipway.state.lock import DeployLock, is_held
 from slipway.transports.base import Transport
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -650,6 +651,21 @@ class HostContext:
         return doomed
 
     # --- blue-green colours and the router ------------------------------------------
+
+    def unfinished_run(self) -> dict[str, Any] | None:
+        """The run the journal on the host describes: under way (its lock is held) or
+        interrupted (nobody holds the lock: it stopped without finishing)."""
+        data = journal_mod.read(self.transport, self.layout)
+        if data is None:
+            return None
+        row = data.get("row") or {}
+        return {
+            "id": row.get("id"),
+            "kind": data.get("kind", "deploy"),
+            "release": row.get("release"),
+            "step": journal_mod.last_step(data) if "steps" in data else None,
+            "interrupted": not is_held(self.transport, self.layout),
+        }
 
     def read_colors(self) -> dict[str, Any]:
         """``{"live": {color, release, since}|None, "standby": {...}|None}``"""

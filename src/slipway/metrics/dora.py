@@ -8,8 +8,12 @@ Definitions (Four Keys where they overlap; see the README):
 - failure rate: deploys that failed (rolled back or not) / all finished deploys.
 - change failure rate: successful deploys that caused a failure / successful deploys.
   A successful deploy caused a failure when a later rollback moved away from its
-  release, or when a fix-forward followed it within the fix-forward window: a deploy
-  whose commit message starts with "fix", "hotfix" or "revert".
+  release (rule "rolled back"). Only when asked (a fix-forward window, `metrics
+  --fix-window 60m`): also when a deploy whose commit message starts with "fix",
+  "hotfix" or "revert" followed it within the window (rule "fixed forward"): a "fix:"
+  subject alone says nothing about the release before it (it once made a healthy
+  release count as failed), so it is never counted by default. Each change failure
+  names its rule and evidence (`metrics --explain`).
 - time to restore: median time from a failure to restored service. For a deploy that
   rolled itself back: the rollback step's duration (detection to previous release
   healthy). For a failed deploy that could not roll back: until the next successful
@@ -49,6 +53,8 @@ class Metrics:
     failure_rate: float | None = None
     change_failures: int = 0
     change_failure_rate: float | None = None
+    # Each change failure: release, deployment id, rule and the run that showed it.
+    change_failure_list: list[dict[str, Any]] = field(default_factory=list)
     time_to_restore_median_s: float | None = None
     restores: int = 0
     lead_time_median_s: float | None = None
@@ -71,11 +77,14 @@ def _median(values: Sequence[float]) -> float | None:
 
 
 def _steps(row: Mapping[str, Any]) -> list[dict[str, Any]]:
-    try:
-        steps = json.loads(row.get("steps") or "[]")
-    except json.JSONDecodeError:
-        return []
-    return [s for s in steps if isinstance(s, dict)]
+    """A row's steps: decoded by the records reader, or still JSON text (CSV, tests)."""
+    steps = row.get("steps") or []
+    if isinstance(steps, str):
+        try:
+            steps = json.loads(steps)
+        except json.JSONDecodeError:
+            return []
+    return [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
 
 
 def compute(
@@ -84,7 +93,7 @@ def compute(
     env: str,
     now: float,
     window_s: float,
-    fix_window_s: float = 3600.0,
+    fix_window_s: float = 0.0,
 ) -> Metrics:
     """Metrics of ``env`` over ``(now - window_s, now]`` from deployment rows."""
     start = now - window_s
@@ -104,7 +113,9 @@ def compute(
         for step in _steps(row):
             per_step.setdefault(str(step.get("step")), []).append(float(step.get("seconds", 0)))
 
-    change_failures, restore_times = _change_failures(good, finished, fix_window_s)
+    change_list = _change_failures(good, finished, fix_window_s)
+    change_failures = len(change_list)
+    restore_times = [float(c["restored_after_s"]) for c in change_list]
     restore_times += _restore_times_of_failed(bad, finished)
     leads = [
         float(r["finished_at"]) - float(r["committed_at"])
@@ -126,6 +137,7 @@ def compute(
         failure_rate=round(len(bad) / len(deploys), 4) if deploys else None,
         change_failures=change_failures,
         change_failure_rate=round(change_failures / len(good), 4) if good else None,
+        change_failure_list=change_list,
         time_to_restore_median_s=_median(restore_times),
         restores=len(restore_times),
         lead_time_median_s=_median(leads),
@@ -136,40 +148,50 @@ def _change_failures(
     good: Sequence[Mapping[str, Any]],
     history: Sequence[Mapping[str, Any]],
     fix_window_s: float,
-) -> tuple[int, list[float]]:
-    """Successful deploys later rolled back or fixed forward, and their restore times."""
-    count = 0
-    times: list[float] = []
+) -> list[dict[str, Any]]:
+    """Successful deploys later rolled back (or, with a window, fixed forward), each
+    with the rule that counted it, the run that showed it and the time to restore (the
+    earliest of overlapping signals)."""
+    found: list[dict[str, Any]] = []
     for row in good:
         live_at = float(row["finished_at"])
         later = [
             r for r in history if float(r["finished_at"]) > live_at and r["status"] == "succeeded"
         ]
-        rolled_back = next(
-            (
-                r
-                for r in later
-                if r.get("kind") == "rollback" and r.get("previous_release") == row["release"]
-            ),
-            None,
-        )
-        fix = next(
-            (
-                r
+        signals = [
+            ("rolled back", r)
+            for r in later
+            if r.get("kind") == "rollback" and r.get("previous_release") == row["release"]
+        ]
+        if fix_window_s > 0:
+            signals += [
+                ("fixed forward", r)
                 for r in later
                 if r.get("kind", "deploy") == "deploy"
                 and float(r["finished_at"]) - live_at <= fix_window_s
                 and FIX_FORWARD.match(str(r.get("message") or ""))
-            ),
-            None,
-        )
-        ender = rolled_back or fix
-        if rolled_back is not None and fix is not None:
-            ender = min(rolled_back, fix, key=lambda r: float(r["finished_at"]))
-        if ender is not None:
-            count += 1
-            times.append(float(ender["finished_at"]) - live_at)
-    return count, times
+            ]
+        if signals:
+            rule, ender = min(signals, key=lambda s: float(s[1]["finished_at"]))
+            found.append(_change_failure(row, rule, ender, live_at))
+    return found
+
+
+def _change_failure(
+    row: Mapping[str, Any], rule: str, ender: Mapping[str, Any], live_at: float
+) -> dict[str, Any]:
+    evidence = (
+        f"rollback {ender.get('id')} to {ender.get('release')}"
+        if rule == "rolled back"
+        else f"deploy {ender.get('id')} of {ender.get('release')}: {ender.get('message')!s:.80}"
+    )
+    return {
+        "release": row.get("release"),
+        "deployment_id": row.get("id"),
+        "rule": rule,
+        "evidence": evidence,
+        "restored_after_s": float(ender["finished_at"]) - live_at,
+    }
 
 
 def _restore_times_of_failed(

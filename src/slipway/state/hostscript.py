@@ -515,6 +515,8 @@ def _clean_deployment(row: dict[str, Any]) -> dict[str, Any]:
                 value = json.dumps(clean_text(json.loads(value)))
             except ValueError:
                 value = clean_text(value, multiline=False)
+        elif column in _JSON_COLUMNS and value is not None:  # a row read back, decoded
+            value = json.dumps(clean_text(value))
         else:
             value = clean_text(value, multiline=column in _MULTILINE)
         cleaned[column] = value

@@ -12,6 +12,7 @@ is an error, never made again silently.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -55,8 +56,26 @@ def _query(transport: Transport, layout: Layout, table: str, limit: int) -> list
     return rows
 
 
+# Columns stored as JSON text: returned as what they hold, so `--json` output and the
+# dashboard carry structured steps, not a JSON string inside the JSON.
+JSON_COLUMNS = ("steps", "rehearsal")
+
+
 def deployments(transport: Transport, layout: Layout, limit: int = 20) -> list[dict[str, Any]]:
-    return _query(transport, layout, "deployments", limit)
+    """The newest ``limit`` deployment rows, newest first, ``steps`` and ``rehearsal``
+    decoded (a list of steps; the rehearsal's class and changes, or None)."""
+    return [_decoded(row) for row in _query(transport, layout, "deployments", limit)]
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    for column in JSON_COLUMNS:
+        value = row.get(column)
+        if isinstance(value, str):
+            try:
+                row[column] = json.loads(value)
+            except ValueError:
+                row[column] = None if column == "rehearsal" else []
+    return row
 
 
 def audit_log(transport: Transport, layout: Layout, limit: int = 100) -> list[dict[str, Any]]:
