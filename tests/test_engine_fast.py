@@ -344,3 +344,40 @@ def test_a_backup_with_the_full_check_refuses_what_quick_check_lets_through(
         d.backups.full_check(quick)
     with pytest.raises(SlipwayError, match="backup failed integrity_check"):
         d.backups.create(str(db), reason="manual", release=None, commit=None)
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: nothing catches it (finally blocks still run, as the
+    kernel's release of the lock on a real kill)."""
+
+
+@pytest.mark.parametrize("event", ["deploy.started", "rollback.started"])
+def test_a_run_killed_before_its_first_record_is_still_ended_by_the_next(
+    tiny: tuple[Deployer, FakeProcessManager], monkeypatch: pytest.MonkeyPatch, event: str
+) -> None:
+    """The journal is written before the record: a kill between them once left a
+    record `running` that no command would ever end."""
+    from slipway.deploy.rollback import manual_rollback
+
+    d, _ = tiny
+    first = d.deploy("v1")
+    fresh(d).deploy("v1")
+    real = Deployer.record_event
+
+    def killed_at_start(self: Deployer, row: dict, name: str, **detail: object) -> None:
+        if name == event:
+            raise _Killed()
+        real(self, row, name, **detail)
+
+    monkeypatch.setattr(Deployer, "record_event", killed_at_start)
+    with pytest.raises(_Killed):
+        if event == "deploy.started":
+            fresh(d).deploy("v1")
+        else:
+            manual_rollback(fresh(d), first.release)
+    monkeypatch.setattr(Deployer, "record_event", real)
+    assert journal.read(d.transport, d.layout) is not None  # what the next command reads
+    fresh(d).deploy("v1")
+    rows = records.deployments(d.transport, d.layout, 10)
+    assert [r for r in rows if r["status"] == "running"] == []
+    assert "interrupted" in [r["status"] for r in rows]

@@ -79,8 +79,8 @@ def _begin(d: HostContext, backup_id: str) -> dict[str, Any]:
         previous=current,
         commit=commit,
     )
+    d.begin_journal("restore", row)  # first: a kill before the record is still ended
     d.record_event(row, "backup.restore_started", backup=backup_id)
-    d.begin_journal("restore", row)
     return row
 
 

@@ -177,6 +177,9 @@ class Deployer(HostContext):
             message=self.masker(source.message)[:500],
         )
         self.transport.run(cmd.mkdir_p(self.layout.state_dir))
+        # The journal first: a run killed before its record is written is still ended by
+        # the next command (a record left "running" with no journal is never fixed).
+        self.begin_journal("deploy", row)
         self.record_event(
             row,
             "deploy.started",
@@ -185,7 +188,6 @@ class Deployer(HostContext):
             release=release,
             breaking=plan.breaking,
         )
-        self.begin_journal("deploy", row)
         state = RunState()
         self.current_step = "prepare"
         try:

@@ -137,8 +137,8 @@ def _begin(d: HostContext, target: str, current: str | None) -> dict[str, Any]:
     row = d.new_record(
         "rollback", ref=f"rollback:{target}", release=target, previous=current, commit=commit
     )
+    d.begin_journal("rollback", row)  # first: a kill before the record is still ended
     d.record_event(row, "rollback.started", release=target, previous=current)
-    d.begin_journal("rollback", row)
     return row
 
 
