@@ -250,3 +250,43 @@ def test_cli_dashboard_serves_and_requires_a_token_off_localhost(tmp_path: Path,
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_server_keeps_host_sessions_open_between_computations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening a host session (connect, start the agent) was most of the first view's
+    time; one that failed is opened again next time."""
+    from slipway.dashboard import data as data_module
+
+    root = tmp_path / "srv"
+    seed(root)
+    (tmp_path / "repo").mkdir()
+    loaded = load_config(write_config(tmp_path / "repo", root))
+    opened: list[str] = []
+    real_connect = data_module.connect
+
+    def counting(host, ssh, masker):  # type: ignore[no-untyped-def]
+        opened.append(str(host))
+        return real_connect(host, ssh, masker)
+
+    monkeypatch.setattr(data_module, "connect", counting)
+    sessions = data_module.Sessions(loaded)
+    try:
+        first = data_module.overview(loaded, run_checks=False, sessions=sessions)
+        deployed = len(first["environments"])
+        data_module.overview(loaded, run_checks=False, sessions=sessions)
+        assert len(opened) == deployed  # opened once, reused
+
+        def host_broke(*args: object, **kwargs: object) -> None:
+            raise OSError("the connection broke")
+
+        monkeypatch.setattr(data_module, "environment_overview", host_broke)
+        with pytest.raises(OSError):
+            data_module.overview(loaded, run_checks=False, sessions=sessions)
+        monkeypatch.undo()
+        monkeypatch.setattr(data_module, "connect", counting)
+        data_module.overview(loaded, run_checks=False, sessions=sessions)
+        assert len(opened) == deployed + 1  # the failed one was opened again
+    finally:
+        sessions.close()

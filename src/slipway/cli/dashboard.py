@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from slipway.cli.context import loaded_config
-from slipway.dashboard.data import overview
+from slipway.dashboard.data import Sessions, overview
 from slipway.dashboard.server import make_token, needs_token, serve
 from slipway.metrics.dora import parse_since
 
@@ -49,13 +49,14 @@ def command(
     window = parse_since(since)
     if needs_token(host) and not token:
         token = make_token()
+    sessions = Sessions(loaded)
     server = serve(
-        lambda: overview(loaded, window),
+        lambda: overview(loaded, window, sessions=sessions),
         host,
         port,
         token,
         allow_hosts=allow_hosts,
-        quick=lambda: overview(loaded, window, run_checks=False),
+        quick=lambda: overview(loaded, window, run_checks=False, sessions=sessions),
     )
     shown = f"[{host}]" if ":" in host else host
     address = f"http://{shown}:{server.port}/"
@@ -66,3 +67,4 @@ def command(
         pass
     finally:
         server.server_close()
+        sessions.close()
