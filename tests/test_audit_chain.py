@@ -96,7 +96,7 @@ def tamper(records: str, *statements: str) -> None:
 
 
 def verify(records: str, head: dict[str, Any] | None = None) -> dict[str, Any]:
-    return hs.op_audit_verify({"records": records, "head": head})
+    return hs.op_audit_verify({"records": records, "heads": [head] if head else []})
 
 
 @pytest.fixture
@@ -510,7 +510,8 @@ def test_a_deploy_never_replaces_the_head_of_a_chain_that_was_cut(
     name = heads.key("local", d.layout.base)
     seen = heads.recall(name)
     assert (
-        seen is not None and hs.op_audit_verify({"records": d.layout.records, "head": seen})["ok"]
+        seen is not None
+        and hs.op_audit_verify({"records": d.layout.records, "heads": [seen]})["ok"]
     )
     tamper(
         d.layout.records,

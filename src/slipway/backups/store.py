@@ -47,7 +47,7 @@ class BackupStore:
     def _path(self, name: str) -> str:
         """``name`` inside the backups directory; anything else is refused (a manifest
         once named ``../../victim.txt`` and prune deleted it)."""
-        bare = name.removeprefix(".")  # scratch files: .identity-*, .verify-*
+        bare = name.removeprefix(".")  # .scratch
         if not mf.is_plain_name(bare):
             raise BackupError(f"refusing backup file name {name!r}: not a plain file name")
         return f"{self.directory}/{name}"

@@ -21,14 +21,11 @@ def human_duration(seconds: float) -> str:
         return f"{seconds:.1f}s"
     whole = round(seconds)
     units = [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
-    parts: list[str] = []
-    for name, size in units:
-        count, whole = divmod(whole, size)
-        if count or parts:
-            parts.append(f"{count}{name}")
-        if len(parts) == 2:
-            break
-    return " ".join(p for p in parts if not p.startswith("0") or p == parts[0])
+    first = next(i for i, (_, size) in enumerate(units) if whole >= size)
+    (big, big_size), (small, small_size) = units[first], units[first + 1]
+    count, rest = divmod(whole, big_size)
+    smaller = rest // small_size
+    return f"{count}{big} {smaller}{small}" if smaller else f"{count}{big}"
 
 
 def _fmt(value: float | None, unit: str = "s") -> str:

@@ -172,11 +172,8 @@ def _verify_logs(
 ) -> int:
     reports = []
     for deployer in host_session(loaded, environment):
-        name = heads.key(deployer.transport.name, deployer.layout.base)
-        seen = heads.recall(name)
-        report = records.verify(deployer.transport, deployer.layout, seen)
-        if given is not None and report["ok"]:
-            report = records.verify(deployer.transport, deployer.layout, given)
+        name = deployer.heads_key
+        report = records.verify(deployer.transport, deployer.layout, heads.recall(name), given)
         report["host"] = deployer.transport.name
         reports.append(report)
         if report["ok"] and report["head"]:
@@ -203,6 +200,6 @@ def _start_new_logs(loaded: LoadedConfig, environment: str, reason: str) -> None
         previous = records.new_log(deployer.transport, deployer.layout, actor, reason)
         top = records.head(deployer.transport, deployer.layout)
         if top:
-            heads.remember(heads.key(deployer.transport.name, deployer.layout.base), top)
+            heads.remember(deployer.heads_key, top)
         kept = f"; the old file is kept as {previous}" if previous else ""
         click.echo(f"{environment} on {deployer.transport.name}: new audit log started{kept}")

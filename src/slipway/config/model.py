@@ -14,7 +14,7 @@ import posixpath
 import re
 from enum import StrEnum
 from pathlib import PurePosixPath
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -26,6 +26,9 @@ from pydantic import (
     StrictInt,
     model_validator,
 )
+
+if TYPE_CHECKING:
+    from slipway.state.host import Layout
 
 # --- constrained scalar types -------------------------------------------------------
 
@@ -673,10 +676,22 @@ class HooksConfig(Strict):
 EnvironmentConfig.model_rebuild()
 
 
+def _layout(name: str, env: EnvironmentConfig) -> Layout:
+    """Where an environment's files live on a host (imported here, not at the top: only
+    `check` and `deploy` ask, and loading a configuration stays light)."""
+    from slipway.state.host import Layout
+
+    return Layout(str(env.root), name)
+
+
+def _database(name: str, env: EnvironmentConfig) -> str:
+    return posixpath.normpath(_layout(name, env).database(env.database))
+
+
 def _state_dirs(name: str, env: EnvironmentConfig) -> list[str]:
     """Where slipway keeps an environment's own files (never an app's database)."""
-    base = f"{env.root}/{name}"
-    dirs = [f"{base}/.slipway", f"{base}/releases", f"{base}/backups"]
+    layout = _layout(name, env)
+    dirs = [layout.state_dir, layout.releases, layout.backups]
     return dirs + ([env.backups.path] if env.backups.path else [])
 
 
@@ -692,14 +707,14 @@ def _collisions(
             for spot, port in env_a.used_ports().items()
             if port in ports_b
         ]
-        db_a = posixpath.normpath(f"{env_a.root}/{env_a.database}")
-        if db_a == posixpath.normpath(f"{env_b.root}/{env_b.database}"):
+        db_a = _database(a, env_a)
+        if db_a == _database(b, env_b):
             found.append(
                 f"environments.{a}.database and environments.{b}.database are both {db_a} {where}"
             )
     pairs = ((a, env_a, b, env_b),) if a == b else ((a, env_a, b, env_b), (b, env_b, a, env_a))
     for first, env_first, second, env_second in pairs:
-        db = posixpath.normpath(f"{env_first.root}/{env_first.database}")
+        db = _database(first, env_first)
         for state in _state_dirs(second, env_second):
             if db == state or db.startswith(posixpath.normpath(state) + "/"):
                 found.append(

@@ -174,19 +174,19 @@ def overview(
     ``sessions``: contexts kept open between calls (the server's), else opened and
     closed here."""
     now = time.time()
+    kept = sessions or Sessions(loaded)
     environments = []
-    for name, env in loaded.config.environments.items():
-        if env.root is None:
-            continue
-        if sessions is None:
-            with connect(env.parsed_hosts()[0], env.ssh, Masker()) as transport:
-                d = HostContext(loaded, name, transport)
+    try:
+        for name, env in loaded.config.environments.items():
+            if env.root is None:
+                continue
+            try:
+                d = kept.context(name)
                 environments.append(environment_overview(d, now, window_s, run_checks=run_checks))
-            continue
-        try:
-            d = sessions.context(name)
-            environments.append(environment_overview(d, now, window_s, run_checks=run_checks))
-        except BaseException:
-            sessions.drop(name)
-            raise
+            except BaseException:
+                kept.drop(name)
+                raise
+    finally:
+        if sessions is None:
+            kept.close()
     return {"generated_at": now, "window_days": window_s / DAY, "environments": environments}

@@ -218,6 +218,21 @@ class HostContext:
                 hint="the next command that takes the lock recovers what it changed",
             )
 
+    def unfinished_run(self) -> dict[str, Any] | None:
+        """The run the journal on the host describes: under way (its lock is held) or
+        interrupted (nobody holds the lock: it stopped without finishing)."""
+        data = journal_mod.read(self.transport, self.layout)
+        if data is None:
+            return None
+        row = data.get("row") or {}
+        return {
+            "id": row.get("id"),
+            "kind": data.get("kind", "deploy"),
+            "release": row.get("release"),
+            "step": journal_mod.last_step(data) if "steps" in data else None,
+            "interrupted": not is_held(self.transport, self.layout),
+        }
+
     def journal_kind(self) -> str:
         return str(self.journal.data.get("kind", "deploy")) if self.journal else "deploy"
 
@@ -596,22 +611,26 @@ class HostContext:
         (``slipway audit ENV --verify --head ID:HASH`` checks it is still there). The
         head this machine saw before must still be in the chain: otherwise it is kept,
         not replaced by the head of a rewritten chain, and the run warns."""
-        name = heads.key(self.transport.name, self.layout.base)
         try:
-            report = records.verify(self.transport, self.layout, heads.recall(name))
+            report = records.verify(self.transport, self.layout, heads.recall(self.heads_key))
         except SlipwayError:
             return  # the records being unreachable is reported by the run itself
         head = report["head"]
         if not report["ok"]:
             problem = report["problems"][0]
             self.emit("notify", "warning", detail=f"the audit log fails verification: {problem}")
-            note.fields.insert(min(len(note.fields), 9), ("Audit log", f"FAILS: {problem}"))
+            field = ("Audit log", f"FAILS: {problem}")
+        elif head is not None:
+            heads.remember(self.heads_key, head)
+            field = ("Audit head", f"{head['id']}:{head['hash']}")
+        else:
             return
-        if head is None:
-            return
-        heads.remember(name, head)
-        # Slack shows ten fields: the head goes in at most tenth.
-        note.fields.insert(min(len(note.fields), 9), ("Audit head", f"{head['id']}:{head['hash']}"))
+        note.fields.insert(min(len(note.fields), 9), field)  # Slack shows ten fields
+
+    @property
+    def heads_key(self) -> str:
+        """This environment on this host, as the deployer's copy of audit heads names it."""
+        return heads.key(self.transport.name, self.layout.base)
 
     def audit(self, event: str, **detail: Any) -> None:
         """Append one audit event for the deploy or rollback under way."""
@@ -651,21 +670,6 @@ class HostContext:
         return doomed
 
     # --- blue-green colours and the router ------------------------------------------
-
-    def unfinished_run(self) -> dict[str, Any] | None:
-        """The run the journal on the host describes: under way (its lock is held) or
-        interrupted (nobody holds the lock: it stopped without finishing)."""
-        data = journal_mod.read(self.transport, self.layout)
-        if data is None:
-            return None
-        row = data.get("row") or {}
-        return {
-            "id": row.get("id"),
-            "kind": data.get("kind", "deploy"),
-            "release": row.get("release"),
-            "step": journal_mod.last_step(data) if "steps" in data else None,
-            "interrupted": not is_held(self.transport, self.layout),
-        }
 
     def read_colors(self) -> dict[str, Any]:
         """``{"live": {color, release, since}|None, "standby": {...}|None}``"""

@@ -645,11 +645,10 @@ def _chain_old_rows(conn: sqlite3.Connection) -> None:
 
 def _append(conn: sqlite3.Connection, event: dict[str, Any], row_hash: str | None = None) -> None:
     """Append one audit row to the chain (inside the caller's transaction)."""
-    last = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    last = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
     seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='audit'").fetchone()
-    top = conn.execute("SELECT MAX(id) FROM audit").fetchone()[0] or 0
     row = {
-        "id": max(top, seq[0] if seq else 0) + 1,
+        "id": max(last[0] if last else 0, seq[0] if seq else 0) + 1,
         "at": float(event["at"]),
         "actor": clean_text(str(event["actor"]), multiline=False),
         "deployment_id": clean_text(event.get("deployment_id"), multiline=False),
@@ -657,7 +656,7 @@ def _append(conn: sqlite3.Connection, event: dict[str, Any], row_hash: str | Non
         "detail": json.dumps(clean_text(event.get("detail", {})), sort_keys=True),
         "row_hash": row_hash,
     }
-    prev = (last[0] or "") if last else ""
+    prev = (last[1] or "") if last else ""
     conn.execute(
         "INSERT INTO audit (id, at, actor, deployment_id, event, detail, row_hash, prev_hash,"
         " hash) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -723,18 +722,19 @@ def op_query(req: dict[str, Any]) -> dict[str, Any]:
 
 def op_audit_verify(req: dict[str, Any]) -> dict[str, Any]:
     """Walk the hash chain and the deployments it vouches for; the first break is named.
-    ``head`` (a row id and hash seen elsewhere, e.g. by the deployer) must still be there."""
+    ``heads`` (row ids and hashes seen elsewhere: the deployer's, a notification's) must
+    still be there, each checked in the same walk."""
     if _never_deployed(req):
         return {"ok": True, "rows": 0, "problems": [], "head": None}
     conn = _records(req["records"], deployed=req.get("current"))
     try:
         conn.execute("BEGIN")  # one snapshot: a deploy writing meanwhile is not a break
-        return _verify_chain(conn, req.get("head"))
+        return _verify_chain(conn, [h for h in req.get("heads", []) if h])
     finally:
         conn.close()
 
 
-def _verify_chain(conn: sqlite3.Connection, head: dict[str, Any] | None) -> dict[str, Any]:
+def _verify_chain(conn: sqlite3.Connection, heads: list[dict[str, Any]]) -> dict[str, Any]:
     problems: list[str] = []
     vouched: dict[str, str | None] = {}
     prev, last_id, count = "", 0, 0
@@ -759,13 +759,8 @@ def _verify_chain(conn: sqlite3.Connection, head: dict[str, Any] | None) -> dict
     seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='audit'").fetchone()
     if not problems and seq and seq[0] > last_id:
         problems.append(f"audit rows after row {last_id} (up to {seq[0]}) were removed")
-    if head and not problems:
-        found = conn.execute("SELECT hash FROM audit WHERE id=?", (int(head["id"]),)).fetchone()
-        if not found or found[0] != head["hash"]:
-            problems.append(
-                f"audit row {head['id']}, seen with hash {head['hash'][:16]}"
-                " by the deployer, is no longer in the log as it was"
-            )
+    if not problems:
+        problems += _heads_gone(conn, heads)[:1]
     for (deployment_id,) in conn.execute("SELECT id FROM deployments ORDER BY started_at"):
         expected = vouched.get(deployment_id)
         if expected is None:
@@ -780,6 +775,19 @@ def _verify_chain(conn: sqlite3.Connection, head: dict[str, Any] | None) -> dict
     }
 
 
+def _heads_gone(conn: sqlite3.Connection, heads: list[dict[str, Any]]) -> list[str]:
+    """The heads seen elsewhere that are no longer in the log as they were."""
+    gone = []
+    for head in heads:
+        found = conn.execute("SELECT hash FROM audit WHERE id=?", (int(head["id"]),)).fetchone()
+        if not found or found[0] != head["hash"]:
+            gone.append(
+                f"audit row {head['id']}, seen with hash {head['hash'][:16]}"
+                " by the deployer, is no longer in the log as it was"
+            )
+    return gone
+
+
 def _sound(path: str) -> bool:
     """Whether a records database opens and its chain verifies."""
     try:
@@ -787,7 +795,7 @@ def _sound(path: str) -> bool:
     except HostProblem:
         return False
     try:
-        return bool(_verify_chain(conn, None)["ok"])
+        return bool(_verify_chain(conn, [])["ok"])
     except sqlite3.DatabaseError:
         return False
     finally:
@@ -958,15 +966,15 @@ def _retire_locked(req: dict[str, Any]) -> dict[str, Any]:
     if standby.get("token") != req["token"]:
         return {"retired": False, "why": "the standby changed"}
     env = {**os.environ, **req["env"]}
-    home = env.get("PM2_HOME") or os.path.join(env.get("HOME") or "~", ".pm2")
+    home = os.path.expanduser(env.get("PM2_HOME") or os.path.join(env.get("HOME") or "~", ".pm2"))
     try:  # over the daemon's socket, as a deploy does: the dumps stay 0600
-        op_pm2_delete({"pm2_home": os.path.expanduser(home), "names": req["names"]})
-        op_pm2_save({"pm2_home": os.path.expanduser(home)})
+        op_pm2_delete({"pm2_home": home, "names": req["names"]})
+        op_pm2_save({"pm2_home": home})
     except Exception:
         for name in req["names"]:
             subprocess.run(["pm2", "delete", name], env=env, capture_output=True, check=False)
         subprocess.run(["pm2", "save", "--force"], env=env, capture_output=True, check=False)
-        _make_private(os.path.expanduser(home))
+        _make_private(home)
     colors["standby"] = None
     _write_json(req["colors"], colors)
     event = {
@@ -981,11 +989,9 @@ def _retire_locked(req: dict[str, Any]) -> dict[str, Any]:
 
 # Scratch directories this agent holds (path -> the descriptor of its flock).
 _HELD: dict[str, int] = {}
-# An entry without a lock (made without a resident agent, or just made) is in use this
-# long; a locked one for as long as its holder lives.
+# An entry without a lock (made without a resident agent) is in use this long; a locked
+# one for as long as its holder lives.
 UNLOCKED_GRACE_SECONDS = 6 * 3600
-
-
 # An entry is made under this prefix and renamed once its lock is taken, so a sweep
 # never sees an entry of a live command without its lock.
 MAKING = "making-"

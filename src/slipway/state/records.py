@@ -82,14 +82,17 @@ def audit_log(transport: Transport, layout: Layout, limit: int = 100) -> list[di
     return _query(transport, layout, "audit", limit)
 
 
-def verify(
-    transport: Transport, layout: Layout, head: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def verify(transport: Transport, layout: Layout, *heads: dict[str, Any] | None) -> dict[str, Any]:
     """Walk the audit log's hash chain on the host: ``ok``, ``rows``, ``problems`` (the
     first break, and every deployment row no audit row vouches for) and ``head``, the
-    last row's id and hash. ``head`` given: that row must still be there unchanged."""
+    last row's id and hash. Each of ``heads`` given (None ones are skipped): that row
+    must still be there unchanged, checked in the same walk."""
     return call(
-        transport, "audit_verify", records=layout.records, current=layout.current, head=head
+        transport,
+        "audit_verify",
+        records=layout.records,
+        current=layout.current,
+        heads=[h for h in heads if h],
     )
 
 
