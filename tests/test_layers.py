@@ -50,6 +50,7 @@ LAYERS: list[list[str]] = [
         "slipway.scanning",
     ],
     ["slipway.state", "slipway.commands", "slipway.transports", "slipway.config"],
+    ["slipway.project"],
     ["slipway.secrets", "slipway.errors", "slipway"],
 ]
 

@@ -74,6 +74,10 @@ class Source:
             found.append((path, meta.split()[2]))
         return found
 
+    def paths(self) -> list[str]:
+        """Every file's path at this commit (with :meth:`read`, a ``project.tree.Tree``)."""
+        return [path for path, _ in self.files()]
+
     def archive(self) -> Path:
         fd, name = tempfile.mkstemp(prefix="slipway-", suffix=".tar")
         os.close(fd)
