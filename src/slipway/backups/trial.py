@@ -66,7 +66,8 @@ def _run_on_copy(d: HostContext, release: str, commit: str, scratch: str) -> dic
         for s in d.app_specs(release, commit, ports={"backend": port})
         if s.name == d.app_name("backend")
     )
-    env = {**spec.env, "DATABASE_PATH": scratch}
+    process = d.processes_of(release)["backend"]
+    env = {**spec.env, **process.database_vars(scratch)}
     handle = d.transport.spawn(["sh", "-c", _SUPERVISE, "sh", spec.cwd, *spec.argv], env=env)
     try:
         health = d.config.health

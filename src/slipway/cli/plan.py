@@ -7,19 +7,19 @@ import click
 from slipway.cli.context import echo_json, loaded_config
 from slipway.cli.hosts import host_session
 from slipway.cli.output import Progress
+from slipway.config import LoadedConfig
+from slipway.config.deep import install_plan
 from slipway.config.summary import checks_for
 from slipway.deploy import strategies
+from slipway.deploy.source import resolve
+from slipway.errors import SlipwayError
 
 # The strategy-neutral steps; the strategy adds the rest (and the hold, when asked).
 STEPS = [
     ("lock", "take {env}'s lock on each host ({hosts}); finish any interrupted deploy first"),
     ("upload", "git archive of {ref} -> {root}/{env}/releases/<release>/"),
     ("link", "link {env_file} (mode 0600, must hold: {required}); database dir for {database}"),
-    (
-        "install",
-        "backend: the virtualenv of its lock file (shared by releases of that lock, made"
-        " if new); frontend: npm ci (reused if the lock is unchanged)",
-    ),
+    ("install", "{install}"),
     ("build", "frontend build (reused if sources unchanged); the release's run spec saved"),
     (
         "rehearse",
@@ -75,6 +75,7 @@ def command(
         "checks": ", ".join(checks_for(config, env.health)) or "none",
         "keep": env.keep_releases,
     }
+    values["install"] = _install(loaded_config(ctx), ref)
     strategy = strategies.for_env(env)
     values |= strategy.plan_values(env)
     steps = [*STEPS, *strategy.plan(env)]
@@ -89,6 +90,18 @@ def command(
         click.echo(strategy.on_failure())
     if rehearse and _rehearse(ctx, environment, ref, as_json):
         ctx.exit(1)
+
+
+def _install(loaded: LoadedConfig, ref: str) -> str:
+    """What the install step would do, read from the repository at ``ref``."""
+    repo = loaded.repository_path()
+    try:
+        source = resolve(repo, ref) if repo is not None else None
+    except SlipwayError:
+        source = None
+    if source is None:
+        return "each process's dependencies, as its lock file at REF says"
+    return install_plan(loaded.config, source)
 
 
 def _rehearse(ctx: click.Context, environment: str, ref: str, as_json: bool) -> bool:

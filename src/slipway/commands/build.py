@@ -13,6 +13,13 @@ def uv_install(venv: str, requirements: str) -> Argv:
     return ["uv", "pip", "install", "--quiet", "--python", f"{venv}/bin/python", "-r", requirements]
 
 
+def uv_sync(venv: str, *, install_project: bool) -> Argv:
+    """Install exactly what ``uv.lock`` pins (``--frozen``: never re-resolve on the host;
+    the lock was checked against pyproject on the deployer) without dev dependencies."""
+    argv = ["uv", "sync", "--quiet", "--frozen", "--no-dev", "--python", f"{venv}/bin/python"]
+    return argv if install_project else [*argv, "--no-install-project"]
+
+
 def render(argv: list[str], values: dict[str, str]) -> Argv:
     """Fill ``{placeholders}`` word by word; a word never splits into several."""
     out: Argv = []

@@ -197,8 +197,27 @@ class ProcessConfig(Strict):
             " the same for both colours), {url} (its public address)."
         ),
     )
+    bind_env: EnvKey | None = Field(
+        default=None,
+        description="Environment variable that carries the bind address (HOSTNAME for a"
+        " Next.js standalone server; HOST is always set).",
+    )
+    database_env: EnvKey = Field(
+        default="DATABASE_PATH",
+        description="Variable that tells a python process where the SQLite file is.",
+    )
+    database_value: str = Field(
+        default="{path}",
+        pattern=r"^[^\x00]*\{path\}[^\x00]*$",
+        description='How that variable is written: "{path}" (the file\'s absolute path) or'
+        ' a URL around it, e.g. "sqlite:///{path}".',
+    )
     health_path: str = Field(default="/", pattern=r"^/[A-Za-z0-9._~/-]*$")
     drain_seconds: Number = Field(default=5.0, gt=0, le=300)
+
+    def database_vars(self, path: str) -> dict[str, str]:
+        """The variables that point this process at the SQLite file ``path``."""
+        return {self.database_env: self.database_value.replace("{path}", path)}
 
 
 class HttpCheck(Strict):

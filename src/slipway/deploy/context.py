@@ -412,8 +412,10 @@ class HostContext:
             }
             if process.port_env:
                 env[process.port_env] = str(port)
+            if process.bind_env:
+                env[process.bind_env] = BIND_HOST
             if process.kind is ProcessKind.PYTHON:
-                env["DATABASE_PATH"] = self.layout.database(self.env.database)
+                env.update(process.database_vars(self.layout.database(self.env.database)))
             else:
                 env["NODE_ENV"] = "production"
             kill_ms = int((process.drain_seconds + 3) * 1000)

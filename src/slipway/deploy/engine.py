@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slipway.commands import host as cmd
+from slipway.config.deep import refuse_stale_locks
 from slipway.deploy import (
     database,
     hold,
@@ -98,6 +99,8 @@ class Deployer(HostContext):
         if repo is None:
             raise UsageError("deploying from a remote repository URL is not supported yet")
         source = resolve(repo, ref)
+        for warning in refuse_stale_locks(self.config, source, source.ref):
+            self.emit("lock", "warning", detail=warning)
         if breaking is None:
             breaking = self.config.migrations.is_breaking(source.ref, source.commit)
         if rehearse is None:
@@ -124,6 +127,8 @@ class Deployer(HostContext):
         if repo is None:
             raise UsageError("rehearsing from a remote repository URL is not supported yet")
         source = resolve(repo, ref)
+        for warning in refuse_stale_locks(self.config, source, source.ref):
+            self.emit("lock", "warning", detail=warning)
         steps.mask_env_file_early(self)
         lock = self.take_lock(ref=ref, reason="plan --rehearse", wait=lock_wait)
         release = f".rehearse-{uuid.uuid4().hex[:8]}"

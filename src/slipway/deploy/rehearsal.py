@@ -186,8 +186,8 @@ def refuse_data_loss(found: Rehearsal) -> None:
 
 
 def _migrating_process(d: HostContext, release: str) -> str | None:
-    """The process that owns the database: the first Python process (it gets
-    ``DATABASE_PATH``)."""
+    """The process that owns the database: the first Python process (it is told
+    where the database is)."""
     for name, process in d.processes_of(release).items():
         if process.kind is ProcessKind.PYTHON:
             return name
@@ -202,7 +202,7 @@ def _run_on_copy(d: HostContext, release: str, commit: str, process: str, copy: 
         if s.name == d.app_name(process)
     )
     log = f"{scratch_dir(d)}/backend.log"
-    env = {**spec.env, "DATABASE_PATH": copy}
+    env = {**spec.env, **d.processes_of(release)[process].database_vars(copy)}
     handle = d.transport.spawn(["sh", "-c", _SUPERVISE, "sh", spec.cwd, log, *spec.argv], env=env)
     d.emit("rehearse", "info", detail=f"{process} migrating a copy of the database on port {port}")
     try:

@@ -16,14 +16,17 @@ import contextlib
 import hashlib
 import json
 import os
+import posixpath
 import shlex
 import subprocess
 from typing import TYPE_CHECKING, Any
 
 from slipway.commands import host as cmd
+from slipway.config.model import ProcessConfig, ProcessKind
 from slipway.deploy import runspec, venvs
 from slipway.deploy.context import PUBLIC_BUILD, RELEASE_META
 from slipway.errors import SlipwayError
+from slipway.project.node import detect_node, read_next
 from slipway.state.host import call
 
 if TYPE_CHECKING:
@@ -98,7 +101,10 @@ def content_key(d: HostContext, source: Source, what: str) -> str | None:
     if frontend is None:
         return None
     if what == "node_modules":
-        return source.tree(f"{frontend.workdir}/package-lock.json")
+        deps = detect_node(source, frontend.workdir)
+        if deps is None or deps.lock is None or not lock_is_local(deps.lock, frontend.workdir):
+            return None  # a workspace's lock: packages hoisted above the workdir
+        return source.tree(deps.lock)
     tree = source.tree(frontend.workdir)
     if tree is None:
         return None
@@ -106,19 +112,37 @@ def content_key(d: HostContext, source: Source, what: str) -> str | None:
     return hashlib.sha256(f"{tree}\n{env}".encode()).hexdigest()
 
 
+def lock_is_local(lock: str, workdir: str) -> bool:
+    """Is the lock the workdir's own? Reuse links only ``<workdir>/node_modules``; a
+    workspace keeps packages in the root's, which that would miss."""
+    folder = posixpath.dirname(lock)
+    return folder == ("" if workdir in (".", "") else workdir.strip("/"))
+
+
+def install_argv(source: Source, process: ProcessConfig) -> list[str] | None:
+    """The configured ``install``, else what the lock file says (npm, pnpm or yarn)."""
+    if process.install:
+        return list(process.install)
+    if process.kind is not ProcessKind.NODE:
+        return None
+    deps = detect_node(source, process.workdir)
+    return list(deps.install) if deps is not None else None
+
+
 def install(d: HostContext, source: Source, release: str, previous: str | None) -> None:
     done = venvs.install(d, source, release)
     if done:
         d.emit("install", "info", detail=f"python: {done}")
     for name, process in d.config.processes.items():
-        workdir = d.workdir(release, process)
-        if process.install:
-            if name == "frontend" and reuse(
-                d, source, release, previous, "node_modules", "node_modules"
-            ):
-                d.emit("install", "info", detail=f"{name}: node_modules unchanged, reused")
-            else:
-                d.run(process.install, cwd=workdir, timeout=900)
+        argv = install_argv(source, process)
+        if argv is None:
+            continue
+        if name == "frontend" and reuse(
+            d, source, release, previous, "node_modules", "node_modules"
+        ):
+            d.emit("install", "info", detail=f"{name}: node_modules unchanged, reused")
+        else:
+            d.run(argv, cwd=d.workdir(release, process), timeout=900)
     key = content_key(d, source, "node_modules")
     if key:
         d.save_meta(release, node_modules=key)
@@ -133,6 +157,9 @@ def build(d: HostContext, source: Source, release: str, previous: str | None) ->
             d.emit("build", "info", detail=f"{name}: sources unchanged, build reused")
             continue
         d.run(process.build, cwd=workdir, env_extra=d.build_env(process))
+        next_app = read_next(source, process.workdir)
+        if next_app is not None and next_app.standalone:
+            complete_standalone(d, workdir)
     key = content_key(d, source, "build")
     if key:
         d.save_meta(release, build=key, built_for=PUBLIC_BUILD)
@@ -142,6 +169,25 @@ def build(d: HostContext, source: Source, release: str, previous: str | None) ->
         d.configured_processes(),
         list(d.read_env_file()),
     )
+
+
+def complete_standalone(d: HostContext, workdir: str) -> None:
+    """A Next.js ``output: "standalone"`` build serves ``public/`` and ``.next/static``
+    only when they are copied beside its ``server.js`` (Next leaves that to the
+    deployer, as its documentation says)."""
+    standalone = f"{workdir}/.next/standalone"
+    if not d.transport.run(["test", "-f", f"{standalone}/server.js"], check=False).ok:
+        raise SlipwayError(
+            f'{workdir}: next.config sets output "standalone" but the build made no'
+            " .next/standalone/server.js"
+        )
+    for src, dest in (
+        (f"{workdir}/public", f"{standalone}/public"),
+        (f"{workdir}/.next/static", f"{standalone}/.next/static"),
+    ):
+        if d.transport.run(["test", "-d", src], check=False).ok:
+            d.run(cmd.remove_tree(dest))
+            d.run(["cp", "-a", "--", src, dest])
 
 
 def backup(d: HostContext, release: str, live: str | None, state: RunState) -> None:
