@@ -12,6 +12,8 @@ from pathlib import Path
 from apprepo import make_repo, write_config
 from support import EXAMPLE_APP, run_cli
 
+from slipway.config import load_config
+
 EXAMPLE_CONFIG = EXAMPLE_APP / "slipway.toml"
 
 
@@ -67,31 +69,42 @@ def test_debug_shows_the_traceback(tmp_path: Path, capsys):
     assert "file not found" in err
 
 
-def test_example_config_is_exactly_what_init_writes(tmp_path: Path, capsys):
-    for name in ("pyproject.toml",):
-        shutil.copy(EXAMPLE_APP / name, tmp_path / name)
-    (tmp_path / "web-ui").mkdir()
-    shutil.copy(EXAMPLE_APP / "web-ui" / "package.json", tmp_path / "web-ui" / "package.json")
-    code, out, _ = run_cli(["init", "--dir", str(tmp_path)], capsys)
-    assert code == 0
-    assert "wrote" in out
-    assert (tmp_path / "slipway.toml").read_text() == EXAMPLE_CONFIG.read_text()
-    code, _, err = run_cli(["init", "--dir", str(tmp_path)], capsys)
+def test_init_reads_the_example_app(tmp_path: Path, capsys):
+    app = tmp_path / "app"
+    shutil.copytree(
+        EXAMPLE_APP, app, ignore=shutil.ignore_patterns("node_modules", ".next", "slipway.toml")
+    )
+    code, out, _ = run_cli(["init", "--dir", str(app)], capsys)
+    assert code == 0, out
+    text = (app / "slipway.toml").read_text()
+    config = load_config(app / "slipway.toml").config
+    backend, frontend = config.processes["backend"], config.processes["frontend"]
+    # The app object is made by create_app(): uvicorn calls the factory.
+    assert backend.start[3:5] == ["codeframe_mini.server:create_app", "--factory"]
+    assert "codeframe_mini/server.py" in text  # where the app object was found
+    assert backend.database_env == "DATABASE_PATH"
+    assert config.health.websocket is not None and config.health.websocket.path == "/ws"
+    assert frontend.workdir == "web-ui"
+    assert set(frontend.build_env) >= {"NEXT_PUBLIC_API_URL"}
+    code, _, err = run_cli(["init", "--dir", str(app)], capsys)
     assert code == 2
     assert "already exists" in err and "--force" in err
-    assert run_cli(["init", "--dir", str(tmp_path), "--force"], capsys)[0] == 0
+    assert run_cli(["init", "--dir", str(app), "--force"], capsys)[0] == 0
 
 
-def test_init_detects_codeframe_layout(tmp_path: Path, capsys):
+def test_init_leaves_a_todo_where_it_finds_no_app_and_check_lists_it(tmp_path: Path, capsys):
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "codeframe"\n')
     (tmp_path / "codeframe" / "ui").mkdir(parents=True)
     (tmp_path / "codeframe" / "ui" / "server.py").write_text("")
     code, out, _ = run_cli(["init", "--dir", str(tmp_path)], capsys)
     assert code == 0
-    assert "no web-ui/package.json found" in out
+    assert "todo: no FastAPI app found" in out
     text = (tmp_path / "slipway.toml").read_text()
-    assert '"-m", "codeframe.ui.server"' in text
+    assert "TODO(slipway): no FastAPI app found" in text
     assert 'name = "codeframe"' in text
+    code, out, _ = run_cli(["--config", str(tmp_path / "slipway.toml"), "check"], capsys)
+    assert code == 0
+    assert "todo: " in out and "no FastAPI app found" in out
 
 
 def test_init_rejects_broken_pyproject(tmp_path: Path, capsys):

@@ -11,11 +11,14 @@ import pytest
 
 from slipway.config import load_config, validate_config
 from slipway.config.model import HealthLevel, Strategy, parse_host
-from slipway.config.starter import Detected, render_starter
 from slipway.errors import ConfigError
 
-STARTER = render_starter(
-    Detected(name="codeframe", module="codeframe.ui.server", has_frontend=True)
+# The example app's configuration (CodeFRAME-shaped, the design's defaults) as a base.
+STARTER = (
+    (Path(__file__).resolve().parents[1] / "examples" / "codeframe-mini" / "slipway.toml")
+    .read_text()
+    .replace('name = "codeframe-mini"', 'name = "codeframe"')
+    .replace("codeframe_mini.server", "codeframe.ui.server")
 )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from slipway.config import load_config
-from slipway.config.starter import detect_project, write_starter
+from slipway.config.starter import write_starter
 from slipway.github import workflows
 
 
@@ -32,10 +32,15 @@ from slipway.github import workflows
     help="Repository root (default: current directory).",
 )
 def command(force: bool, github: bool, slipway_spec: str | None, directory: str) -> None:
-    """Write a commented slipway.toml for a CodeFRAME-shaped repository.
+    """Write a slipway.toml that fits the app in this repository.
 
-    Detects the project name and backend module from pyproject.toml and the Next.js
-    frontend from web-ui/package.json. Edit hosts and root, then run `slipway check`.
+    Reads the repository without running it: the FastAPI app object and its routes
+    (health route and what it returns, WebSocket routes), the SQLite path and the
+    variable that sets it, the Python dependency source (uv.lock, poetry.lock,
+    requirements, pyproject), the frontend's package manager (npm, pnpm, yarn) and the
+    variables next.config reads at build time. Each inferred value says where it came
+    from; what could not be inferred is a TODO(slipway) comment that `slipway check`
+    lists. Then: `slipway check --deep`, `slipway try`, and edit hosts and root.
 
     With --github, write .github/workflows/ci-tests.yml, deploy-staging.yml and
     deploy-production.yml from the repository's slipway.toml (written first if
@@ -46,13 +51,21 @@ def command(force: bool, github: bool, slipway_spec: str | None, directory: str)
     if github:
         config_path = root / "slipway.toml"
         if not config_path.exists():
-            click.echo(f"wrote {write_starter(root, force=False)}")
+            click.echo(f"wrote {write_starter(root, force=False)[0]}")
         config = load_config(config_path).config
         for path in workflows.write(config, root, force=force, slipway_spec=slipway_spec):
             click.echo(f"wrote {path}")
         return
-    target = write_starter(root, force=force)
+    target, detected = write_starter(root, force=force)
     click.echo(f"wrote {target}")
-    if not detect_project(root).has_frontend:
-        click.echo("note: no web-ui/package.json found: remove [processes.frontend] if unused")
-    click.echo("next: edit hosts and root, then run `slipway check`")
+    if detected.backend is not None:
+        b = detected.backend
+        click.echo(f"backend: {b.workdir}, {b.origin}; dependencies: {b.deps}")
+        click.echo(f"  health check {b.health_path} ({b.health_origin})")
+    if detected.frontend is not None:
+        f = detected.frontend
+        kind = "Next.js standalone" if f.standalone else "Next.js"
+        click.echo(f"frontend: {f.workdir}, {kind}, installed with `{f.install}`")
+    for todo in detected.todos:
+        click.echo(f"todo: {todo}")
+    click.echo("next: `slipway check --deep`, then `slipway try` to run it here")
