@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gates": ("slipway.cli.gates", "Run the app's quality gates (lint, types, tests, coverage)."),
     "github": ("slipway.cli.github", "Report to GitHub: the PR comment, the coverage status."),
     "health": ("slipway.cli.health", "Run an environment's health checks once."),
-    "init": ("slipway.cli.init", "Write a commented starter slipway.toml for this repository."),
+    "init": ("slipway.cli.init", "Write a slipway.toml that fits the app in this repository."),
     "status": ("slipway.cli.status", "Show the live release and recent deployments."),
     "lock": ("slipway.cli.lock", "Show who holds an environment's deploy lock."),
     "metrics": ("slipway.cli.metrics", "DORA deployment metrics from the records."),
@@ -49,6 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "releases": ("slipway.cli.releases", "List the releases kept on each host."),
     "rollback": ("slipway.cli.rollback", "Roll an environment back to an earlier release."),
     "schema": ("slipway.cli.schema", "Print the configuration's JSON Schema."),
+    "try": ("slipway.cli.tryout", "Deploy this checkout here, on free ports, and run its checks."),
     "standby": ("slipway.cli.standby", "Show or stop the warm old colour of a blue-green deploy."),
 }
 

@@ -56,6 +56,17 @@ def remember(name: str, head: dict[str, Any]) -> bool:
     read-only home): the chain on the host still stands, only the copy is missing."""
     data = _read()
     data[name] = {"id": int(head["id"]), "hash": str(head["hash"])}
+    return _write(data)
+
+
+def forget(name: str) -> None:
+    """Drop the head of an environment that no longer exists (``slipway try --stop``)."""
+    data = _read()
+    if data.pop(name, None) is not None:
+        _write(data)
+
+
+def _write(data: dict[str, Any]) -> bool:
     path = _file()
     temp = path.with_suffix(".tmp")
     try:
