@@ -144,8 +144,12 @@ def test_a_pin_that_cannot_be_installed_is_found_before_the_deploy() -> None:
 def test_try_signals_only_a_slipway_process() -> None:
     """A state file's pid may have been reused by anything since."""
     other = subprocess.Popen(["sleep", "30"])
-    ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "slipway"])
+    code = "import time; print('up', flush=True); time.sleep(30)"
+    ours = subprocess.Popen(
+        [sys.executable, "-c", code, "slipway"], stdout=subprocess.PIPE, text=True
+    )
     try:
+        assert ours.stdout is not None and ours.stdout.readline() == "up\n"  # running
         assert tryout._is_slipway(ours.pid)
         assert not tryout._is_slipway(other.pid)
         assert not tryout._is_slipway(2**22 + 7)  # no such process
