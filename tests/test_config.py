@@ -549,3 +549,14 @@ def _toml(raw: dict[str, Any]) -> str:
     from test_cli_fuzz import _toml as write
 
     return write(raw)
+
+
+def test_supervisor_is_a_process_manager_but_not_yet_for_blue_green() -> None:
+    raw = base()
+    raw["environments"]["staging"]["process_manager"] = "supervisor"
+    assert validate_config(raw).environments["staging"].process_manager.value == "supervisor"
+    raw["environments"]["production"]["process_manager"] = "supervisor"
+    assert errors_of(raw) == [
+        'environments.production: process_manager = "supervisor" runs the restart strategy;'
+        " blue-green (its timed retirement of the standby) needs PM2 for now"
+    ]

@@ -42,14 +42,20 @@ SECRET = "tok-recover-secret-5150"
 
 
 class Env:
-    def __init__(self, tmp: Path, strategy: str) -> None:
+    def __init__(self, tmp: Path, strategy: str, manager: str = "pm2") -> None:
         self.strategy = strategy
+        self.manager = manager
         self.repo = make_repo(tmp / "repo")
         self.root = tmp / "srv"
         table = ""
         if strategy == "blue-green":
             table = blue_green_table(standby_seconds=300, watch_seconds=2, switch_timeout_seconds=5)
-        self.config_path = write_config(self.repo, self.root, strategy=strategy, blue_green=table)
+        extra = ""
+        if manager == "supervisor":
+            extra = f'process_manager = "supervisor"\nsupervisor_home = "{self.root / "sv"}"'
+        self.config_path = write_config(
+            self.repo, self.root, strategy=strategy, blue_green=table, extra_env=extra
+        )
         self.loaded = load_config(self.config_path)
         self.env = self.loaded.config.environment("testing")
         write_env_file(self.root, f"API_TOKEN={SECRET}\n")
@@ -110,6 +116,15 @@ class Env:
             time.sleep(0.05)
         return seen
 
+    def shutdown(self) -> None:
+        """Stop the environment's process manager daemon (and every app it runs)."""
+        if self.manager == "pm2":
+            self.pm2("kill")
+            return
+        ctl = str(Path(sys.executable).with_name("supervisorctl"))
+        conf = str(self.root / "sv" / "supervisord.conf")
+        subprocess.run([ctl, "-c", conf, "shutdown"], capture_output=True, check=False)
+
     def pm2(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "PM2_HOME": str(self.root / "pm2")}
         return subprocess.run(
@@ -117,11 +132,13 @@ class Env:
         )
 
 
-def _make_env(tmp_path_factory: pytest.TempPathFactory, strategy: str) -> Env:
+def _make_env(tmp_path_factory: pytest.TempPathFactory, strategy: str, manager: str = "pm2") -> Env:
     require_binary("pm2", path=str(TOOLS_BIN))
     if strategy == "blue-green":
         require_binary("traefik", path=str(Path(sys.executable).parent))
-    e = Env(tmp_path_factory.mktemp(strategy), strategy)
+    if manager == "supervisor":
+        require_binary("supervisord", path=str(Path(sys.executable).parent))
+    e = Env(tmp_path_factory.mktemp(f"{strategy}-{manager}"), strategy, manager)
     assert e.deployer().deploy("v1").status == "succeeded"
     assert e.deployer().deploy("v2").status == "succeeded"
     return e
@@ -139,6 +156,13 @@ def bluegreen_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     e = _make_env(tmp_path_factory, "blue-green")
     yield e
     e.pm2("kill")
+
+
+@pytest.fixture(scope="module")
+def supervisor_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    e = _make_env(tmp_path_factory, "restart", "supervisor")
+    yield e
+    e.shutdown()
 
 
 def kill_and_recover(env: Env, step: str, status: str, *, via: str = "recover") -> dict:
@@ -245,6 +269,17 @@ def test_restart_strategy_killed_at_a_boundary_recovers(
 ) -> None:
     row = kill_and_recover(restart_env, step, status)
     if row["status"] != "succeeded":  # see kill_and_recover: finished before the kill
+        assert row["failed_step"] in ("start", "health", "promote", "backup")
+
+
+@pytest.mark.parametrize(("step", "status"), RESTART_POINTS)
+def test_under_supervisor_killed_at_a_boundary_recovers(
+    supervisor_env: Env, step: str, status: str
+) -> None:
+    """The same boundaries with supervisor as the process manager: its start and stop
+    are undone by the same journal rules."""
+    row = kill_and_recover(supervisor_env, step, status)
+    if row["status"] != "succeeded":
         assert row["failed_step"] in ("start", "health", "promote", "backup")
 
 

@@ -159,6 +159,7 @@ class Strategy(StrEnum):
 class ProcessManagerName(StrEnum):
     NONE = "none"
     PM2 = "pm2"
+    SUPERVISOR = "supervisor"
 
 
 # --- the app ----------------------------------------------------------------------------
@@ -623,6 +624,11 @@ class EnvironmentConfig(Strict):
         default_factory=dict,
         description="Extra environment for commands on the host (proxy, CA bundle, caches).",
     )
+    supervisor_home: AbsolutePath | None = Field(
+        default=None,
+        description="supervisor's directory on the host (its config, apps and socket;"
+        " default ~/.slipway-supervisor).",
+    )
     pm2_home: AbsolutePath | None = Field(
         default=None, description="PM2_HOME on the host (default: PM2's own, ~/.pm2)."
     )
@@ -657,6 +663,11 @@ class EnvironmentConfig(Strict):
             raise ValueError("hosts must not repeat")
         if self.strategy is Strategy.BLUE_GREEN:
             self._check_blue_green_ports()
+            if self.process_manager is ProcessManagerName.SUPERVISOR:
+                raise ValueError(
+                    'process_manager = "supervisor" runs the restart strategy; blue-green'
+                    " (its timed retirement of the standby) needs PM2 for now"
+                )
         return self
 
     def used_ports(self) -> dict[str, int]:

@@ -125,6 +125,8 @@ class HostContext:
         self.host_env = {**self.env.host_env, "PATH": ":".join([*self.env.host_path, base_path])}
         if self.env.pm2_home:
             self.host_env["PM2_HOME"] = self.env.pm2_home
+        if self.env.supervisor_home:
+            self.host_env["SUPERVISOR_HOME"] = self.env.supervisor_home
         self.pm: ProcessManager = process_manager or make_process_manager(
             self.env.process_manager, transport, self.host_env
         )
@@ -512,7 +514,7 @@ class HostContext:
         """Process manager, disk space and direct database checks (comprehensive)."""
         health = self.config.health
         found: list[Check] = []
-        if health.processes and self.env.process_manager is ProcessManagerName.PM2:
+        if health.processes and self.env.process_manager is not ProcessManagerName.NONE:
             names = self.serving(color, via_router)
             found.append(host_health.processes_check(lambda: self.pm.status(names)))
         if health.disk and disk:

@@ -1,6 +1,6 @@
 """Process managers behind one small interface, chosen by ``process_manager`` in the
-configuration. PM2 today; systemd or supervisor is one new module and one line in
-:data:`MANAGERS`."""
+configuration: PM2 or supervisor; another (systemd) is one new module and one line
+in :data:`MANAGERS`."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from slipway.errors import UsageError
 from slipway.processes.base import AppSpec, ProcessManager, ProcessState
 from slipway.processes.none import NoProcessManager
 from slipway.processes.pm2 import Pm2
+from slipway.processes.supervisor import Supervisor
 from slipway.transports.base import Transport
 
 MANAGERS: dict[ProcessManagerName, Callable[[Transport, Mapping[str, str]], ProcessManager]] = {
     ProcessManagerName.PM2: Pm2,
+    ProcessManagerName.SUPERVISOR: Supervisor,
     ProcessManagerName.NONE: NoProcessManager,
 }
 

@@ -1,0 +1,209 @@
+"""The process-manager contract, run the same way against PM2 and supervisor (real
+daemons, each with a home of its own): start, status, environment and working
+directory, stop with SIGINT first (the app drains), exactly the named apps, a crash
+loop seen as not online, private config files. Then a real deploy, a failed one rolled
+back, and a manual rollback of the example app under supervisor."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from apprepo import make_repo, write_config, write_env_file
+from support import ROOT, TOOLS_BIN, require_binary, stop_pm2
+
+from slipway.config import load_config
+from slipway.deploy.engine import Deployer
+from slipway.deploy.rollback import manual_rollback
+from slipway.errors import DeployFailed, SlipwayError
+from slipway.health.host import processes_problem
+from slipway.processes.base import AppSpec, ProcessManager
+from slipway.processes.pm2 import Pm2
+from slipway.processes.supervisor import Supervisor, parse_status, program
+from slipway.transports.local import LocalTransport
+
+pytestmark = pytest.mark.integration
+
+VENV_BIN = ROOT / ".venv" / "bin"
+# An app that says where it runs and with what, and drains on SIGINT.
+APP = """
+import json, os, signal, sys, time
+out = sys.argv[1]
+def drain(*_):
+    open(out + ".drained", "w").write("yes")
+    sys.exit(0)
+signal.signal(signal.SIGINT, drain)
+json.dump({"cwd": os.getcwd(), "token": os.environ.get("API_TOKEN")}, open(out, "w"))
+while True:
+    time.sleep(0.2)
+"""
+
+
+def shutdown(kind: str, home: Path) -> None:
+    if kind == "pm2":
+        stop_pm2(home)
+        return
+    conf = home / "supervisord.conf"
+    if conf.exists():
+        subprocess.run(
+            [str(VENV_BIN / "supervisorctl"), "-c", str(conf), "shutdown"],
+            capture_output=True,
+            check=False,
+        )
+
+
+@pytest.fixture(params=["pm2", "supervisor"])
+def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProcessManager]:
+    kind = str(request.param)
+    if kind == "pm2":
+        require_binary("pm2", str(TOOLS_BIN))
+    else:
+        require_binary("supervisord", str(VENV_BIN))
+    home = tmp_path / "home"
+    path = f"{TOOLS_BIN}:{VENV_BIN}:{os.environ['PATH']}"
+    env = {"PATH": path, "PM2_HOME": str(home), "SUPERVISOR_HOME": str(home)}
+    transport = LocalTransport()
+    yield Pm2(transport, env) if kind == "pm2" else Supervisor(transport, env)
+    shutdown(kind, home)
+
+
+def app(tmp_path: Path, name: str, token: str = "t0k3n", argv: list[str] | None = None) -> AppSpec:
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    logs = tmp_path / "logs"
+    logs.mkdir(exist_ok=True)
+    work = tmp_path / f"cwd-{name}"
+    work.mkdir(exist_ok=True)
+    argv = argv or [sys.executable, str(script), str(tmp_path / f"{name}.json")]
+    return AppSpec(name, argv, str(work), {"API_TOKEN": token}, 3000, str(logs), 2)
+
+
+def wait_for(predicate: object, deadline: float = 20.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if callable(predicate) and predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_start_status_environment_and_stop_of_exactly_the_named_apps(
+    manager: ProcessManager, tmp_path: Path
+) -> None:
+    token = '50% of "quoted" value'
+    apps = [app(tmp_path, "app-a", token), app(tmp_path, "app-b")]
+    manager.start(apps, str(tmp_path / "apps.json"))
+    assert stat.S_IMODE((tmp_path / "apps.json").stat().st_mode) == 0o600  # holds env
+    wait_for(lambda: all(s.online for s in manager.status(["app-a", "app-b"]).values()))
+    wait_for(lambda: (tmp_path / "app-a.json").exists())
+    seen = (tmp_path / "app-a.json").read_text()
+    assert '"token": "50% of \\"quoted\\" value"' in seen  # passed intact
+    assert str(tmp_path / "cwd-app-a") in seen
+    before = manager.status(["app-a", "app-b"])
+    pid_a = before["app-a"].pid
+    assert pid_a is not None and before["app-b"].pid is not None
+
+    manager.stop(["app-a", "never-started"])
+    after = manager.status(["app-a", "app-b"])
+    assert after["app-a"].status == "missing"
+    assert after["app-b"].online and after["app-b"].pid == before["app-b"].pid
+    assert (tmp_path / "app-a.json.drained").read_text() == "yes"  # SIGINT first
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid_a, 0)  # stop returned once it had exited
+    manager.stop(["app-b"])
+    assert manager.status(["app-b"])["app-b"].status == "missing"
+    manager.save()
+
+
+def test_a_crash_loop_never_passes_the_processes_check(
+    manager: ProcessManager, tmp_path: Path
+) -> None:
+    """Sampled for 8 s after its start, a process that dies at once is never healthy
+    (PM2 says "waiting restart", supervisor BACKOFF then FATAL)."""
+    crashing = app(tmp_path, "app-crash", argv=[sys.executable, "-c", "raise SystemExit(3)"])
+    manager.start([crashing], str(tmp_path / "apps.json"))
+    problems = []
+    end = time.monotonic() + 8
+    while time.monotonic() < end:
+        problems.append(processes_problem(manager.status(["app-crash"]), time.time()))
+        time.sleep(0.25)
+    assert len(problems) > 10 and all(p is not None for p in problems), problems
+    manager.stop(["app-crash"])
+    assert manager.status(["app-crash"])["app-crash"].status == "missing"
+
+
+def test_supervisor_files_are_private_and_a_value_it_cannot_carry_is_named(
+    tmp_path: Path,
+) -> None:
+    require_binary("supervisord", str(VENV_BIN))
+    home = tmp_path / "home"
+    env = {"PATH": f"{VENV_BIN}:{os.environ['PATH']}", "SUPERVISOR_HOME": str(home)}
+    manager = Supervisor(LocalTransport(), env)
+    try:
+        manager.start([app(tmp_path, "app-a")], str(tmp_path / "apps.json"))
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        assert stat.S_IMODE((home / "apps" / "app-a.conf").stat().st_mode) == 0o600
+        with pytest.raises(SlipwayError, match="API_TOKEN: its value holds both kinds"):
+            manager.start([app(tmp_path, "app-b", token='it\'s "both"')], str(tmp_path / "b.json"))
+        assert manager.status(["app-b"])["app-b"].status == "missing"  # nothing started
+    finally:
+        shutdown("supervisor", home)
+
+
+def test_supervisor_status_lines_are_read_as_slipway_states() -> None:
+    text = (
+        "app-a                            RUNNING   pid 4242, uptime 0:00:05\n"
+        "app-b                            BACKOFF   Exited too quickly (process log may"
+        " have details)\n"
+        "app-c                            STOPPED   Not started\n"
+        "app-d: ERROR (no such process)\n"
+    )
+    states = parse_status(text, ["app-a", "app-b", "app-c", "app-d"])
+    assert (states["app-a"].status, states["app-a"].pid) == ("online", 4242)
+    assert [states[n].status for n in ("app-b", "app-c", "app-d")] == [
+        "errored",
+        "stopped",
+        "missing",
+    ]
+    spec = AppSpec("x", ["python", "-m", "app", "--name", "a b"], "/srv/%d", {"K": "1%"})
+    text = program(spec)
+    assert "command=python -m app --name 'a b'" in text
+    assert "directory=/srv/%%d" in text and 'environment=K="1%%"' in text
+
+
+def test_a_deploy_a_failed_deploy_and_a_rollback_under_supervisor(tmp_path: Path) -> None:
+    require_binary("supervisord", str(VENV_BIN))
+    repo = make_repo(tmp_path / "repo")
+    root = tmp_path / "srv"
+    home = root / "supervisor"
+    extra = f'process_manager = "supervisor"\nsupervisor_home = "{home}"'
+    config = write_config(repo, root, extra_env=extra, health="comprehensive")
+    write_env_file(root, "API_TOKEN=sup-token\n")
+    loaded = load_config(config)
+    try:
+        first = Deployer(loaded, "testing", LocalTransport()).deploy("v1")
+        d = Deployer(loaded, "testing", LocalTransport())
+        url = f"http://127.0.0.1:{d.env.ports.backend}/health"
+        assert httpx.get(url, timeout=5).json()["status"] == "ok"
+        second = Deployer(loaded, "testing", LocalTransport()).deploy("v2")
+        assert second.status == "succeeded" and second.release != first.release
+        with pytest.raises(DeployFailed) as failed:
+            Deployer(loaded, "testing", LocalTransport()).deploy("broken/crash")
+        assert failed.value.rolled_back
+        assert d.current_release() == second.release
+        assert httpx.get(url, timeout=5).status_code == 200
+        back = manual_rollback(Deployer(loaded, "testing", LocalTransport()), first.release)
+        assert back.release == first.release
+        states = d.pm.status(d.app_names)
+        assert all(s.online for s in states.values()), states
+        listed = sorted(p.name for p in (home / "apps").iterdir())
+        assert listed == [f"{n}.conf" for n in sorted(d.app_names)]  # what boot starts
+    finally:
+        shutdown("supervisor", home)
