@@ -551,12 +551,13 @@ def _toml(raw: dict[str, Any]) -> str:
     return write(raw)
 
 
-def test_supervisor_is_a_process_manager_but_not_yet_for_blue_green() -> None:
+def test_supervisor_is_a_process_manager_for_either_strategy() -> None:
     raw = base()
-    raw["environments"]["staging"]["process_manager"] = "supervisor"
-    assert validate_config(raw).environments["staging"].process_manager.value == "supervisor"
-    raw["environments"]["production"]["process_manager"] = "supervisor"
-    assert errors_of(raw) == [
-        'environments.production: process_manager = "supervisor" runs the restart strategy;'
-        " blue-green (its timed retirement of the standby) needs PM2 for now"
-    ]
+    for name in ("staging", "production"):
+        raw["environments"][name]["process_manager"] = "supervisor"
+    config = validate_config(raw)
+    assert {config.environments[n].process_manager.value for n in ("staging", "production")} == {
+        "supervisor"
+    }
+    raw["environments"]["staging"]["process_manager"] = "systemd"
+    assert errors_of(raw)[0].startswith("environments.staging.process_manager: ")

@@ -1,8 +1,9 @@
 """The process-manager contract, run the same way against PM2 and supervisor (real
 daemons, each with a home of its own): start, status, environment and working
 directory, stop with SIGINT first (the app drains), exactly the named apps, a crash
-loop seen as not online, private config files. Then a real deploy, a failed one rolled
-back, and a manual rollback of the example app under supervisor."""
+loop seen as not online, private config files. Then the example app under supervisor:
+a deploy, a failed one rolled back, a manual rollback; and blue-green (Traefik and
+both colours under supervisor) with an instant rollback and the standby's retirement."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apprepo import make_repo, write_config, write_env_file
+from apprepo import blue_green_table, make_repo, write_config, write_env_file
 from support import ROOT, TOOLS_BIN, require_binary, stop_pm2
+from writeload import Traffic
 
 from slipway.config import load_config
+from slipway.deploy import bluegreen
 from slipway.deploy.engine import Deployer
 from slipway.deploy.rollback import manual_rollback
 from slipway.errors import DeployFailed, SlipwayError
@@ -27,6 +30,7 @@ from slipway.health.host import processes_problem
 from slipway.processes.base import AppSpec, ProcessManager
 from slipway.processes.pm2 import Pm2
 from slipway.processes.supervisor import Supervisor, parse_status, program
+from slipway.state import records
 from slipway.transports.local import LocalTransport
 
 pytestmark = pytest.mark.integration
@@ -155,6 +159,11 @@ def test_supervisor_files_are_private_and_a_value_it_cannot_carry_is_named(
         assert manager.status(["app-b"])["app-b"].status == "missing"  # nothing started
     finally:
         shutdown("supervisor", home)
+    deep = tmp_path / ("d" * 90)
+    too_long = Supervisor(LocalTransport(), {**env, "SUPERVISOR_HOME": str(deep)})
+    with pytest.raises(SlipwayError, match="longer than a unix socket's path may be"):
+        too_long.start([app(tmp_path, "app-c")], str(tmp_path / "c.json"))
+    assert not deep.exists()  # refused before anything was made
 
 
 def test_supervisor_status_lines_are_read_as_slipway_states() -> None:
@@ -182,7 +191,7 @@ def test_a_deploy_a_failed_deploy_and_a_rollback_under_supervisor(tmp_path: Path
     require_binary("supervisord", str(VENV_BIN))
     repo = make_repo(tmp_path / "repo")
     root = tmp_path / "srv"
-    home = root / "supervisor"
+    home = root / "sv"
     extra = f'process_manager = "supervisor"\nsupervisor_home = "{home}"'
     config = write_config(repo, root, extra_env=extra, health="comprehensive")
     write_env_file(root, "API_TOKEN=sup-token\n")
@@ -205,5 +214,54 @@ def test_a_deploy_a_failed_deploy_and_a_rollback_under_supervisor(tmp_path: Path
         assert all(s.online for s in states.values()), states
         listed = sorted(p.name for p in (home / "apps").iterdir())
         assert listed == [f"{n}.conf" for n in sorted(d.app_names)]  # what boot starts
+    finally:
+        shutdown("supervisor", home)
+
+
+def test_blue_green_under_supervisor_switches_rolls_back_and_retires_the_standby(
+    tmp_path: Path,
+) -> None:
+    """The router and both colours run under supervisor; the standby's timed retirement
+    (a job on the host) stops it through supervisor's own commands. Under write load,
+    no request fails."""
+    require_binary("supervisord", str(VENV_BIN))
+    require_binary("traefik", str(VENV_BIN))
+    repo = make_repo(tmp_path / "repo")
+    root = tmp_path / "srv"
+    home = root / "sv"
+    extra = f'process_manager = "supervisor"\nsupervisor_home = "{home}"'
+    table = blue_green_table(standby_seconds=300, watch_seconds=1, switch_timeout_seconds=5)
+    config = write_config(
+        repo, root, extra_env=extra, strategy="blue-green", blue_green=table, health="comprehensive"
+    )
+    write_env_file(root, "API_TOKEN=sup-token\n")
+    loaded = load_config(config)
+
+    def deployer() -> Deployer:
+        return Deployer(loaded, "testing", LocalTransport())
+
+    try:
+        first = deployer().deploy("v1")
+        port = deployer().env.ports.backend
+        with Traffic(port, writers=2, websockets=0) as traffic:
+            second = deployer().deploy("v2")
+            back = manual_rollback(deployer())
+            assert back.release == first.release
+            again = deployer().deploy("v2")
+            time.sleep(0.5)
+        failed = [w for w in traffic.writes if w.status != 201]
+        assert traffic.writes and not failed, failed[:5]
+        assert again.release != second.release
+        d = deployer()
+        standby = d.read_colors()["standby"]
+        assert standby is not None
+        bluegreen.schedule_retire(d, standby["color"], standby["token"], 0.2)
+        names = d.app_names_of(standby["color"])
+        wait_for(lambda: d.read_colors()["standby"] is None, 30)
+        assert all(s.status == "missing" for s in d.pm.status(names).values())
+        assert not any((home / "apps" / f"{n}.conf").exists() for n in names)
+        events = [a["event"] for a in records.audit_log(LocalTransport(), d.layout)]
+        assert "standby.retired" in events
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
     finally:
         shutdown("supervisor", home)

@@ -165,6 +165,13 @@ def supervisor_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     e.shutdown()
 
 
+@pytest.fixture(scope="module")
+def supervisor_bluegreen_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    e = _make_env(tmp_path_factory, "blue-green", "supervisor")
+    yield e
+    e.shutdown()
+
+
 def kill_and_recover(env: Env, step: str, status: str, *, via: str = "recover") -> dict:
     """Kill a redeploy of v2 at (step, status) under write load, recover, and check
     everything the issue promises. Returns the interrupted deployment's record."""
@@ -290,6 +297,17 @@ BLUEGREEN_POINTS = [
     ("watch", "start"),  # during the watch
     ("promote", "ok"),  # after promote: rolled forward
 ]
+
+
+@pytest.mark.parametrize(("step", "status"), [("switch", "ok"), ("watch", "start")])
+def test_blue_green_under_supervisor_killed_after_the_switch_recovers(
+    supervisor_bluegreen_env: Env, step: str, status: str
+) -> None:
+    """Traffic already on the new colour when the deployer dies: the recovery switches
+    back through the router that supervisor runs, with no failed request."""
+    row = kill_and_recover(supervisor_bluegreen_env, step, status)
+    if row["status"] != "succeeded":
+        assert row["failed_step"] in ("switch", "watch", "promote")
 
 
 @pytest.mark.parametrize(("step", "status"), BLUEGREEN_POINTS)

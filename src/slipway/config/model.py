@@ -663,11 +663,6 @@ class EnvironmentConfig(Strict):
             raise ValueError("hosts must not repeat")
         if self.strategy is Strategy.BLUE_GREEN:
             self._check_blue_green_ports()
-            if self.process_manager is ProcessManagerName.SUPERVISOR:
-                raise ValueError(
-                    'process_manager = "supervisor" runs the restart strategy; blue-green'
-                    " (its timed retirement of the standby) needs PM2 for now"
-                )
         return self
 
     def used_ports(self) -> dict[str, int]:

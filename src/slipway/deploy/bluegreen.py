@@ -181,7 +181,12 @@ def retire_request(d: HostContext, color: str, token: str, delay: float) -> dict
         "records": d.layout.records,
         "current": d.layout.current,
         "names": d.app_names_of(color),
-        "env": {k: v for k, v in d.host_env.items() if k in ("PATH", "PM2_HOME", "HOME")},
+        "commands": d.pm.stop_commands(d.app_names_of(color)),
+        "env": {
+            k: v
+            for k, v in d.host_env.items()
+            if k in ("PATH", "PM2_HOME", "SUPERVISOR_HOME", "HOME")
+        },
         "actor": d.actor,
     }
 

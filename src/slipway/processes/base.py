@@ -49,3 +49,9 @@ class ProcessManager(ABC):
     @abstractmethod
     def save(self) -> None:
         """Persist the process list so a reboot brings the live release back."""
+
+    def stop_commands(self, names: Sequence[str]) -> list[list[str]]:
+        """Commands (argv lists) that stop and forget ``names`` and persist the list,
+        for a job running on the host without slipway (the standby's retirement).
+        Empty: the job speaks this manager itself (PM2)."""
+        return []

@@ -11,10 +11,15 @@ supervisord starts at boot is what ran (``save`` has nothing to write). As with 
 only slipway's exact app names are ever given, never ``all``.
 
 The mapping of PM2's settings: ``stopsignal = INT`` and ``stopwaitsecs`` from the
-kill timeout (the app drains, then is killed), ``startsecs = 3`` and ``startretries``
-from ``max_restarts`` (a process that dies within 3 s that many times in a row is
-``FATAL``: a crash loop), ``autorestart`` for a crash after that. supervisor keeps no
+kill timeout (the app drains, then is killed), ``startsecs = 1`` and ``startretries``
+from ``max_restarts`` (a process that dies within 1 s that many times in a row is
+``FATAL``: a crash loop), ``autorestart`` for a crash after that. ``start`` returns once
+no app it started is still ``STARTING`` (about a second): PM2 calls a process online as
+soon as it runs, and the checks right after a start (the router's, in blue-green's
+watch) must not see "launching" where PM2 would say online. supervisor keeps no
 restart count, so a crash loop shows as its ``BACKOFF``/``FATAL`` state instead.
+Blue-green's router runs under it like any app; the standby's retirement job runs
+:meth:`Supervisor.stop_commands`.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from slipway.processes.base import AppSpec, ProcessManager, ProcessState
 from slipway.transports.base import Transport
 
 DEFAULT_HOME = "~/.slipway-supervisor"
-MIN_UPTIME_SECONDS = 3
+MIN_UPTIME_SECONDS = 1
+MAX_SOCKET_PATH = 107  # sockaddr_un.sun_path is 108 bytes with its NUL
 
 # supervisorctl's state names -> the states slipway's checks know (see ProcessState).
 STATES = {
@@ -164,6 +170,13 @@ class Supervisor(ProcessManager):
     def ensure_daemon(self) -> None:
         """supervisord running for this home (started once, as PM2's daemon is)."""
         home = self.home
+        socket_path = f"{home}/supervisor.sock"
+        if len(socket_path.encode()) > MAX_SOCKET_PATH:
+            raise SlipwayError(
+                f"{socket_path} is {len(socket_path.encode())} bytes: longer than a unix"
+                f" socket's path may be ({MAX_SOCKET_PATH})",
+                hint="set supervisor_home to a shorter path",
+            )
         self.transport.run(["mkdir", "-p", "-m", "700", "--", f"{home}/apps"], env=self.env)
         self.transport.run(["chmod", "700", "--", home], env=self.env)
         self.transport.put_text(daemon_config(home), f"{home}/supervisord.conf", mode=0o600)
@@ -189,7 +202,15 @@ class Supervisor(ProcessManager):
         self.transport.put_text(
             "".join(program(app) + "\n" for app in apps), config_path, mode=0o600
         )
-        self._ctl("update", *[app.name for app in apps])
+        names = [app.name for app in apps]
+        self._ctl("update", *names)
+        deadline = time.monotonic() + MIN_UPTIME_SECONDS + 5
+        while time.monotonic() < deadline:
+            states = self.status(names).values()
+            # Just after update an app may not be spawned yet (STOPPED): wait for it too.
+            if not any(state.status in ("launching", "stopped") for state in states):
+                return  # running, or failed (the gate says so)
+            time.sleep(0.1)
 
     def stop(self, names: Sequence[str]) -> None:
         """Stop (SIGINT, then SIGKILL after the kill timeout) and forget exactly these
@@ -217,6 +238,18 @@ class Supervisor(ProcessManager):
 
     def save(self) -> None:
         """Nothing to write: the app files on disk are the running set (see above)."""
+
+    def stop_commands(self, names: Sequence[str]) -> list[list[str]]:
+        """What :meth:`stop` runs, as commands a detached job runs in order."""
+        for name in names:
+            _check_name(name)
+        conf = f"{self.home}/supervisord.conf"
+        files = [f"{self.home}/apps/{name}.conf" for name in names]
+        return [
+            ["supervisorctl", "-c", conf, "stop", *names],
+            ["rm", "-f", "--", *files],
+            ["supervisorctl", "-c", conf, "update", *names],
+        ]
 
 
 def _check_name(name: str) -> None:

@@ -966,6 +966,10 @@ def _retire_locked(req: dict[str, Any]) -> dict[str, Any]:
     if standby.get("token") != req["token"]:
         return {"retired": False, "why": "the standby changed"}
     env = {**os.environ, **req["env"]}
+    if req.get("commands"):  # another process manager: its own stop, in order
+        for argv in req["commands"]:
+            subprocess.run(argv, env=env, capture_output=True, check=False, timeout=300)
+        return _standby_retired(req, colors, standby)
     home = os.path.expanduser(env.get("PM2_HOME") or os.path.join(env.get("HOME") or "~", ".pm2"))
     try:  # over the daemon's socket, as a deploy does: the dumps stay 0600
         op_pm2_delete({"pm2_home": home, "names": req["names"]})
@@ -975,6 +979,13 @@ def _retire_locked(req: dict[str, Any]) -> dict[str, Any]:
             subprocess.run(["pm2", "delete", name], env=env, capture_output=True, check=False)
         subprocess.run(["pm2", "save", "--force"], env=env, capture_output=True, check=False)
         _make_private(home)
+    return _standby_retired(req, colors, standby)
+
+
+def _standby_retired(
+    req: dict[str, Any], colors: dict[str, Any], standby: dict[str, Any]
+) -> dict[str, Any]:
+    """The colours file and the audit log, once the standby's processes are gone."""
     colors["standby"] = None
     _write_json(req["colors"], colors)
     event = {
