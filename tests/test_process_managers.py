@@ -7,6 +7,7 @@ both colours under supervisor) with an instant rollback and the standby's retire
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 import subprocess
@@ -126,19 +127,53 @@ def test_start_status_environment_and_stop_of_exactly_the_named_apps(
     manager.save()
 
 
+def test_start_again_brings_back_an_app_stopped_behind_its_back(
+    manager: ProcessManager, tmp_path: Path
+) -> None:
+    """A router started again after it stopped (or crash-looped) runs again, whatever
+    the manager kept of it."""
+    spec = app(tmp_path, "app-r")
+    manager.start([spec], str(tmp_path / "apps.json"))
+    wait_for(lambda: manager.status(["app-r"])["app-r"].online)
+    out_of_band_stop(manager, "app-r")
+    assert not manager.status(["app-r"])["app-r"].online
+    manager.start([spec], str(tmp_path / "apps.json"))
+    wait_for(lambda: manager.status(["app-r"])["app-r"].online)
+    manager.stop(["app-r"])
+
+
+def out_of_band_stop(manager: ProcessManager, name: str) -> None:
+    """Stopped by the manager's own CLI, as an operator (or a crash loop) would leave it."""
+    env = {**os.environ, **getattr(manager, "env", {})}
+    if isinstance(manager, Pm2):
+        argv = [str(TOOLS_BIN / "pm2"), "stop", name]
+    else:
+        assert isinstance(manager, Supervisor)
+        conf = f"{manager.home}/supervisord.conf"
+        argv = [str(VENV_BIN / "supervisorctl"), "-c", conf, "stop", name]
+    subprocess.run(argv, env=env, capture_output=True, check=False, timeout=60)
+
+
 def test_a_crash_loop_never_passes_the_processes_check(
     manager: ProcessManager, tmp_path: Path
 ) -> None:
-    """Sampled for 8 s after its start, a process that dies at once is never healthy
-    (PM2 says "waiting restart", supervisor BACKOFF then FATAL)."""
+    """Sampled for 8 s after its start, a process that dies at once is not healthy
+    (PM2 says "waiting restart", supervisor BACKOFF then FATAL). PM2 calls it online
+    for a moment right after its first restart (one restart is not yet a loop): a
+    sample may pass then, never two in a row (a gate needs several), and none after
+    the first 2 s."""
     crashing = app(tmp_path, "app-crash", argv=[sys.executable, "-c", "raise SystemExit(3)"])
     manager.start([crashing], str(tmp_path / "apps.json"))
-    problems = []
-    end = time.monotonic() + 8
-    while time.monotonic() < end:
-        problems.append(processes_problem(manager.status(["app-crash"]), time.time()))
+    started = time.monotonic()
+    samples: list[tuple[float, str | None]] = []
+    while time.monotonic() < started + 8:
+        problem = processes_problem(manager.status(["app-crash"]), time.time())
+        samples.append((time.monotonic() - started, problem))
         time.sleep(0.25)
-    assert len(problems) > 10 and all(p is not None for p in problems), problems
+    problems = [p for _, p in samples]
+    assert len(samples) > 10, samples
+    assert all(p is not None for at, p in samples if at >= 2), samples
+    assert not any(a is None and b is None for a, b in itertools.pairwise(problems)), samples
     manager.stop(["app-crash"])
     assert manager.status(["app-crash"])["app-crash"].status == "missing"
 
@@ -154,8 +189,10 @@ def test_supervisor_files_are_private_and_a_value_it_cannot_carry_is_named(
         manager.start([app(tmp_path, "app-a")], str(tmp_path / "apps.json"))
         assert stat.S_IMODE(home.stat().st_mode) == 0o700
         assert stat.S_IMODE((home / "apps" / "app-a.conf").stat().st_mode) == 0o600
-        with pytest.raises(SlipwayError, match="API_TOKEN: its value holds both kinds"):
-            manager.start([app(tmp_path, "app-b", token='it\'s "both"')], str(tmp_path / "b.json"))
+        with pytest.raises(SlipwayError, match="the value of API_TOKEN: it holds both kinds"):
+            manager.start(
+                [app(tmp_path, "app-b", token='it\'s "both" here')], str(tmp_path / "b.json")
+            )
         assert manager.status(["app-b"])["app-b"].status == "missing"  # nothing started
     finally:
         shutdown("supervisor", home)
@@ -214,6 +251,14 @@ def test_a_deploy_a_failed_deploy_and_a_rollback_under_supervisor(tmp_path: Path
         assert all(s.online for s in states.values()), states
         listed = sorted(p.name for p in (home / "apps").iterdir())
         assert listed == [f"{n}.conf" for n in sorted(d.app_names)]  # what boot starts
+        # A value supervisor cannot carry is refused before the live release stops.
+        pids = {n: s.pid for n, s in d.pm.status(d.app_names).items()}
+        write_env_file(root, "API_TOKEN=sup-token\nTITLE=Shop #1\n")
+        with pytest.raises(DeployFailed) as refused:
+            Deployer(loaded, "testing", LocalTransport()).deploy("v2")
+        assert "TITLE" in str(refused.value) and "Shop #1" not in str(refused.value)
+        assert {n: s.pid for n, s in d.pm.status(d.app_names).items()} == pids
+        assert httpx.get(url, timeout=5).status_code == 200
     finally:
         shutdown("supervisor", home)
 

@@ -10,6 +10,7 @@ that something else holds. Nothing is installed or changed here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 import click
@@ -45,8 +46,16 @@ def _found(d: Deployer, name: str) -> str | None:
 
 
 def _version(d: Deployer, argv: list[str]) -> str:
+    """The first line a ``--version`` printed ("" when it failed or printed nothing)."""
     done = d.transport.run(argv, env=d.host_env, check=False)
-    return (done.stdout or done.stderr).strip().splitlines()[0] if done.ok else ""
+    lines = (done.stdout or done.stderr).strip().splitlines() if done.ok else []
+    return lines[0] if lines else ""
+
+
+def _numbers(text: str) -> tuple[int, int] | None:
+    """``3.11`` or ``v20.20.2`` -> (3, 11) / (20, 20); None when there is no version."""
+    match = re.search(r"v?(\d+)\.(\d+)", text)
+    return (int(match[1]), int(match[2])) if match else None
 
 
 # Tools whose ``--version`` has no side effect (``pm2 --version`` starts a daemon).
@@ -64,12 +73,11 @@ def tool(d: Deployer, name: str, why: str, fix: str) -> Finding:
 def python_check(d: Deployer) -> Finding:
     seen = _version(d, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
     fix = "install Python 3.11 or newer as python3 (slipway's host agent runs on it)"
-    if not seen:
-        return Finding("python3", False, "not found", fix)
-    major, minor = (int(part) for part in seen.split("."))
-    return Finding(
-        "python3", (major, minor) >= MIN_PYTHON, seen, "" if (major, minor) >= MIN_PYTHON else fix
-    )
+    version = _numbers(seen)
+    if version is None:
+        return Finding("python3", False, f"not found or unreadable ({seen or 'no output'})", fix)
+    good = version >= MIN_PYTHON
+    return Finding("python3", good, seen, "" if good else fix)
 
 
 def node_checks(d: Deployer) -> list[Finding]:
@@ -77,9 +85,11 @@ def node_checks(d: Deployer) -> list[Finding]:
     if not nodes:
         return []
     found = [tool(d, "node", "the frontend runs on it", "install Node.js 18 or newer")]
-    seen = _version(d, ["node", "--version"]).lstrip("v")
-    if seen and int(seen.split(".")[0]) < MIN_NODE:
-        found[0] = Finding("node", False, f"v{seen} (Next.js needs {MIN_NODE}+)", "upgrade Node.js")
+    seen = _version(d, ["node", "--version"])
+    version = _numbers(seen)
+    if found[0].ok and (version is None or version[0] < MIN_NODE):
+        detail = f"{seen or 'no version'} (Next.js needs Node.js {MIN_NODE}+)"
+        found[0] = Finding("node", False, detail, "install Node.js 18 or newer as node")
     for manager in sorted(_managers(d)):
         found.append(
             tool(d, manager, "the frontend's lock file names it", f"npm install -g {manager}")

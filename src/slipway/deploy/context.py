@@ -424,6 +424,7 @@ class HostContext:
             specs.append(
                 AppSpec(self.app_name(name, color), argv, workdir, env, kill_ms, self.layout.logs)
             )
+        self.pm.check(specs)  # what the manager cannot carry fails before any stop
         return specs
 
     def start_processes(self, release: str, color: str | None = None, commit: str = "") -> None:

@@ -50,6 +50,11 @@ class ProcessManager(ABC):
     def save(self) -> None:
         """Persist the process list so a reboot brings the live release back."""
 
+    def check(self, apps: Sequence[AppSpec]) -> None:
+        """Raise if ``apps`` cannot be started as given (a value this manager cannot
+        carry): flows ask before they stop anything."""
+        return None
+
     def stop_commands(self, names: Sequence[str]) -> list[list[str]]:
         """Commands (argv lists) that stop and forget ``names`` and persist the list,
         for a job running on the host without slipway (the standby's retirement).

@@ -35,7 +35,9 @@ from slipway.transports.base import Transport
 
 DEFAULT_HOME = "~/.slipway-supervisor"
 MIN_UPTIME_SECONDS = 1
-MAX_SOCKET_PATH = 107  # sockaddr_un.sun_path is 108 bytes with its NUL
+# sockaddr_un.sun_path is 108 bytes with its NUL, and supervisord binds a temporary
+# "<path>.<pid>" first (up to 8 more bytes).
+MAX_SOCKET_PATH = 99
 
 # supervisorctl's state names -> the states slipway's checks know (see ProcessState).
 STATES = {
@@ -57,20 +59,54 @@ def _escape(text: str) -> str:
     return text.replace("%", "%%")
 
 
+# ConfigParser (supervisor sets inline comment prefixes) cuts a line at whitespace
+# followed by one of these, inside quotes too.
+_COMMENT = re.compile(r"\s[;#]")
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_UNWRITABLE = "\n\r\x00"
+
+
+def _refused(what: str, why: str) -> SlipwayError:
+    return SlipwayError(
+        f"supervisor cannot be given {what}: {why}",
+        hint='change it, or use process_manager = "pm2"',
+    )
+
+
 def _env_value(key: str, value: str) -> str:
-    """One ``environment`` value, quoted as supervisor's parser reads it (a shlex in
-    non-POSIX mode: a value is taken whole between one kind of quote, with no escapes).
-    A value that holds both quotes or a line break cannot be written: refused by name."""
-    if "\n" in value or "\r" in value or "\x00" in value:
-        raise SlipwayError(f"supervisor cannot pass {key}: its value holds a line break")
+    """One ``environment`` value, quoted as supervisor's parser reads it: a non-POSIX
+    shlex takes a value whole between one kind of quote, with no escapes, then strips
+    every quote character from both ends. What it would change is refused by name
+    (never echoed: it may be a secret)."""
+    if not _KEY.fullmatch(key):
+        raise _refused(f"the variable {key!r}", "its name is not a plain identifier")
+    if any(c in value for c in _UNWRITABLE):
+        raise _refused(f"the value of {key}", "it holds a line break or NUL")
+    if value[:1] in ("'", '"') or value[-1:] in ("'", '"'):
+        raise _refused(f"the value of {key}", "it starts or ends with a quote")
+    if _COMMENT.search(value):
+        raise _refused(f"the value of {key}", "a space before ';' or '#' starts a comment")
     if '"' not in value:
         return f'"{_escape(value)}"'
     if "'" not in value:
         return f"'{_escape(value)}'"
-    raise SlipwayError(
-        f"supervisor cannot pass {key}: its value holds both kinds of quote",
-        hint='use process_manager = "pm2", or change the value',
-    )
+    raise _refused(f"the value of {key}", "it holds both kinds of quote")
+
+
+def _command(argv: Sequence[str]) -> str:
+    """argv as supervisor splits it (``shlex.split``), with a ``;``/``#`` after a space
+    quoted on its own so ConfigParser does not take it for a comment."""
+    for word in argv:
+        if any(c in word for c in _UNWRITABLE):
+            raise _refused("a command word", "it holds a line break or NUL")
+    joined = shlex.join(argv)
+    return _escape(re.sub(r"(\s)([;#])", lambda m: f"{m[1]}'\"{m[2]}\"'", joined))
+
+
+def _path(what: str, path: str) -> str:
+    if any(c in path for c in _UNWRITABLE) or _COMMENT.search(path):
+        raise _refused(what, f"{path!r} holds a line break or a space before ';'/'#'")
+    return _escape(path)
 
 
 def program(app: AppSpec) -> str:
@@ -78,8 +114,8 @@ def program(app: AppSpec) -> str:
     env = ",".join(f"{key}={_env_value(key, value)}" for key, value in app.env.items())
     lines = [
         f"[program:{app.name}]",
-        f"command={_escape(shlex.join(app.argv))}",
-        f"directory={_escape(app.cwd)}",
+        f"command={_command(app.argv)}",
+        f"directory={_path('a working directory', app.cwd)}",
         "autostart=true",
         "autorestart=true",
         f"startsecs={MIN_UPTIME_SECONDS}",
@@ -88,8 +124,8 @@ def program(app: AppSpec) -> str:
         f"stopwaitsecs={max(1, app.kill_timeout_ms // 1000)}",
         "stopasgroup=true",
         "killasgroup=true",
-        f"stdout_logfile={_escape(app.log_dir)}/{app.name}.out.log",
-        f"stderr_logfile={_escape(app.log_dir)}/{app.name}.err.log",
+        f"stdout_logfile={_path('a log directory', app.log_dir)}/{app.name}.out.log",
+        f"stderr_logfile={_path('a log directory', app.log_dir)}/{app.name}.err.log",
         "stdout_logfile_maxbytes=10MB",
         "stderr_logfile_maxbytes=10MB",
     ]
@@ -163,8 +199,11 @@ class Supervisor(ProcessManager):
             ["supervisorctl", "-c", conf, *args], env=self.env, check=False, timeout=180
         )
         if check and not result.ok:
-            said = self.transport.masker((result.stdout + result.stderr).strip())
-            raise SlipwayError(f"supervisorctl {' '.join(args)} failed: {said}")
+            said = _unquoted(result.stdout + result.stderr)
+            raise SlipwayError(
+                f"supervisorctl {' '.join(args)} failed: {said}",
+                hint=f"see {self.home}/supervisord.log",
+            )
         return result.stdout
 
     def ensure_daemon(self) -> None:
@@ -182,7 +221,14 @@ class Supervisor(ProcessManager):
         self.transport.put_text(daemon_config(home), f"{home}/supervisord.conf", mode=0o600)
         if self._running():
             return
-        self.transport.run(["supervisord", "-c", f"{home}/supervisord.conf"], env=self.env)
+        # A clean environment: supervisord hands its own to every app it starts, and the
+        # command that happens to start it (a CI job, a shell) must not leak into them.
+        # A second command starting it at the same moment fails to bind: it then waits
+        # for the first one's daemon like the first does.
+        script = 'exec env -i HOME="$HOME" PATH="$1" LANG=C.UTF-8 supervisord -c "$2"'
+        path = self.env.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+        conf = f"{home}/supervisord.conf"
+        self.transport.run(["sh", "-c", script, "sh", path, conf], env=self.env, check=False)
         deadline = time.monotonic() + 15
         while not self._running():  # it answers once its socket is up
             if time.monotonic() > deadline:
@@ -192,18 +238,27 @@ class Supervisor(ProcessManager):
     def _running(self) -> bool:
         return self._ctl("pid", check=False).strip().isdigit()
 
-    def start(self, apps: Sequence[AppSpec], config_path: str) -> None:
-        """Write each app's file, then ``update`` those names: supervisord starts them
-        (asynchronously, as PM2 does; the health gate waits for them)."""
-        self.ensure_daemon()
+    def check(self, apps: Sequence[AppSpec]) -> None:
+        """Every app's file can be written as supervisor reads it: raised before the
+        flow stops anything (a refused value would otherwise fail the start with the
+        live release already stopped)."""
         for app in apps:
             _check_name(app.name)
-            self.transport.put_text(program(app), f"{self.home}/apps/{app.name}.conf", mode=0o600)
-        self.transport.put_text(
-            "".join(program(app) + "\n" for app in apps), config_path, mode=0o600
-        )
-        names = [app.name for app in apps]
+            program(app)
+
+    def start(self, apps: Sequence[AppSpec], config_path: str) -> None:
+        """Write each app's file, ``update`` those names (supervisord adds and starts
+        them), then ``start`` them: an unchanged app that had stopped or failed (a
+        router that crash-looped) is started again, as PM2 does."""
+        self.check(apps)
+        self.ensure_daemon()
+        texts = {app.name: program(app) for app in apps}
+        for name, text in texts.items():
+            self.transport.put_text(text, f"{self.home}/apps/{name}.conf", mode=0o600)
+        self.transport.put_text("\n".join(texts.values()), config_path, mode=0o600)
+        names = list(texts)
         self._ctl("update", *names)
+        self._ctl("start", *names, check=False)  # "already started" is fine
         deadline = time.monotonic() + MIN_UPTIME_SECONDS + 5
         while time.monotonic() < deadline:
             states = self.status(names).values()
@@ -215,15 +270,17 @@ class Supervisor(ProcessManager):
     def stop(self, names: Sequence[str]) -> None:
         """Stop (SIGINT, then SIGKILL after the kill timeout) and forget exactly these
         apps; returns once they have exited. Absent ones are fine."""
-        present = [n for n, s in self.status(names).items() if s.status != "missing"]
-        if not present:
-            return
-        for name in present:
+        for name in names:
             _check_name(name)
-        self._ctl("stop", *present, check=False)  # an already-stopped app is an "error"
-        files = [f"{self.home}/apps/{name}.conf" for name in present]
+        # Every named file goes, even of an app not running now (its daemon down): a
+        # file left behind would start a stopped colour at the daemon's next start.
+        files = [f"{self.home}/apps/{name}.conf" for name in names]
+        present = [n for n, s in self.status(names).items() if s.status != "missing"]
+        if present:
+            self._ctl("stop", *present, check=False)  # an already-stopped app is an "error"
         self.transport.run(["rm", "-f", "--", *files], env=self.env)
-        self._ctl("update", *present)
+        if present:
+            self._ctl("update", *present)
 
     def status(self, names: Sequence[str]) -> dict[str, ProcessState]:
         if not names:
@@ -245,11 +302,21 @@ class Supervisor(ProcessManager):
             _check_name(name)
         conf = f"{self.home}/supervisord.conf"
         files = [f"{self.home}/apps/{name}.conf" for name in names]
+        # "stop" of an app already stopped exits non-zero; the job needs every other
+        # command to succeed ("update" removes the group, stopping what still runs).
+        tolerant = 'supervisorctl -c "$0" stop "$@" || true'
         return [
-            ["supervisorctl", "-c", conf, "stop", *names],
+            ["sh", "-c", tolerant, conf, *names],
             ["rm", "-f", "--", *files],
             ["supervisorctl", "-c", conf, "update", *names],
         ]
+
+
+def _unquoted(text: str) -> str:
+    """supervisorctl's complaint without anything quoted in it: a parse error quotes
+    the whole ``environment=`` line, secrets of any environment included."""
+    first = text.strip().splitlines()[0] if text.strip() else "no output"
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", first)
 
 
 def _check_name(name: str) -> None:

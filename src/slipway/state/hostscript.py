@@ -968,7 +968,12 @@ def _retire_locked(req: dict[str, Any]) -> dict[str, Any]:
     env = {**os.environ, **req["env"]}
     if req.get("commands"):  # another process manager: its own stop, in order
         for argv in req["commands"]:
-            subprocess.run(argv, env=env, capture_output=True, check=False, timeout=300)
+            try:
+                done = subprocess.run(argv, env=env, capture_output=True, timeout=300)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return {"retired": False, "why": f"{argv[0]}: {type(exc).__name__}"}
+            if done.returncode != 0:  # the standby stays recorded: the next deploy decides
+                return {"retired": False, "why": f"{argv[0]} exited {done.returncode}"}
         return _standby_retired(req, colors, standby)
     home = os.path.expanduser(env.get("PM2_HOME") or os.path.join(env.get("HOME") or "~", ".pm2"))
     try:  # over the daemon's socket, as a deploy does: the dumps stay 0600
