@@ -39,7 +39,7 @@ from slipway.config.load import find_config
 from slipway.config.model import HealthLevel
 from slipway.config.starter import detect_project, render_starter
 from slipway.deploy.engine import Deployer
-from slipway.deploy.source import check_ref
+from slipway.deploy.source import check_ref, working_tree_commit
 from slipway.errors import ConfigError, SlipwayError, UsageError
 from slipway.health.gate import run_round
 from slipway.secrets import Masker
@@ -149,27 +149,20 @@ def _revision(loaded: LoadedConfig, ref: str | None) -> tuple[str, str]:
     repo = loaded.repository_path()
     if repo is None:
         raise UsageError("try reads a local repository; the configured one is a URL")
-    made = _git(repo, "stash", "create").strip()
+    made = working_tree_commit(repo)
     if made:
         return made, "the working tree (uncommitted changes included; untracked files are not)"
     return "HEAD", "HEAD (the working tree is clean)"
 
 
-def _git(repo: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise UsageError(
-            f"{repo} is not a git repository with a commit", hint=result.stderr.strip()
-        )
-    return result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: each socket stays bound until all are, since the
+    kernel may hand the same ephemeral port to two binds in a row once the first closes."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def _state_file(name: str) -> Path:
@@ -193,7 +186,7 @@ class TrySession:
             "hosts": ["local"],
             "root": str(root),
             "database": "data/app.db",
-            "ports": {"backend": free_port(), "frontend": free_port()},
+            "ports": dict(zip(("backend", "frontend"), free_ports(2), strict=True)),
             "process_manager": "pm2",
             "pm2_home": str(root / "pm2"),
             "health": "comprehensive",

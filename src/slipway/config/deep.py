@@ -186,6 +186,12 @@ def _check_routes(report: DeepReport, config: SlipwayConfig, tree: Tree) -> None
             report.warnings.append(
                 ConfigIssue("processes.backend", "no FastAPI app found: its routes are not checked")
             )
+    # The Next app's directory, read once (it scans every source for NEXT_PUBLIC_*).
+    next_dir = (
+        frontend.workdir
+        if frontend is not None and node.read_next(tree, frontend.workdir) is not None
+        else None
+    )
     checks = [("health.basic", c) for c in config.health.basic]
     checks += [("health.comprehensive", c) for c in config.health.comprehensive]
     for level, check in checks:
@@ -198,11 +204,10 @@ def _check_routes(report: DeepReport, config: SlipwayConfig, tree: Tree) -> None
             report.errors.append(_missing(where, check.path, "the backend", app.file))
         if (
             check.process == "frontend"
-            and frontend is not None
-            and node.read_next(tree, frontend.workdir) is not None
-            and not next_route_exists(tree, frontend.workdir, check.path)
+            and next_dir is not None
+            and not next_route_exists(tree, next_dir, check.path)
         ):
-            report.errors.append(_missing(where, check.path, "the Next.js app", frontend.workdir))
+            report.errors.append(_missing(where, check.path, "the Next.js app", next_dir))
     if (
         backend is not None
         and app is not None

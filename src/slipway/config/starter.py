@@ -23,6 +23,7 @@ from slipway.project import fastapi, node, python
 from slipway.project.tree import DirTree, Tree
 
 TODO = "TODO(slipway)"
+NO_DATABASE = "no SQLite path found in the backend"
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Backend:
     database_env: str = "DATABASE_PATH"
     database_value: str = "{path}"
     database_file: str = "state.db"
-    database_origin: str = ""
+    database_origin: str = ""  # where the SQLite path was read; "" when it was not found
     port_env: str | None = None
 
 
@@ -178,7 +179,6 @@ def _guessed_backend(tree: Tree, name: str) -> Backend:
         deps="none found" if deps is None else deps.describe(),
         health_path="/docs",
         health_origin="a guess: FastAPI serves /docs",
-        database_origin="no SQLite path found in the backend",
     )
 
 
@@ -220,7 +220,6 @@ def _url_scheme(tree: Tree, hint: fastapi.DatabaseHint) -> str | None:
 def _database(backend: Backend, app: fastapi.AppInfo, tree: Tree, todos: list[str]) -> None:
     hint = app.database
     if hint is None:
-        backend.database_origin = "no SQLite path found in the backend"
         todos.append("no SQLite path found: set processes.backend.database_env")
         return
     backend.database_origin = f"{hint.file}:{hint.line}"
@@ -398,7 +397,7 @@ def _backend_text(b: Backend) -> str:
     if b.port_env:
         lines.append(f"port_env = {_toml(b.port_env)}")
     lines += [
-        f"database_env = {_toml(b.database_env)}   # {b.database_origin}",
+        f"database_env = {_toml(b.database_env)}   # {b.database_origin or NO_DATABASE}",
         f"database_value = {_toml(b.database_value)}",
         f"health_path = {_toml(b.health_path)}   # {b.health_origin}",
         "drain_seconds = 5",
@@ -483,7 +482,7 @@ def _health_text(detected: Detected) -> str:
         else:
             lines.append(f"expect_text = {_toml(reply)}   # a reply its handler sends")
         lines.append("")
-    if b is not None and b.database_origin and "no SQLite" not in b.database_origin:
+    if b is not None and b.database_origin:
         lines += [
             "# A read-only query of the SQLite file (comprehensive): uncomment once the app",
             "# creates its database when it starts (a check of a file not made yet fails).",

@@ -99,8 +99,7 @@ class Deployer(HostContext):
         if repo is None:
             raise UsageError("deploying from a remote repository URL is not supported yet")
         source = resolve(repo, ref)
-        for warning in refuse_stale_locks(self.config, source, source.ref):
-            self.emit("lock", "warning", detail=warning)
+        self._refuse_stale_locks(source)
         if breaking is None:
             breaking = self.config.migrations.is_breaking(source.ref, source.commit)
         if rehearse is None:
@@ -127,8 +126,7 @@ class Deployer(HostContext):
         if repo is None:
             raise UsageError("rehearsing from a remote repository URL is not supported yet")
         source = resolve(repo, ref)
-        for warning in refuse_stale_locks(self.config, source, source.ref):
-            self.emit("lock", "warning", detail=warning)
+        self._refuse_stale_locks(source)
         steps.mask_env_file_early(self)
         lock = self.take_lock(ref=ref, reason="plan --rehearse", wait=lock_wait)
         release = f".rehearse-{uuid.uuid4().hex[:8]}"
@@ -145,6 +143,12 @@ class Deployer(HostContext):
         finally:
             self.transport.run(cmd.remove_tree(self.layout.release(release)), check=False)
             lock.release()
+
+    def _refuse_stale_locks(self, source: Source) -> None:
+        """Before the lock: a lock file that no longer fits its manifest is refused; one
+        that could not be checked is a warning (see :mod:`slipway.config.deep`)."""
+        for warning in refuse_stale_locks(self.config, source, source.ref):
+            self.emit("lock", "warning", detail=warning)
 
     @property
     def strategy(self) -> Strategy:

@@ -8,6 +8,7 @@ a push). The cost is one upload per deploy, small for an app's source.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -54,25 +55,15 @@ class Source:
 
     def tree(self, path: str) -> str | None:
         """The git object id of ``path`` at this commit (None if absent): a content hash."""
-        try:
-            return _git(self.repo, "rev-parse", "--verify", "--quiet", f"{self.commit}:{path}")
-        except SlipwayError:
-            return None
+        return _object_id(self.repo, self.commit, path)
 
     def read(self, path: str) -> str | None:
         """The text of the file ``path`` at this commit (None if absent)."""
-        if self.tree(path) is None:
-            return None
-        return _git(self.repo, "show", f"{self.commit}:{path}")
+        return _text(self.repo, self.commit, path)
 
     def files(self) -> list[tuple[str, str]]:
         """Every file at this commit as (path, git object id)."""
-        listing = _git(self.repo, "ls-tree", "-r", "--full-tree", self.commit)
-        found = []
-        for line in listing.splitlines():
-            meta, path = line.split("\t", 1)
-            found.append((path, meta.split()[2]))
-        return found
+        return list(_listing(self.repo, self.commit))
 
     def paths(self) -> list[str]:
         """Every file's path at this commit (with :meth:`read`, a ``project.tree.Tree``)."""
@@ -83,6 +74,44 @@ class Source:
         os.close(fd)
         _git(self.repo, "archive", "--format=tar", "-o", name, self.commit)
         return Path(name)
+
+
+# A commit never changes, so what git says of one is kept: a deploy reads the same lock,
+# manifest and package files at several steps (the stale-lock check, install, build, the
+# rehearsal's inputs), each read otherwise two git processes.
+@functools.lru_cache(maxsize=4096)
+def _object_id(repo: Path, commit: str, path: str) -> str | None:
+    try:
+        return _git(repo, "rev-parse", "--verify", "--quiet", f"{commit}:{path}")
+    except SlipwayError:
+        return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _text(repo: Path, commit: str, path: str) -> str | None:
+    if _object_id(repo, commit, path) is None:
+        return None
+    return _git(repo, "show", f"{commit}:{path}")
+
+
+@functools.lru_cache(maxsize=16)
+def _listing(repo: Path, commit: str) -> tuple[tuple[str, str], ...]:
+    found = []
+    for line in _git(repo, "ls-tree", "-r", "--full-tree", commit).splitlines():
+        meta, path = line.split("\t", 1)
+        found.append((path, meta.split()[2]))
+    return tuple(found)
+
+
+def working_tree_commit(repo: Path) -> str | None:
+    """The working tree's tracked changes as a commit object (``git stash create``
+    writes one and changes nothing else: no stash entry, no index), or None when the
+    tree is clean."""
+    try:
+        made = _git(repo, "stash", "create")
+    except SlipwayError as exc:
+        raise UsageError(f"{repo} is not a git repository with a commit", hint=str(exc)) from exc
+    return made or None
 
 
 def resolve(repo: Path, ref: str) -> Source:

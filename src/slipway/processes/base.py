@@ -33,6 +33,13 @@ class ProcessState:
         return self.status == "online"
 
 
+def with_missing(found: dict[str, ProcessState], names: Sequence[str]) -> dict[str, ProcessState]:
+    """``found``, plus a ``missing`` state for each of ``names`` the manager did not list."""
+    for name in names:
+        found.setdefault(name, ProcessState(name, "missing", None, 0))
+    return found
+
+
 class ProcessManager(ABC):
     @abstractmethod
     def start(self, apps: Sequence[AppSpec], config_path: str) -> None:

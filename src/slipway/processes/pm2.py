@@ -14,7 +14,7 @@ from typing import Any
 
 from slipway.commands import pm2 as cmd
 from slipway.errors import SlipwayError
-from slipway.processes.base import AppSpec, ProcessManager, ProcessState
+from slipway.processes.base import AppSpec, ProcessManager, ProcessState, with_missing
 from slipway.state.host import call
 from slipway.transports.base import Transport
 
@@ -71,9 +71,7 @@ def parse_jlist(text: str, names: Sequence[str]) -> dict[str, ProcessState]:
                 restarts=int(env.get("restart_time", 0)),
                 started_at=float(env["pm_uptime"]) / 1000 if env.get("pm_uptime") else None,
             )
-    for name in names:
-        found.setdefault(name, ProcessState(name, "missing", None, 0))
-    return found
+    return with_missing(found, names)
 
 
 class Pm2(ProcessManager):
@@ -119,9 +117,7 @@ class Pm2(ProcessManager):
             name: ProcessState(name, p["status"], p["pid"], int(p["restarts"]), p.get("started_at"))
             for name, p in answer["processes"].items()
         }
-        for name in names:
-            found.setdefault(name, ProcessState(name, "missing", None, 0))
-        return found
+        return with_missing(found, names)
 
     def save(self) -> None:
         """What PM2 resurrects at boot (``pm2 save --force``), written by the host agent

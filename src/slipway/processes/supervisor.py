@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from slipway.errors import SlipwayError
-from slipway.processes.base import AppSpec, ProcessManager, ProcessState
+from slipway.processes.base import AppSpec, ProcessManager, ProcessState, with_missing
 from slipway.transports.base import Transport
 
 DEFAULT_HOME = "~/.slipway-supervisor"
@@ -171,9 +171,7 @@ def parse_status(text: str, names: Sequence[str]) -> dict[str, ProcessState]:
         found[match["name"]] = ProcessState(
             match["name"], STATES[match["state"]], int(pid.group(1)) if pid else None, 0
         )
-    for name in names:
-        found.setdefault(name, ProcessState(name, "missing", None, 0))
-    return found
+    return with_missing(found, names)
 
 
 class Supervisor(ProcessManager):
