@@ -17,6 +17,7 @@ LAYERS: list[list[str]] = [
     ["slipway.cli"],
     ["slipway.dashboard", "slipway.monitor", "slipway.github"],
     ["slipway.backups.restore", "slipway.backups.trial"],
+    ["slipway.deploy.fleet"],
     ["slipway.deploy.engine", "slipway.deploy.rollback"],
     ["slipway.deploy.recovery"],
     ["slipway.deploy.strategies"],

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from slipway.cli.context import LOCK_WAIT, echo_json_line, loaded_config, refuse_collisions
-from slipway.cli.hosts import host_options, host_session, with_overrides
+from slipway.cli.hosts import fleet_session, host_options, host_session, with_overrides
 from slipway.cli.output import Progress
+from slipway.config import LoadedConfig
 from slipway.deploy.engine import Deployer
+from slipway.deploy.fleet import FleetDeploy, FleetOutcome
 from slipway.deploy.run import Outcome
 from slipway.errors import DeployFailed
 from slipway.github.api import GitHub
@@ -98,27 +102,26 @@ def command(
     refuse_collisions(loaded, environment)
     progress = Progress(as_json=as_json, color=not ctx.obj["no_color"])
     gh = GitHub.from_env() if github_deployment else None
+    options: dict[str, Any] = {
+        "lock_wait": lock_wait,
+        "breaking": breaking or None,
+        "rehearse": False if no_rehearsal else None,
+        "allow_data_loss": allow_data_loss,
+    }
+    if len(loaded.config.environment(environment).hosts) > 1:
+        _deploy_fleet(loaded, environment, ref, actor, progress, gh, incident_dir, options)
+        return
     for deployer in host_session(loaded, environment, emit=progress, actor=actor):
-        options: dict[str, Any] = {
-            "breaking": breaking or None,
-            "rehearse": False if no_rehearsal else None,
-            "allow_data_loss": allow_data_loss,
-        }
-        outcome = _deploy(deployer, ref, lock_wait, gh, incident_dir, options)
+        outcome = _reported(
+            gh,
+            ref,
+            deployer,
+            functools.partial(deployer.deploy, ref, **options),
+            [deployer],
+            incident_dir,
+        )
         if as_json:
-            echo_json_line(
-                {
-                    "event": "result",
-                    "status": outcome.status,
-                    "release": outcome.release,
-                    "commit": outcome.commit,
-                    "seconds": round(outcome.seconds, 3),
-                    "steps": outcome.steps,
-                    "health": outcome.health,
-                    "hold": outcome.hold,
-                    "rehearsal": outcome.rehearsal,
-                }
-            )
+            echo_json_line({"event": "result", **_host_result(outcome)})
         else:
             click.echo(
                 f"deployed {outcome.commit[:10]} as {outcome.release} to {environment}"
@@ -126,6 +129,58 @@ def command(
             )
             if outcome.hold:
                 click.echo(f"hold: {outcome.hold}")
+
+
+def _deploy_fleet(
+    loaded: LoadedConfig,
+    environment: str,
+    ref: str,
+    actor: str | None,
+    progress: Progress,
+    gh: GitHub | None,
+    incident_dir: Path | None,
+    options: dict[str, Any],
+) -> None:
+    """Every host at once, all or nothing (see :mod:`slipway.deploy.fleet`)."""
+    settings = loaded.config.environment(environment).fleet
+    with fleet_session(loaded, environment, emit=progress, actor=actor) as members:
+        fleet = FleetDeploy(members, parallel=settings.parallel, batch_size=settings.batch_size)
+        hosts = [d for _, d in members]
+        outcome = _reported(
+            gh, ref, hosts[0], functools.partial(fleet.deploy, ref, **options), hosts, incident_dir
+        )
+    if progress.as_json:
+        echo_json_line(
+            {
+                "event": "result",
+                "status": outcome.status,
+                "release": outcome.release,
+                "commit": outcome.commit,
+                "seconds": round(outcome.seconds, 3),
+                "waves": outcome.waves,
+                "hosts": [{"host": name, **_host_result(o)} for name, o in outcome.hosts],
+            }
+        )
+        return
+    click.echo(
+        f"deployed {outcome.commit[:10]} as {outcome.release} to {environment}"
+        f" ({len(outcome.hosts)} hosts, {outcome.waves} waves) in {outcome.seconds:.1f}s"
+    )
+    for name, host_outcome in outcome.hosts:
+        click.echo(f"  {name}: {host_outcome.health}")
+
+
+def _host_result(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "status": outcome.status,
+        "release": outcome.release,
+        "commit": outcome.commit,
+        "seconds": round(outcome.seconds, 3),
+        "steps": outcome.steps,
+        "health": outcome.health,
+        "hold": outcome.hold,
+        "rehearsal": outcome.rehearsal,
+    }
 
 
 def _table_list(value: str) -> tuple[str, ...]:
@@ -147,35 +202,55 @@ def _run_url() -> str | None:
     return f"{server}/{repo}/actions/runs/{run}"
 
 
-def _deploy(
-    d: Deployer,
-    ref: str,
-    lock_wait: float,
+R = TypeVar("R", Outcome, FleetOutcome)
+
+
+def _reported(
     gh: GitHub | None,
+    ref: str,
+    first: Deployer,
+    run: Callable[[], R],
+    hosts: list[Deployer],
     incident_dir: Path | None,
-    options: dict[str, Any],
-) -> Outcome:
-    """One host's deploy, reported to GitHub and with its incident kept, if asked."""
+) -> R:
+    """One deploy (of a host or a fleet), reported to GitHub as one deployment and with
+    each host's incident report kept, if asked."""
     deployment_id = None
     if gh is not None:
-        created = gh.create_deployment(ref, d.env_name, f"slipway deploy {ref} by {d.actor}")
+        created = gh.create_deployment(
+            ref, first.env_name, f"slipway deploy {ref} by {first.actor}"
+        )
         deployment_id = int(created["id"])
         gh.create_deployment_status(deployment_id, "in_progress", "deploying", _run_url())
     try:
-        outcome = d.deploy(ref, lock_wait=lock_wait, **options)
+        outcome = run()
     except DeployFailed as exc:
         if gh is not None and deployment_id is not None:
             summary = (
                 f"failed at {exc.step}; {'rolled back' if exc.rolled_back else 'NOT rolled back'}"
             )
             gh.create_deployment_status(deployment_id, "failure", summary, _run_url())
-        if incident_dir is not None and d.last_incident is not None:
-            incident_dir.mkdir(parents=True, exist_ok=True)
-            name = d.last_incident[0].rsplit("/", 1)[-1]
-            target = incident_dir / name
-            target.write_text(d.last_incident[1], encoding="utf-8")
-            target.chmod(0o600)
+        if incident_dir is not None:
+            _keep_incidents(hosts, incident_dir)
         raise
     if gh is not None and deployment_id is not None:
         gh.create_deployment_status(deployment_id, "success", f"{outcome.release} live", _run_url())
     return outcome
+
+
+def _keep_incidents(hosts: list[Deployer], incident_dir: Path) -> None:
+    """Each host's incident report, named after its host in a fleet."""
+    for d in hosts:
+        if d.last_incident is None:
+            continue
+        incident_dir.mkdir(parents=True, exist_ok=True)
+        name = d.last_incident[0].rsplit("/", 1)[-1]
+        if len(hosts) > 1:
+            name = f"{_safe(str(getattr(d.transport, 'host', 'local')))}-{name}"
+        target = incident_dir / name
+        target.write_text(d.last_incident[1], encoding="utf-8")
+        target.chmod(0o600)
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)

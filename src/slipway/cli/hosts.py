@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
 
 from slipway.config import LoadedConfig
-from slipway.config.model import EnvironmentConfig
+from slipway.config.model import EnvironmentConfig, HostSpec
 from slipway.deploy.engine import Deployer
 from slipway.deploy.run import Emit
-from slipway.errors import UsageError
+from slipway.errors import SlipwayError, UsageError
 from slipway.secrets import Masker
 from slipway.transports import connect
 
@@ -27,14 +29,52 @@ def host_session(
     env = loaded.config.environment(environment)
     masker = Masker()
     for host in env.parsed_hosts():
-        if not host.local and not env.ssh.verify_host_keys:
-            click.echo(
-                f"warning: {host}: host keys are not verified (ssh.verify_host_keys = false):"
-                " anything on the path to it can pose as it and read what slipway sends",
-                err=True,
-            )
+        _warn_unverified(host, env.ssh.verify_host_keys)
         with connect(host, env.ssh, masker) as transport:
             yield Deployer(loaded, environment, transport, emit=emit, actor=actor, masker=masker)
+
+
+@contextlib.contextmanager
+def fleet_session(
+    loaded: LoadedConfig, environment: str, *, emit: Emit, actor: str | None = None
+) -> Iterator[list[tuple[str, Deployer]]]:
+    """A Deployer per host of ``environment``, all connected at once (a fleet deploy
+    goes back and forth between its hosts); each one's progress carries its host."""
+    env = loaded.config.environment(environment)
+    masker = Masker()
+    specs = env.parsed_hosts()
+    for spec in specs:
+        _warn_unverified(spec, env.ssh.verify_host_keys)
+    with contextlib.ExitStack() as stack, ThreadPoolExecutor(env.fleet.parallel) as pool:
+        futures = [pool.submit(connect, h, env.ssh, masker) for h in specs]
+        transports, failed = [], None
+        for spec, future in zip(specs, futures, strict=True):
+            try:  # every connection that opened is closed again, whichever failed
+                transports.append(stack.enter_context(future.result()))
+            except SlipwayError as exc:
+                failed = failed or SlipwayError(f"{spec}: {exc}", hint=exc.hint)
+        if failed is not None:
+            raise failed
+        members = []
+        for spec, transport in zip(specs, transports, strict=True):
+            name = str(spec)
+            labelled = _labelled(emit, name)
+            d = Deployer(loaded, environment, transport, emit=labelled, actor=actor, masker=masker)
+            members.append((name, d))
+        yield members
+
+
+def _labelled(emit: Emit, host: str) -> Emit:
+    return lambda event: emit(dataclasses.replace(event, host=host))
+
+
+def _warn_unverified(host: HostSpec, verify: bool) -> None:
+    if not host.local and not verify:
+        click.echo(
+            f"warning: {host}: host keys are not verified (ssh.verify_host_keys = false):"
+            " anything on the path to it can pose as it and read what slipway sends",
+            err=True,
+        )
 
 
 def host_options(command: F) -> F:

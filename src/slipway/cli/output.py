@@ -28,7 +28,7 @@ class Progress:
             click.echo(json.dumps({"event": "step", "time": time.time(), **asdict(event)}))
             return
         if event.status == "start":
-            if self.color:
+            if self.color and not event.host:  # a fleet's lines interleave: no redraw
                 click.echo(f"  … {event.step}", nl=False)
                 click.echo("\r", nl=False)
             return
@@ -39,5 +39,7 @@ class Progress:
             line = f"  {symbol} {event.step:<10} {event.seconds:6.2f}s"
             if event.status == "failed" and event.detail:
                 line += f"  {event.detail.splitlines()[0]}"
+        if event.host:
+            line = f"[{event.host}] {line.lstrip()}"
         fg = COLOURS.get(event.status) if self.color else None
         click.echo(click.style(line, fg=fg) if fg else line)

@@ -654,6 +654,7 @@ class EnvironmentConfig(Strict):
     backups: BackupConfig = Field(default_factory=lambda: BackupConfig(enabled=False))
     blue_green: BlueGreenConfig = Field(default_factory=BlueGreenConfig)
     hooks: HooksConfig = Field(default_factory=lambda: HooksConfig())
+    fleet: FleetConfig = Field(default_factory=lambda: FleetConfig())
 
     @model_validator(mode="after")
     def _deployable(self) -> EnvironmentConfig:
@@ -691,6 +692,20 @@ class EnvironmentConfig(Strict):
 
     def parsed_hosts(self) -> list[HostSpec]:
         return [parse_host(h) for h in self.hosts]
+
+
+class FleetConfig(Strict):
+    """How a deploy to several hosts proceeds (see docs/architecture.md, "Fleets")."""
+
+    parallel: StrictInt = Field(
+        default=10, ge=1, le=256, description="Hosts worked on at once (lock, prepare, promote)."
+    )
+    batch_size: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        description="Hosts activated per wave (default: all at once); each wave must pass"
+        " before the next starts.",
+    )
 
 
 class HooksConfig(Strict):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ from slipway.deploy.source import Source, release_id, resolve
 from slipway.deploy.strategy import Step, Strategy
 from slipway.errors import DeployFailed, LockLost, SlipwayError, UsageError
 from slipway.notify import message
+from slipway.notify.message import Notification
 from slipway.state.lock import DeployLock
 
 DISK_FULL = "No space left on device"
@@ -73,12 +74,32 @@ class DeployPlan:
     allow_data_loss: tuple[str, ...]  # tables the migrations may empty or drop
 
 
+PROMOTE = "promote"  # the strategy's last step: it moves ``current``
+
+
+@dataclass
+class HostRun:
+    """One host's deploy under way, between its phases."""
+
+    source: Source
+    plan: DeployPlan
+    row: dict[str, Any]
+    release: str
+    previous: str | None
+    state: RunState
+    started: float
+    activation: list[Step] | None = None  # the strategy's steps, asked once
+
+
 class Deployer(HostContext):
     """Deploys one environment of one app to one host: the deploy flow on top of the
     host context's tools."""
 
     rehearsed: rehearsal.Rehearsal | None = None  # what the migration rehearsal found
     current_step = "prepare"
+    quiet = False  # a fleet member: the fleet notifies once for all its hosts
+    # A fleet member: raises when another host failed, so this one stops at its next step.
+    stop_requested: Callable[[], None] | None = None
 
     def deploy(
         self,
@@ -170,12 +191,41 @@ class Deployer(HostContext):
         return release
 
     def _deploy_locked(self, source: Source, started: float, plan: DeployPlan) -> Outcome:
-        deployment_id = uuid.uuid4().hex[:12]
-        self.deployment_id = deployment_id
+        run = self.begin(source, started, plan)
+        try:
+            self.prepare(run)
+            self.activate(run)
+            self.promote_run(run)
+        except LockLost:
+            raise  # another command owns the environment now: touch nothing
+        except (Exception, KeyboardInterrupt) as exc:
+            # A step that failed because another command took the environment (its lock
+            # was released by force, and the new holder cleared our scratch files) must
+            # not undo or record anything either: that command recovers this run.
+            self.check_lock()
+            # Every failure ends in the same rollback path, Ctrl-C included: stopping
+            # half way could leave requests held and the old colour stopped.
+            return self.fail(run, exc)
+        return self.succeed(run)
+
+    # --- the phases, one call each (a fleet calls them host by host, in waves) --------
+
+    def begin(
+        self,
+        source: Source,
+        started: float,
+        plan: DeployPlan,
+        *,
+        deployment_id: str | None = None,
+        fleet: dict[str, Any] | None = None,
+    ) -> HostRun:
+        """The record and the journal of a new run (the caller holds the lock). A fleet
+        gives every host the same ``deployment_id`` and journals its ``fleet`` (id and
+        hosts) so a recovery can tell whether the fleet had decided to commit."""
+        self.deployment_id = deployment_id or uuid.uuid4().hex[:12]
         release = self._new_release_id(source)
         previous = self.current_release()
-        strategy = self.strategy
-        self.build_color = strategy.build_color(self)
+        self.build_color = self.strategy.build_color(self)
         row = self.new_record(
             "deploy",
             ref=source.ref,
@@ -189,6 +239,8 @@ class Deployer(HostContext):
         # The journal first: a run killed before its record is written is still ended by
         # the next command (a record left "running" with no journal is never fixed).
         self.begin_journal("deploy", row)
+        if fleet is not None and self.journal is not None:
+            self.journal.note(fleet=fleet)
         self.record_event(
             row,
             "deploy.started",
@@ -197,56 +249,91 @@ class Deployer(HostContext):
             release=release,
             breaking=plan.breaking,
         )
-        state = RunState()
         self.current_step = "prepare"
-        try:
+        return HostRun(source, plan, row, release, previous, RunState(), started)
+
+    def prepare(self, run: HostRun) -> None:
+        """Upload, link, install, build, rehearse and (unless the release holds) back up:
+        nothing the live site uses changes."""
+        source, release, previous = run.source, run.release, run.previous
+        self._run_steps(
+            [
+                ("upload", lambda: steps.upload(self, source, release)),
+                ("link", lambda: steps.link_shared(self, release)),
+                ("install", lambda: steps.install(self, source, release, previous)),
+                ("build", lambda: steps.build(self, source, release, previous)),
+            ],
+            run.state,
+        )
+        if run.plan.rehearse:
             self._run_steps(
                 [
-                    ("upload", lambda: steps.upload(self, source, release)),
-                    ("link", lambda: steps.link_shared(self, release)),
-                    ("install", lambda: steps.install(self, source, release, previous)),
-                    ("build", lambda: steps.build(self, source, release, previous)),
+                    (
+                        "rehearse",
+                        lambda: self._rehearse(run.row, release, source, run.plan, previous),
+                    )
                 ],
-                state,
+                run.state,
             )
-            if plan.rehearse:
-                self._run_steps(
-                    [("rehearse", lambda: self._rehearse(row, release, source, plan, previous))],
-                    state,
-                )
-            later: list[Step] = []
-            if plan.breaking or (self.rehearsed is not None and self.rehearsed.holds):
-                later.append(("hold", lambda: strategy.hold(self, state)))
-            later.append(("backup", lambda: steps.backup(self, release, previous, state)))
-            later += strategy.activate(self, release, previous, source.commit, state)
-            self._run_steps(later, state)
-        except LockLost:
-            raise  # another command owns the environment now: touch nothing
-        except (Exception, KeyboardInterrupt) as exc:
-            # A step that failed because another command took the environment (its lock
-            # was released by force, and the new holder cleared our scratch files) must
-            # not undo or record anything either: that command recovers this run.
-            self.check_lock()
-            # Every failure ends in the same rollback path, Ctrl-C included: stopping
-            # half way could leave requests held and the old colour stopped.
-            return self._fail(row, self.current_step, exc, previous, state, started)
-        self._finish_success(row, release, previous, started, state)
+        if not self._holds(run):
+            self._run_steps([self._backup_step(run)], run.state)
+
+    def activate(self, run: HostRun) -> None:
+        """The hold and its backup when the release holds, then the strategy's steps up
+        to (not including) its promote."""
+        later: list[Step] = []
+        if self._holds(run):
+            later += [("hold", lambda: self.strategy.hold(self, run.state)), self._backup_step(run)]
+        later += [s for s in self._strategy_steps(run) if s[0] != PROMOTE]
+        self._run_steps(later, run.state)
+
+    def promote_run(self, run: HostRun) -> None:
+        """The strategy's promote: ``current`` moves to the release."""
+        self._run_steps([s for s in self._strategy_steps(run) if s[0] == PROMOTE], run.state)
+
+    def mark_fleet_commit(self) -> None:
+        """Every host of the fleet passed its gates: from here a recovery of this run
+        finishes its promote instead of undoing it (see :mod:`slipway.deploy.fleet`)."""
+        if self.journal is not None:
+            self.journal.note(fleet={**self.journal.data.get("fleet", {}), "commit": True})
+
+    def succeed(self, run: HostRun) -> Outcome:
+        self._finish_success(run.row, run.release, run.previous, run.started, run.state)
         return Outcome(
-            deployment_id,
-            release,
-            source.commit,
+            str(self.deployment_id),
+            run.release,
+            run.source.commit,
             "succeeded",
-            time.monotonic() - started,
+            time.monotonic() - run.started,
             self.steps,
-            state.gate.summary() if state.gate else "",
-            state.hold_result.summary() if state.hold_result else "",
+            run.state.gate.summary() if run.state.gate else "",
+            run.state.hold_result.summary() if run.state.hold_result else "",
             self.rehearsed.to_json() if self.rehearsed else None,
         )
+
+    def fail(self, run: HostRun, exc: Exception | KeyboardInterrupt) -> Outcome:
+        """Undo, record, notify; raises :class:`DeployFailed`."""
+        return self._fail(run.row, self.current_step, exc, run.previous, run.state, run.started)
+
+    def _holds(self, run: HostRun) -> bool:
+        return run.plan.breaking or (self.rehearsed is not None and self.rehearsed.holds)
+
+    def _backup_step(self, run: HostRun) -> Step:
+        return ("backup", lambda: steps.backup(self, run.release, run.previous, run.state))
+
+    def _strategy_steps(self, run: HostRun) -> list[Step]:
+        if run.activation is None:
+            run.activation = self.strategy.activate(
+                self, run.release, run.previous, run.source.commit, run.state
+            )
+        return run.activation
 
     def _run_steps(self, plan: list[Step], state: RunState) -> None:
         """Each step journaled before it runs and after it ends; a hold's deadline is
         checked after every step."""
         for name, action in plan:
+            if self.stop_requested is not None:
+                self.stop_requested()
             self.current_step = name
             self.checkpoint(name, state)
             with self.step(name):
@@ -366,7 +453,7 @@ class Deployer(HostContext):
         note = self.finish_backup(state, keep=False)
         if note:
             self.emit("promote", "info", detail=note)
-        self.notify(
+        self.announce(
             message.deployed(
                 project=self.config.project.name,
                 env=self.env_name,
@@ -382,6 +469,11 @@ class Deployer(HostContext):
                 + ([("Hold", state.hold_result.summary())] if state.hold_result else []),
             )
         )
+
+    def announce(self, note: Notification) -> None:
+        """A run's end, notified; a fleet's hosts stay quiet (the fleet sends one)."""
+        if not self.quiet:
+            self.notify(note)
 
     def prune_releases(self, keep: set[str | None]) -> list[str]:
         """Old releases beyond ``keep_releases``, then the shared Python environments no
@@ -443,7 +535,7 @@ class Deployer(HostContext):
             self.prune_releases(keep={row["release"], previous} | self.strategy.protected(self))
         except SlipwayError as record_error:  # the deploy's own error matters more
             rollback_note += f"; the failure could not be recorded: {record_error}"
-        self.notify(
+        self.announce(
             message.deploy_failed(
                 project=self.config.project.name,
                 env=self.env_name,

@@ -29,21 +29,33 @@ def take_lock(d: HostContext, *, ref: str, reason: str, wait: float) -> DeployLo
     """Take the environment's lock, then complete any run a previous command left
     unfinished (killed, disconnected, or ended by a forced lock release) before this one
     changes anything. Every command that changes live state starts here."""
-    lock = DeployLock(d.transport, d.layout)
-    with d.step("lock"):
-        lock.acquire(actor=d.actor, ref=ref, reason=reason, wait=wait)
-    d.lock = lock
+    lock = acquire(d, ref=ref, reason=reason, wait=wait)
     try:
-        # A rehearsal or a backup command killed half way left a plaintext copy of the
-        # database (and an age identity) behind.
-        d.run(cmd.remove_tree(rehearsal.scratch_dir(d)))
-        d.backups.sweep_scratch()
-        d.recovered = complete_interrupted(d)
-        finish_drain(d)
+        settle(d)
     except BaseException:
         lock.release()
         raise
     return lock
+
+
+def acquire(d: HostContext, *, ref: str, reason: str, wait: float) -> DeployLock:
+    """Only the lock (a fleet takes every host's before it settles any of them)."""
+    lock = DeployLock(d.transport, d.layout)
+    with d.step("lock"):
+        lock.acquire(actor=d.actor, ref=ref, reason=reason, wait=wait)
+    d.lock = lock
+    return lock
+
+
+def settle(d: HostContext) -> None:
+    """With the lock held: remove what a killed command left, complete its journal,
+    stop a colour left draining."""
+    # A rehearsal or a backup command killed half way left a plaintext copy of the
+    # database (and an age identity) behind.
+    d.run(cmd.remove_tree(rehearsal.scratch_dir(d)))
+    d.backups.sweep_scratch()
+    d.recovered = complete_interrupted(d)
+    finish_drain(d)
 
 
 def finish_drain(d: HostContext) -> None:
@@ -154,6 +166,10 @@ def _bring_back(
         return False, False, "the live release did not come back healthy"
     if d.current_release() == release and release != previous:
         return _roll_forward(d, data, state, release, previous)
+    if state.swapped and (data.get("fleet") or {}).get("commit"):
+        # Every host of its fleet had passed its gates and the fleet had decided to
+        # commit: this host finishes its promote like the others (never half a fleet).
+        return _roll_forward(d, data, state, release, previous, why="its fleet had committed")
     if state.swapped:
         if data.get("state", {}).get("holding"):
             state.hold = hold.proxy_for(d)  # the held requests go where the router ends up
@@ -168,7 +184,12 @@ def _strategy_of(d: HostContext, data: dict[str, Any]) -> Strategy:
 
 
 def _roll_forward(
-    d: HostContext, data: dict[str, Any], state: RunState, release: str, previous: str | None
+    d: HostContext,
+    data: dict[str, Any],
+    state: RunState,
+    release: str,
+    previous: str | None,
+    why: str = "had been promoted",
 ) -> tuple[bool, bool, str]:
     """``current`` already names the release: its promote had begun after every gate
     passed. Finish the promote instead of undoing a release that serves."""
@@ -177,7 +198,7 @@ def _roll_forward(
     gate = strategy.roll_forward(d, release, previous, state, str(color) if color else None)
     if not gate.ok:
         return False, False, f"{release} was promoted but is not healthy: {gate.summary()}"
-    return True, False, f"{release} had been promoted: its promote was finished, it serves"
+    return True, False, f"{release} {why}: its promote was finished, it serves"
 
 
 def _finalise(

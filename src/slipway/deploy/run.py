@@ -25,6 +25,7 @@ class StepEvent:
     status: str  # start | ok | failed | info | warning
     seconds: float = 0.0
     detail: str = ""
+    host: str = ""  # a fleet's member (empty for a one-host environment)
 
 
 Emit = Callable[[StepEvent], None]

@@ -1,0 +1,442 @@
+"""A fleet deploy: one release to every host of an environment, all or nothing.
+
+Kamal boots hosts in parallel behind a health barrier and Capistrano runs each task on
+all servers at once; neither goes back on the hosts that succeeded when one fails. A
+fleet deploy here is one :class:`~slipway.deploy.engine.Deployer` per host, driven
+phase by phase:
+
+1. **lock** every host (in parallel, each within ``--lock-wait``); one held lock and
+   every lock taken is let go: nothing changes anywhere. Then each host settles what a
+   killed command left (:func:`reconcile` first, see below).
+2. **prepare** every host (``parallel`` at a time): upload, link, install, build,
+   rehearse, backup. Nothing live changes, so a failure here only records it.
+3. **activate** in waves of ``batch_size`` hosts: the strategy's steps up to its promote
+   (start, health; blue-green also switch and watch). A wave must pass entirely before
+   the next starts (the barrier). When a host fails, every host that was activated is
+   recovered in reverse order (the strategy's own undo, as after any failed deploy).
+4. **commit**: every host's journal says the fleet decided to commit, then every host
+   promotes and records its success.
+
+Killed part way, each host's journal still says what its undo needs, and the next
+command on the fleet recovers every host. The one decision spread over several hosts
+is the commit: once one host's journal carries it, every host had passed its gates, so
+:func:`reconcile` carries it to the hosts whose journals do not yet say so, and each
+recovery then rolls its host forward instead of back (presumed commit, as in two-phase
+commit, with the journals as the participants' logs).
+
+The record is one deployment id on every host (each host's own records and audit
+chain keep its steps); one notification, one set of hooks.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from slipway.deploy import journal as journal_mod
+from slipway.deploy import recovery, steps
+from slipway.deploy.engine import Deployer, DeployPlan, HostRun
+from slipway.deploy.run import Outcome
+from slipway.deploy.source import Source, resolve
+from slipway.errors import DeployFailed, LockHeld, LockLost, SlipwayError, UsageError
+from slipway.notify import message
+from slipway.state.lock import DeployLock
+
+
+class FleetStopped(SlipwayError):
+    """Another host of the fleet failed: this host stops at its next step."""
+
+
+@dataclass
+class Member:
+    """One host of the fleet and how far its deploy got."""
+
+    name: str
+    deployer: Deployer
+    lock: DeployLock | None = None
+    run: HostRun | None = None
+    activated: bool = False
+    outcome: Outcome | None = None
+    error: DeployFailed | None = None
+
+
+@dataclass
+class FleetOutcome:
+    deployment_id: str
+    release: str
+    commit: str
+    status: str  # succeeded
+    seconds: float
+    hosts: list[tuple[str, Outcome]] = field(default_factory=list)
+    waves: int = 1
+
+
+@dataclass(frozen=True)
+class Failure:
+    host: str
+    step: str
+    error: Exception | KeyboardInterrupt
+
+
+def waves(members: Sequence[Member], batch_size: int | None) -> list[list[Member]]:
+    """The activation waves, in the configuration's host order."""
+    size = batch_size or len(members)
+    return [list(members[i : i + size]) for i in range(0, len(members), size)]
+
+
+def reconcile(journals: dict[str, dict[str, Any] | None]) -> list[str]:
+    """The hosts whose journal must be told the fleet committed: those of a fleet run
+    another host's journal already says committed. Pure (the caller writes)."""
+    committed = {
+        str(data["fleet"]["id"])
+        for data in journals.values()
+        if data and isinstance(data.get("fleet"), dict) and data["fleet"].get("commit")
+    }
+    return [
+        host
+        for host, data in journals.items()
+        if data
+        and isinstance(data.get("fleet"), dict)
+        and str(data["fleet"].get("id")) in committed
+        and not data["fleet"].get("commit")
+    ]
+
+
+class FleetDeploy:
+    """Deploys one release to every member, all or nothing (see the module's text)."""
+
+    def __init__(
+        self,
+        members: Sequence[tuple[str, Deployer]],
+        *,
+        parallel: int,
+        batch_size: int | None,
+    ) -> None:
+        if len(members) < 2:
+            raise UsageError("a fleet deploy needs two hosts or more")
+        self.members = [Member(name, d) for name, d in members]
+        self.parallel = max(1, parallel)
+        self.batch_size = batch_size
+        self.stop = threading.Event()
+        self.failure: Failure | None = None
+        self._failure_lock = threading.Lock()
+        for member in self.members:
+            member.deployer.quiet = True
+            member.deployer.stop_requested = self._stop_check(member)
+
+    @property
+    def first(self) -> Deployer:
+        return self.members[0].deployer
+
+    def deploy(
+        self,
+        ref: str,
+        *,
+        lock_wait: float = 0,
+        reason: str = "deploy",
+        breaking: bool | None = None,
+        rehearse: bool | None = None,
+        allow_data_loss: Sequence[str] = (),
+    ) -> FleetOutcome:
+        first = self.first
+        repo = first.loaded.repository_path()
+        if repo is None:
+            raise UsageError("deploying from a remote repository URL is not supported yet")
+        source = resolve(repo, ref)
+        first._refuse_stale_locks(source)
+        if breaking is None:
+            breaking = first.config.migrations.is_breaking(source.ref, source.commit)
+        if rehearse is None:
+            rehearse = first.config.migrations.rehearse
+        plan = DeployPlan(breaking, rehearse, tuple(allow_data_loss))
+        self._each(self.members, lambda m: steps.mask_env_file_early(m.deployer))
+        steps.run_hooks(first, "pre_deploy", source, "")
+        started = time.monotonic()
+        self._lock_all(ref, reason, lock_wait)
+        try:
+            outcome = self._deploy_locked(source, plan, started)
+        finally:
+            self._release_all()
+        steps.run_hooks(first, "post_deploy", source, outcome.release)
+        return outcome
+
+    # --- locks ----------------------------------------------------------------------
+
+    def _lock_all(self, ref: str, reason: str, wait: float) -> None:
+        """Every host's lock or none; then each host settles what a killed command left,
+        the fleet's commit decision carried to every host first."""
+
+        def take(member: Member) -> None:
+            member.lock = recovery.acquire(member.deployer, ref=ref, reason=reason, wait=wait)
+
+        errors = self._each(self.members, take, stop_on_error=False)
+        if errors:
+            self._release_all()
+            host, exc = errors[0]
+            if isinstance(exc, SlipwayError):
+                kind = LockHeld if isinstance(exc, LockHeld) else SlipwayError
+                raise kind(f"{host}: {exc}", hint=_hint(exc, "nothing changed on any host"))
+            raise exc
+        try:
+            self._carry_commit()
+            errors = self._each(self.members, lambda m: recovery.settle(m.deployer), False)
+            if errors:
+                host, exc = errors[0]
+                raise SlipwayError(f"{host}: {exc}", hint=_hint(exc, None)) from exc
+        except BaseException:
+            self._release_all()
+            raise
+
+    def _carry_commit(self) -> None:
+        """A killed fleet that had decided to commit: tell every host (see
+        :func:`reconcile`) before any recovery runs."""
+        journals = {
+            m.name: journal_mod.read(m.deployer.transport, m.deployer.layout) for m in self.members
+        }
+        for name in reconcile(journals):
+            member = next(m for m in self.members if m.name == name)
+            data = journals[name] or {}
+            journal = journal_mod.Journal(member.deployer.transport, member.deployer.layout, data)
+            journal.note(fleet={**data["fleet"], "commit": True})
+            member.deployer.emit(
+                "lock", "info", detail="the fleet had decided to commit: this host rolls forward"
+            )
+
+    def _release_all(self) -> None:
+        for member in self.members:
+            if member.lock is not None:
+                member.lock.release()
+                member.lock = None
+
+    # --- the phases -------------------------------------------------------------------
+
+    def _deploy_locked(self, source: Source, plan: DeployPlan, started: float) -> FleetOutcome:
+        fleet_id = uuid.uuid4().hex[:12]
+        hosts = [m.name for m in self.members]
+
+        def begin(member: Member) -> None:
+            member.run = member.deployer.begin(
+                source,
+                started,
+                plan,
+                deployment_id=fleet_id,
+                fleet={"id": fleet_id, "hosts": hosts},
+            )
+
+        begun = self._each(self.members, begin, stop_on_error=False)
+        if begun:
+            self._abort(Failure(begun[0][0], "prepare", begun[0][1]), started)
+        self._phase(self.members, lambda m: m.deployer.prepare(self._run(m)), started)
+        batches = waves(self.members, self.batch_size)
+        for number, wave in enumerate(batches, start=1):
+            self.first.emit(
+                "activate",
+                "info",
+                detail=f"wave {number} of {len(batches)}: {', '.join(m.name for m in wave)}",
+            )
+            self._phase(wave, self._activate, started)
+        self._each(self.members, lambda m: m.deployer.mark_fleet_commit(), stop_on_error=False)
+        self._commit(started)
+        release = self._run(self.members[0]).release
+        outcome = FleetOutcome(
+            fleet_id,
+            release,
+            source.commit,
+            "succeeded",
+            time.monotonic() - started,
+            [(m.name, m.outcome) for m in self.members if m.outcome is not None],
+            len(batches),
+        )
+        self._announce_success(outcome)
+        return outcome
+
+    def _activate(self, member: Member) -> None:
+        member.activated = True  # from its first step on, its undo may have work to do
+        member.deployer.activate(self._run(member))
+
+    def _phase(
+        self, members: list[Member], action: Callable[[Member], None], started: float
+    ) -> None:
+        errors = self._each(members, action)
+        if errors:
+            failure = self.failure or Failure(errors[0][0], "?", errors[0][1])
+            self._abort(failure, started)
+
+    def _commit(self, started: float) -> None:
+        """Every host passed: promote all. A promote that fails now is finished by the
+        host's own recovery, which rolls it forward (its journal says commit)."""
+
+        def promote(member: Member) -> None:
+            d = member.deployer
+            run = self._run(member)
+            try:
+                d.promote_run(run)
+            except LockLost:
+                raise
+            except (Exception, KeyboardInterrupt) as exc:
+                data = d.journal.data if d.journal is not None else None
+                if data is None:
+                    raise
+                recovery.recover(d, data, cause=d.masker(str(exc)), notify=False)
+                raise
+            member.outcome = d.succeed(run)
+
+        errors = self._each(self.members, promote, stop_on_error=False)
+        if errors:
+            host, exc = errors[0]
+            raise SlipwayError(
+                f"{host}: the promote failed after every host had passed its gates: {exc}",
+                hint="that host was rolled forward by its recovery (slipway status shows"
+                " it); run slipway recover for the environment if it was not",
+            )
+
+    # --- failure --------------------------------------------------------------------
+
+    def _abort(self, failure: Failure, started: float) -> None:
+        """Every host goes back: those activated in reverse order of activation, then
+        the others (nothing live had changed on them). Raises :class:`DeployFailed`."""
+        self.stop.set()
+        cause = f"{failure.host} failed at step '{failure.step}': {_first_line(failure.error)}"
+        order = [m for m in reversed(self.members) if m.activated]
+        order += [m for m in self.members if not m.activated and m.run is not None]
+        all_back = True
+        for member in order:
+            d = member.deployer
+            own = failure.error if member.name == failure.host else FleetStopped(cause)
+            try:
+                d.fail(self._run(member), own)
+            except DeployFailed as exc:
+                member.error = exc
+                all_back = all_back and exc.rolled_back
+            except SlipwayError as exc:
+                all_back = False
+                d.emit("rollback", "failed", detail=str(exc))
+        self._announce_failure(failure, cause, all_back, started)
+        back = "every host serves its previous release" if all_back else "NOT every host"
+        raise DeployFailed(
+            failure.step,
+            f"{cause} ({back})",
+            rolled_back=all_back,
+            hint=", ".join(f"{m.name}: {m.error.hint}" for m in order if m.error and m.error.hint)[
+                :2000
+            ]
+            or None,
+        )
+
+    def _stop_check(self, member: Member) -> Callable[[], None]:
+        def check() -> None:
+            if self.stop.is_set():
+                failure = self.failure
+                where = f"{failure.host} failed at '{failure.step}'" if failure else "stopped"
+                raise FleetStopped(f"the fleet stopped: {where}")
+
+        return check
+
+    # --- notifications --------------------------------------------------------------
+
+    def _announce_success(self, outcome: FleetOutcome) -> None:
+        first = self.first
+        row = self._run(self.members[0]).row
+        first.notify(
+            message.deployed(
+                project=first.config.project.name,
+                env=first.env_name,
+                release=outcome.release,
+                commit=outcome.commit,
+                message=row["message"],
+                actor=first.actor,
+                seconds=outcome.seconds,
+                checks=[],
+                url=first.public_url(),
+                extra=[
+                    ("Hosts", ", ".join(name for name, _ in outcome.hosts)),
+                    ("Waves", str(outcome.waves)),
+                    ("Previous", self._run(self.members[0]).previous or "-"),
+                ],
+            )
+        )
+
+    def _announce_failure(
+        self, failure: Failure, cause: str, all_back: bool, started: float
+    ) -> None:
+        first = self.first
+        run = self._run(self.members[0])
+        first.notify(
+            message.deploy_failed(
+                project=first.config.project.name,
+                env=first.env_name,
+                release=run.release,
+                commit=run.source.commit,
+                actor=first.actor,
+                step=failure.step,
+                error=first.masker(cause),
+                rolled_back=all_back,
+                rollback=(
+                    "every host was recovered in reverse order of activation"
+                    if all_back
+                    else "some hosts were NOT recovered: see each host's incident report"
+                ),
+                url=first.public_url(),
+            )
+        )
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _run(self, member: Member) -> HostRun:
+        assert member.run is not None, f"{member.name} has no run"
+        return member.run
+
+    def _each(
+        self,
+        members: Sequence[Member],
+        action: Callable[[Member], None],
+        stop_on_error: bool = True,
+    ) -> list[tuple[str, Exception | KeyboardInterrupt]]:
+        """``action`` on every member, ``parallel`` at a time; the errors by host. With
+        ``stop_on_error`` the first error stops the others at their next step. Anything
+        else (SystemExit) ends the fleet at once, as a kill would: the journals recover."""
+
+        def one(member: Member) -> tuple[str, Exception | KeyboardInterrupt] | None:
+            try:
+                action(member)
+            except (Exception, KeyboardInterrupt) as exc:  # by host, acted on by the caller
+                if stop_on_error and not isinstance(exc, FleetStopped):
+                    self._first_failure(member, exc)
+                return member.name, exc
+            return None
+
+        with ThreadPoolExecutor(max_workers=self.parallel) as pool:
+            futures = [pool.submit(one, m) for m in members]
+            try:
+                results = [f.result() for f in futures]
+            except KeyboardInterrupt:
+                self._first_failure(members[0], KeyboardInterrupt())
+                results = [f.result() for f in futures]
+                results.append((members[0].name, KeyboardInterrupt()))
+        errors = [r for r in results if r is not None]
+        # The host that failed first, not one the fleet stopped, is the one named.
+        errors.sort(key=lambda e: isinstance(e[1], FleetStopped))
+        return errors
+
+    def _first_failure(self, member: Member, exc: Exception | KeyboardInterrupt) -> None:
+        with self._failure_lock:
+            if self.failure is None:
+                self.failure = Failure(member.name, member.deployer.current_step, exc)
+            self.stop.set()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, KeyboardInterrupt):
+        text = "interrupted (Ctrl-C or SIGINT)"
+    return text.splitlines()[0]
+
+
+def _hint(exc: BaseException, extra: str | None) -> str | None:
+    own = exc.hint if isinstance(exc, SlipwayError) else None
+    return "; ".join(x for x in (own, extra) if x) or None

@@ -1,0 +1,315 @@
+"""The fleet flow's own branches in seconds: several "hosts" that are roots on this
+machine, each with its own fake process manager (``tests/fakes.py``), the real local
+transport, host helper, records and journals. ``tests/test_fleet.py`` deploys the
+example app to network-namespace hosts over SSH for real."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from apprepo import git
+from fakes import FakeProcessManager, tiny_repo
+
+from slipway.cli.hosts import with_overrides
+from slipway.config import load_config
+from slipway.deploy import fleet as fleet_mod
+from slipway.deploy import journal
+from slipway.deploy.context import HostContext
+from slipway.deploy.engine import Deployer
+from slipway.deploy.fleet import FleetDeploy, reconcile, waves
+from slipway.errors import DeployFailed, LockHeld, SlipwayError, UsageError
+from slipway.health.gate import GateReport
+from slipway.state import records
+from slipway.state.lock import DeployLock, is_held
+from slipway.transports.local import LocalTransport
+
+HOSTS = ("a", "b", "c")
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs."""
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tiny_repo(
+        tmp_path,
+        'kind = "node"\nstart = ["node", "server.js", "{port}"]',
+        {"server.js": "// the fake process manager runs nothing\n"},
+    )
+    (path / "server.js").write_text("// v2\n")
+    git(path, "commit", "-q", "-am", "v2")
+    git(path, "tag", "v2")
+    return path
+
+
+@pytest.fixture
+def unhealthy(repo: Path, monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """Hosts (by root name) on which v2 fails its health gate; every other gate passes."""
+    failing: set[str] = set()
+    v2 = git(repo, "rev-parse", "v2")[:8]
+
+    def report(self: HostContext, *args: object, **kwargs: object) -> GateReport:
+        running = [a.cwd for a in self.pm.started.values() if a.name in self.pm.online]  # type: ignore[attr-defined]
+        bad = Path(str(self.env.root)).name in failing and any(v2 in cwd for cwd in running)
+        return GateReport(not bad, 2, 0 if bad else 2, 0.1, reason="HTTP 500" if bad else "")
+
+    monkeypatch.setattr(HostContext, "gate_report", report)
+    return failing
+
+
+def members(repo: Path, tmp_path: Path, pms: dict[str, FakeProcessManager]) -> list:
+    """One Deployer per host, each on its own root (a host of its own)."""
+    loaded = load_config(repo / "slipway.toml")
+    found = []
+    for host in HOSTS:
+        own = with_overrides(loaded, "testing", (), str(tmp_path / "hosts" / host), None)
+        pm = pms.setdefault(host, FakeProcessManager())
+        found.append((host, Deployer(own, "testing", LocalTransport(), process_manager=pm)))
+    return found
+
+
+def fleet(repo: Path, tmp_path: Path, pms: dict, batch_size: int | None = None) -> FleetDeploy:
+    return FleetDeploy(members(repo, tmp_path, pms), parallel=3, batch_size=batch_size)
+
+
+def current(tmp_path: Path, host: str) -> str:
+    return Path(tmp_path / "hosts" / host / "testing" / "current").resolve().name
+
+
+def rows(d: Deployer) -> list[dict]:
+    return records.deployments(d.transport, d.layout, 10)
+
+
+def test_every_host_gets_the_release_with_one_deployment_id(
+    repo: Path, tmp_path: Path, unhealthy: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[str] = []
+    monkeypatch.setattr(HostContext, "notify", lambda self, note: sent.append(note.title) or [])
+    pms: dict[str, FakeProcessManager] = {}
+    f = fleet(repo, tmp_path, pms, batch_size=2)
+    outcome = f.deploy("v1")
+    assert outcome.status == "succeeded" and outcome.waves == 2
+    assert [name for name, _ in outcome.hosts] == list(HOSTS)
+    assert {current(tmp_path, h) for h in HOSTS} == {outcome.release}
+    for _, d in members(repo, tmp_path, pms):
+        (row,) = rows(d)
+        assert row["id"] == outcome.deployment_id and row["status"] == "succeeded"
+        assert journal.read(d.transport, d.layout) is None
+        assert not is_held(d.transport, d.layout)
+    assert len(sent) == 1  # one notification for the fleet, none per host
+
+
+def test_a_host_failing_health_in_the_last_wave_brings_every_host_back_in_reverse(
+    repo: Path, tmp_path: Path, unhealthy: set[str]
+) -> None:
+    pms: dict[str, FakeProcessManager] = {}
+    first = fleet(repo, tmp_path, pms).deploy("v1")
+    for pm in pms.values():
+        pm.calls.clear()
+    order: list[str] = []
+    for host, pm in pms.items():
+        real = pm.stop
+        pm.stop = lambda names, real=real, host=host: (order.append(host), real(names))[-1]
+    unhealthy.add("c")
+    with pytest.raises(DeployFailed) as info:
+        fleet(repo, tmp_path, pms, batch_size=1).deploy("v2")
+    assert info.value.step == "health" and info.value.rolled_back
+    assert "c failed at step 'health'" in str(info.value)
+    assert {current(tmp_path, h) for h in HOSTS} == {first.release}
+    # The restart strategy stops each host's old processes as it activates (a, b, c in
+    # their waves); the recovery stops the new ones: the failed host, then in reverse.
+    assert order[:3] == ["a", "b", "c"]
+    assert [h for i, h in enumerate(order) if i >= 3 and h != order[i - 1]] == ["b", "a"]
+    assert order[3] == "c"
+    for host, d in members(repo, tmp_path, pms):
+        latest = rows(d)[0]
+        assert latest["status"] == "rolled_back", host
+        assert journal.read(d.transport, d.layout) is None
+
+
+def test_a_failed_prepare_changes_nothing_live_anywhere(
+    repo: Path, tmp_path: Path, unhealthy: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pms: dict[str, FakeProcessManager] = {}
+    first = fleet(repo, tmp_path, pms).deploy("v1")
+    for pm in pms.values():
+        pm.calls.clear()
+    real_build = fleet_mod.Deployer.prepare
+
+    def broken_on_b(self: Deployer, run: object) -> None:
+        if Path(str(self.env.root)).name == "b":
+            raise SlipwayError("npm run build exited 1")
+        real_build(self, run)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Deployer, "prepare", broken_on_b)
+    with pytest.raises(DeployFailed, match="b failed at step 'prepare': npm run build exited 1"):
+        fleet(repo, tmp_path, pms).deploy("v2")
+    assert all(not pm.calls for pm in pms.values())  # no process touched on any host
+    assert {current(tmp_path, h) for h in HOSTS} == {first.release}
+
+
+def test_a_lock_held_on_one_host_changes_nothing_anywhere(
+    repo: Path, tmp_path: Path, unhealthy: set[str]
+) -> None:
+    pms: dict[str, FakeProcessManager] = {}
+    first = fleet(repo, tmp_path, pms).deploy("v1")
+    _, held_on_b = members(repo, tmp_path, pms)[1]
+    other = DeployLock(held_on_b.transport, held_on_b.layout)
+    other.acquire(actor="someone", ref="main", reason="deploy")
+    try:
+        with pytest.raises(LockHeld, match=r"^b: ") as info:
+            fleet(repo, tmp_path, pms).deploy("v2")
+        assert "nothing changed on any host" in str(info.value.hint)
+    finally:
+        other.release()
+    for host, d in members(repo, tmp_path, pms):
+        assert len(rows(d)) == 1 and current(tmp_path, host) == first.release
+        assert not is_held(d.transport, d.layout)
+
+
+def test_a_fleet_killed_while_committing_rolls_every_host_forward(
+    repo: Path, tmp_path: Path, unhealthy: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after host a's journal said commit and before b's and c's did: the next
+    fleet command carries the decision to b and c, and all three roll forward."""
+    pms: dict[str, FakeProcessManager] = {}
+    fleet(repo, tmp_path, pms).deploy("v1")
+    real = Deployer.mark_fleet_commit
+
+    def only_a(self: Deployer) -> None:
+        if Path(str(self.env.root)).name == "a":
+            real(self)
+
+    def killed(self: FleetDeploy, started: float) -> None:
+        raise _Killed()
+
+    monkeypatch.setattr(Deployer, "mark_fleet_commit", only_a)
+    monkeypatch.setattr(FleetDeploy, "_commit", killed)
+    with pytest.raises(_Killed):
+        FleetDeploy(members(repo, tmp_path, pms), parallel=1, batch_size=None).deploy("v2")
+    monkeypatch.setattr(Deployer, "mark_fleet_commit", real)
+    monkeypatch.undo()
+    monkeypatch.setattr(
+        HostContext, "gate_report", lambda self, *a, **k: GateReport(True, 2, 2, 0.1)
+    )
+    killed_release = rows(members(repo, tmp_path, pms)[0][1])[0]["release"]
+    for _, d in members(repo, tmp_path, pms):
+        DeployLock(d.transport, d.layout).release()  # the killed process's locks died with it
+    f = fleet(repo, tmp_path, pms)
+    f._lock_all("v2", "recover", 0)  # what every fleet command does first
+    f._release_all()
+    assert {current(tmp_path, h) for h in HOSTS} == {killed_release}
+    for host, d in members(repo, tmp_path, pms):
+        (event,) = [
+            e
+            for e in records.audit_log(d.transport, d.layout)
+            if e["event"] == "deploy.interrupted"
+        ]
+        assert "its fleet had committed: its promote was finished" in event["detail"], host
+        assert rows(d)[0]["status"] == "interrupted" and rows(d)[0]["rolled_back_to"] is None
+
+
+def test_a_fleet_killed_before_committing_rolls_every_host_back(
+    repo: Path, tmp_path: Path, unhealthy: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pms: dict[str, FakeProcessManager] = {}
+    first = fleet(repo, tmp_path, pms).deploy("v1")
+
+    def killed(self: FleetDeploy, started: float) -> None:
+        raise _Killed()
+
+    monkeypatch.setattr(FleetDeploy, "_commit", killed)
+    monkeypatch.setattr(Deployer, "mark_fleet_commit", lambda self: None)
+    with pytest.raises(_Killed):
+        fleet(repo, tmp_path, pms).deploy("v2")
+    monkeypatch.undo()
+    unhealthy_report = GateReport(True, 2, 2, 0.1)
+    monkeypatch.setattr(HostContext, "gate_report", lambda self, *a, **k: unhealthy_report)
+    for _, d in members(repo, tmp_path, pms):
+        DeployLock(d.transport, d.layout).release()
+    f = fleet(repo, tmp_path, pms)
+    f._lock_all("v1", "recover", 0)  # what every fleet command does first
+    f._release_all()
+    assert {current(tmp_path, h) for h in HOSTS} == {first.release}
+    for _, d in members(repo, tmp_path, pms):
+        assert rows(d)[0]["status"] == "interrupted"
+        assert journal.read(d.transport, d.layout) is None
+
+
+def test_reconcile_carries_a_commit_only_within_its_fleet() -> None:
+    journals = {
+        "a": {"fleet": {"id": "f1", "commit": True}},
+        "b": {"fleet": {"id": "f1"}},
+        "c": {"fleet": {"id": "f0"}},
+        "d": None,
+        "e": {"row": {}},
+    }
+    assert reconcile(journals) == ["b"]
+    assert reconcile({"a": {"fleet": {"id": "f1"}}}) == []
+
+
+def test_waves_keep_the_host_order() -> None:
+    ms = [fleet_mod.Member(str(i), None) for i in range(5)]  # type: ignore[arg-type]
+    assert [[m.name for m in w] for w in waves(ms, 2)] == [["0", "1"], ["2", "3"], ["4"]]
+    assert len(waves(ms, None)) == 1
+
+
+def test_a_fleet_needs_two_hosts(repo: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="two hosts"):
+        FleetDeploy(members(repo, tmp_path, {})[:1], parallel=1, batch_size=None)
+
+
+def test_a_promote_that_fails_after_the_commit_is_rolled_forward_by_its_recovery(
+    repo: Path, tmp_path: Path, unhealthy: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pms: dict[str, FakeProcessManager] = {}
+    fleet(repo, tmp_path, pms).deploy("v1")
+    real = Deployer.promote_run
+
+    def fails_on_b(self: Deployer, run: object) -> None:
+        if Path(str(self.env.root)).name == "b":
+            raise SlipwayError("pm2 save: disk quota exceeded")
+        real(self, run)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Deployer, "promote_run", fails_on_b)
+    with pytest.raises(SlipwayError, match="b: the promote failed after every host") as info:
+        fleet(repo, tmp_path, pms).deploy("v2")
+    assert "rolled forward" in str(info.value.hint)
+    new = rows(members(repo, tmp_path, pms)[0][1])[0]["release"]
+    assert {current(tmp_path, h) for h in HOSTS} == {new}  # b too, by its recovery
+    for host, d in members(repo, tmp_path, pms):
+        assert rows(d)[0]["status"] == ("failed" if host == "b" else "succeeded")
+        assert journal.read(d.transport, d.layout) is None
+
+
+def test_ctrl_c_on_one_host_brings_every_host_back(
+    repo: Path, tmp_path: Path, unhealthy: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pms: dict[str, FakeProcessManager] = {}
+    first = fleet(repo, tmp_path, pms).deploy("v1")
+    real = Deployer.activate
+
+    def interrupted_on_c(self: Deployer, run: object) -> None:
+        real(self, run)  # type: ignore[arg-type]
+        if Path(str(self.env.root)).name == "c":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Deployer, "activate", interrupted_on_c)
+    with pytest.raises(DeployFailed, match=r"c failed at step '\w+': interrupted \(Ctrl-C"):
+        fleet(repo, tmp_path, pms).deploy("v2")
+    assert {current(tmp_path, h) for h in HOSTS} == {first.release}
+
+
+def test_an_unreadable_journal_on_one_host_stops_the_fleet_before_anything(
+    repo: Path, tmp_path: Path, unhealthy: set[str]
+) -> None:
+    pms: dict[str, FakeProcessManager] = {}
+    fleet(repo, tmp_path, pms).deploy("v1")
+    _, b = members(repo, tmp_path, pms)[1]
+    Path(journal.path_of(b.layout)).write_text("{torn")
+    with pytest.raises(SlipwayError, match=r"^b: the deploy journal .* is not readable"):
+        fleet(repo, tmp_path, pms).deploy("v2")
+    for _, d in members(repo, tmp_path, pms):
+        assert len(rows(d)) == 1 and not is_held(d.transport, d.layout)
