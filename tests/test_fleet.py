@@ -7,16 +7,17 @@ host's public port.
 - the last wave's host fails its health gate: every host is back on the previous
   release, with 0 failed requests on any host;
 - a lock held on one host: nothing changes on any host;
-- slipway SIGKILLed mid-fleet (after the first wave switched): the next command
-  recovers every host, with no failed request and every acknowledged write kept;
-- one host's sshd killed mid-deploy: the fleet goes back; once sshd is back, the next
-  command recovers that host.
+- slipway SIGKILLed mid-fleet, before the commit decision (after the first switch) and
+  after it (at the first promote): ``slipway recover`` brings every host back, or
+  forward, never half the fleet, with no failed request and every acknowledged write
+  kept.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -208,3 +209,56 @@ def test_a_lock_held_on_one_host_changes_nothing_anywhere(fleet: Fleet) -> None:
     assert host.spec in err and "nothing changed on any host" in err
     assert fleet.current() == before
     assert not [e for e in events if e.get("step") == "upload"]
+
+
+def _deploy_killed_at(fleet: Fleet, ref: str, step: str, status: str) -> list[dict[str, object]]:
+    """`slipway deploy --json`, SIGKILLed at the first event (step, status) of any host."""
+    argv = [EXE, "--config", str(fleet.config), "deploy", "testing", "--ref", ref, "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    seen: list[dict[str, object]] = []
+    for line in proc.stdout:
+        event = json.loads(line)
+        seen.append(event)
+        if event.get("step") == step and event.get("status") == status:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, seen[-3:]
+    return seen
+
+
+def _journals(fleet: Fleet) -> list[bool]:
+    return [(h.data / "testing" / ".slipway" / "journal.json").exists() for h in fleet.ns.hosts]
+
+
+@pytest.mark.parametrize(
+    ("step", "status", "forward"),
+    [("switch", "ok", False), ("promote", "start", True)],
+    ids=["after-the-first-switch", "after-the-commit-decision"],
+)
+def test_slipway_killed_mid_fleet_is_recovered_on_every_host(
+    fleet: Fleet, step: str, status: str, forward: bool
+) -> None:
+    """Killed once a first host switched (before the commit decision): every host goes
+    back. Killed at the first promote (the decision journaled on every host): every host
+    rolls forward. Either way no request fails and no acknowledged write is lost."""
+    before = fleet.current()
+    assert len(set(before)) == 1
+    rows_before = [fleet.rows(i) for i in range(HOSTS)]
+    with ExitStack() as stack:
+        loads = fleet.loads(stack)
+        seen = _deploy_killed_at(fleet, "v2", step, status)
+        assert any(_journals(fleet)), "the kill left no journal: nothing was under way"
+        done = fleet.cli("recover", "testing", "--json")
+        assert done.returncode == 0, done.stderr
+    assert not any(_journals(fleet))
+    after = fleet.current()
+    assert len(set(after)) == 1, after  # never half a fleet
+    started = [e for e in seen if e.get("step") == "upload" and e.get("status") == "start"]
+    assert len(started) == HOSTS
+    assert (after != before) is forward, (before, after)
+    assert failed(loads) == [0] * HOSTS, [load.summary() for load in loads]
+    for i, load in enumerate(loads):
+        acked = sum(1 for s in load.samples if s.kind == "post" and s.ok)
+        assert fleet.rows(i) >= rows_before[i] + acked, i

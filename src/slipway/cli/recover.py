@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import click
 
 from slipway.cli.context import LOCK_WAIT, echo_json_line, loaded_config
-from slipway.cli.hosts import host_session
+from slipway.cli.hosts import fleet_session, host_session
 from slipway.cli.output import Progress
+from slipway.config import LoadedConfig
+from slipway.deploy.engine import Deployer
+from slipway.deploy.fleet import FleetDeploy
 
 
 @click.command(name="recover")
@@ -36,9 +41,7 @@ def command(ctx: click.Context, environment: str, lock_wait: float, as_json: boo
     loaded = loaded_config(ctx)
     progress = Progress(as_json=as_json, color=not ctx.obj["no_color"])
     failed = False
-    for deployer in host_session(loaded, environment, emit=progress):
-        lock = deployer.take_lock(ref="recover", reason="recover", wait=lock_wait)
-        lock.release()
+    for deployer in _recovered(loaded, environment, progress, lock_wait):
         done = deployer.recovered
         failed = failed or (done is not None and not done.serving)
         if as_json:
@@ -59,3 +62,20 @@ def command(ctx: click.Context, environment: str, lock_wait: float, as_json: boo
             )
     if failed:
         ctx.exit(1)
+
+
+def _recovered(
+    loaded: LoadedConfig, environment: str, progress: Progress, lock_wait: float
+) -> Iterator[Deployer]:
+    """Each host after its recovery: one at a time, or a fleet's all at once (a fleet
+    that had decided to commit rolls forward on every host, see slipway.deploy.fleet)."""
+    env = loaded.config.environment(environment)
+    if len(env.hosts) < 2:
+        for deployer in host_session(loaded, environment, emit=progress):
+            deployer.take_lock(ref="recover", reason="recover", wait=lock_wait).release()
+            yield deployer
+        return
+    with fleet_session(loaded, environment, emit=progress) as members:
+        fleet = FleetDeploy(members, parallel=env.fleet.parallel, batch_size=None)
+        fleet.recover(lock_wait=lock_wait)
+        yield from (d for _, d in members)

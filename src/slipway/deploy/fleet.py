@@ -165,6 +165,12 @@ class FleetDeploy:
         steps.run_hooks(first, "post_deploy", source, outcome.release)
         return outcome
 
+    def recover(self, *, lock_wait: float = 0) -> None:
+        """``slipway recover`` on a fleet: every host's lock, the commit decision carried
+        to every host, each host's interrupted run completed (``Deployer.recovered``)."""
+        self._lock_all("recover", "recover", lock_wait)
+        self._release_all()
+
     # --- locks ----------------------------------------------------------------------
 
     def _lock_all(self, ref: str, reason: str, wait: float) -> None:
