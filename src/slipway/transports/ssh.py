@@ -103,6 +103,9 @@ def _ip_or_empty(address: str) -> str:
         return ""
 
 
+PREFERRED_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
+
+
 class SshTransport(Transport):
     name = "ssh"
 
@@ -153,6 +156,15 @@ class SshTransport(Transport):
             "connect_timeout": self.ssh.connect_timeout_seconds,
             "keepalive_interval": 5,
             "keepalive_count_max": 3,
+            # AES-GCM first: asyncssh builds a new ChaCha20 cipher object per packet,
+            # which cost a fleet deploy about a fifth of its CPU; both are AEAD ciphers
+            # every OpenSSH server offers. Anything else asyncssh supports stays after.
+            "encryption_algs": PREFERRED_CIPHERS
+            + [
+                alg.decode()
+                for alg in asyncssh.encryption.get_encryption_algs()
+                if alg.decode() not in PREFERRED_CIPHERS
+            ],
         }
         if self.host.user:
             options["username"] = self.host.user
