@@ -24,7 +24,7 @@ from contextlib import ExitStack
 import pytest
 from fleetenv import EXE, Fleet, warm_uv_cache
 from loadgen import Load
-from netns import netns_fleet
+from netns import netns_fleet, restart_sshd
 from support import ROOT, TOOLS_BIN, require_binary
 
 from slipway.config import load_config
@@ -164,3 +164,34 @@ def test_slipway_killed_mid_fleet_is_recovered_on_every_host(
     for i, load in enumerate(loads):
         acked = sum(1 for s in load.samples if s.kind == "post" and s.ok)
         assert fleet.rows(i) >= rows_before[i] + acked, i
+
+
+def test_a_host_whose_sshd_dies_mid_deploy_is_recovered_once_it_is_back(fleet: Fleet) -> None:
+    """The third host's sshd (listener and sessions) is killed once its new colour
+    started: the fleet goes back everywhere it can reach and says the third host was
+    not recovered; its apps and router keep serving (PM2 is not sshd's child). Once
+    sshd is back, `slipway recover` completes that host's journal."""
+    before = fleet.current()
+    victim = fleet.ns.hosts[2]
+    argv = [EXE, "--config", str(fleet.config), "deploy", "testing", "--ref", "v2", "--json"]
+    with ExitStack() as stack:
+        loads = fleet.loads(stack)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stderr is not None
+        killed = 0
+        for line in proc.stdout:
+            event = json.loads(line)
+            at_victim = event.get("host") == victim.spec
+            if at_victim and event.get("step") == "start" and event.get("status") == "ok":
+                killed = victim.kill_sshd()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=300) == 1, err
+        assert killed >= 2, "the listener and the deploy's session"
+        assert victim.spec in err and "NOT every host" in err
+        assert _journals(fleet)[2] and not any(_journals(fleet)[:2] + _journals(fleet)[3:])
+        restart_sshd(victim, fleet.ns.root)
+        done = fleet.cli("recover", "testing", "--json")
+        assert done.returncode == 0, done.stderr
+    assert not any(_journals(fleet))
+    assert fleet.current() == before
+    assert failed(loads) == [0] * HOSTS, [load.summary() for load in loads]

@@ -30,6 +30,7 @@ chain keep its steps); one notification, one set of hooks.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -214,9 +215,12 @@ class FleetDeploy:
             )
 
     def _release_all(self) -> None:
+        """Every lock let go; a host that cannot be reached any more lost its lock
+        with its connection (the lock lives as long as the session holding it)."""
         for member in self.members:
             if member.lock is not None:
-                member.lock.release()
+                with contextlib.suppress(SlipwayError):
+                    member.lock.release()
                 member.lock = None
 
     # --- the phases -------------------------------------------------------------------
