@@ -197,9 +197,7 @@ def test_a_fleet_killed_while_committing_rolls_every_host_forward(
     killed_release = rows(members(repo, tmp_path, pms)[0][1])[0]["release"]
     for _, d in members(repo, tmp_path, pms):
         DeployLock(d.transport, d.layout).release()  # the killed process's locks died with it
-    f = fleet(repo, tmp_path, pms)
-    f._lock_all("v2", "recover", 0)  # what every fleet command does first
-    f._release_all()
+    fleet(repo, tmp_path, pms).recover()  # `slipway recover`, as every fleet command first
     assert {current(tmp_path, h) for h in HOSTS} == {killed_release}
     for host, d in members(repo, tmp_path, pms):
         (event,) = [
@@ -229,9 +227,7 @@ def test_a_fleet_killed_before_committing_rolls_every_host_back(
     monkeypatch.setattr(HostContext, "gate_report", lambda self, *a, **k: unhealthy_report)
     for _, d in members(repo, tmp_path, pms):
         DeployLock(d.transport, d.layout).release()
-    f = fleet(repo, tmp_path, pms)
-    f._lock_all("v1", "recover", 0)  # what every fleet command does first
-    f._release_all()
+    fleet(repo, tmp_path, pms).recover()  # `slipway recover`, as every fleet command first
     assert {current(tmp_path, h) for h in HOSTS} == {first.release}
     for _, d in members(repo, tmp_path, pms):
         assert rows(d)[0]["status"] == "interrupted"
@@ -246,8 +242,19 @@ def test_reconcile_carries_a_commit_only_within_its_fleet() -> None:
         "d": None,
         "e": {"row": {}},
     }
-    assert reconcile(journals) == ["b"]
-    assert reconcile({"a": {"fleet": {"id": "f1"}}}) == []
+    assert reconcile(journals, {}) == {"b": True}
+    assert reconcile({"a": {"fleet": {"id": "f1"}}}, {}) == {}
+
+
+def test_reconcile_believes_the_records_over_the_journals() -> None:
+    """A host that recorded the fleet succeeded proves the commit (its journal is gone);
+    one that recorded it rolled back proves the fleet was undone, whatever a journal
+    left on an unreachable host says."""
+    committed = {"b": {"fleet": {"id": "f1"}}, "c": {"fleet": {"id": "f1"}}}
+    assert reconcile(committed, {"f1": {"succeeded"}}) == {"b": True, "c": True}
+    undone = {"c": {"fleet": {"id": "f1", "commit": True}}}
+    assert reconcile(undone, {"f1": {"rolled_back", "interrupted"}}) == {"c": False}
+    assert reconcile(undone, {"f1": {"interrupted"}}) == {}
 
 
 def test_waves_keep_the_host_order() -> None:
@@ -274,14 +281,73 @@ def test_a_promote_that_fails_after_the_commit_is_rolled_forward_by_its_recovery
         real(self, run)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Deployer, "promote_run", fails_on_b)
-    with pytest.raises(SlipwayError, match="b: the promote failed after every host") as info:
-        fleet(repo, tmp_path, pms).deploy("v2")
-    assert "rolled forward" in str(info.value.hint)
-    new = rows(members(repo, tmp_path, pms)[0][1])[0]["release"]
-    assert {current(tmp_path, h) for h in HOSTS} == {new}  # b too, by its recovery
+    outcome = fleet(repo, tmp_path, pms).deploy("v2")
+    statuses = {name: o.status for name, o in outcome.hosts}
+    assert statuses == {"a": "succeeded", "b": "rolled_forward", "c": "succeeded"}
+    assert "its fleet had committed" in dict(outcome.hosts)["b"].health
+    assert {current(tmp_path, h) for h in HOSTS} == {outcome.release}  # b too
     for host, d in members(repo, tmp_path, pms):
         assert rows(d)[0]["status"] == ("failed" if host == "b" else "succeeded")
+        assert "disk quota exceeded" in str(rows(d)[0]["error"] or "") or host != "b"
         assert journal.read(d.transport, d.layout) is None
+
+
+def test_a_commit_mark_that_cannot_be_written_undoes_every_host(
+    repo: Path, tmp_path: Path, unhealthy: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pms: dict[str, FakeProcessManager] = {}
+    first = fleet(repo, tmp_path, pms).deploy("v1")
+    real = Deployer.mark_fleet_commit
+
+    def unreachable_c(self: Deployer, commit: bool = True) -> None:
+        if Path(str(self.env.root)).name == "c" and commit:
+            raise SlipwayError("connection lost")
+        real(self, commit)
+
+    monkeypatch.setattr(Deployer, "mark_fleet_commit", unreachable_c)
+    with pytest.raises(DeployFailed, match="c failed at step 'commit': connection lost"):
+        fleet(repo, tmp_path, pms).deploy("v2")
+    assert {current(tmp_path, h) for h in HOSTS} == {first.release}
+    for _, d in members(repo, tmp_path, pms):
+        assert rows(d)[0]["status"] == "rolled_back"
+        assert journal.read(d.transport, d.layout) is None
+
+
+def test_one_host_alone_does_not_undo_a_fleet_journal_without_the_decision(
+    repo: Path, tmp_path: Path, unhealthy: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`slipway rollback`, `deploy --host` and the like recover one host: with a fleet
+    journal that has no commit decision they stop and say to recover the fleet."""
+    pms: dict[str, FakeProcessManager] = {}
+    fleet(repo, tmp_path, pms).deploy("v1")
+
+    def killed(self: FleetDeploy, started: float) -> None:
+        raise _Killed()
+
+    monkeypatch.setattr(FleetDeploy, "_decide_commit", killed)
+    with pytest.raises(_Killed):
+        fleet(repo, tmp_path, pms).deploy("v2")
+    monkeypatch.undo()
+    _, alone = members(repo, tmp_path, pms)[0]
+    DeployLock(alone.transport, alone.layout).release()
+    with pytest.raises(SlipwayError, match="part of a fleet deploy to a, b, c") as info:
+        alone.take_lock(ref="v1", reason="rollback", wait=0)
+    assert "slipway recover testing" in str(info.value.hint)
+    assert journal.read(alone.transport, alone.layout) is not None
+    assert not is_held(alone.transport, alone.layout)
+
+
+def test_every_host_gets_one_release_id_even_across_a_second(
+    repo: Path, tmp_path: Path, unhealthy: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slipway.deploy import engine
+
+    ticks = iter(range(100))
+    monkeypatch.setattr(engine, "release_id", lambda source: f"2026113012000{next(ticks)}-x")
+    pms: dict[str, FakeProcessManager] = {}
+    outcome = FleetDeploy(members(repo, tmp_path, pms), parallel=1, batch_size=1).deploy("v1")
+    assert {o.release for _, o in outcome.hosts} == {outcome.release}
+    assert {current(tmp_path, h) for h in HOSTS} == {outcome.release}
 
 
 def test_ctrl_c_on_one_host_brings_every_host_back(
@@ -313,3 +379,80 @@ def test_an_unreadable_journal_on_one_host_stops_the_fleet_before_anything(
         fleet(repo, tmp_path, pms).deploy("v2")
     for _, d in members(repo, tmp_path, pms):
         assert len(rows(d)) == 1 and not is_held(d.transport, d.layout)
+
+
+def test_ctrl_c_at_the_deployer_brings_every_host_back(
+    repo: Path, tmp_path: Path, unhealthy: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C reaches only the main thread, waiting for a wave: no host is blamed, every
+    host stops at its next step and goes back."""
+    import concurrent.futures
+
+    pms: dict[str, FakeProcessManager] = {}
+    first = fleet(repo, tmp_path, pms).deploy("v1")
+    real_activate, real_result = Deployer.activate, concurrent.futures.Future.result
+    pressed: list[bool] = []
+
+    def activate(self: Deployer, run: object) -> None:
+        pressed.append(True)
+        real_activate(self, run)  # type: ignore[arg-type]
+
+    def result(self: concurrent.futures.Future, timeout: float | None = None) -> object:
+        if pressed and len(pressed) < 99:
+            pressed.extend([True] * 99)  # once
+            raise KeyboardInterrupt
+        return real_result(self, timeout)
+
+    monkeypatch.setattr(Deployer, "activate", activate)
+    monkeypatch.setattr(concurrent.futures.Future, "result", result)
+    with pytest.raises(DeployFailed, match=r"interrupted \(Ctrl-C or SIGINT\) during step"):
+        fleet(repo, tmp_path, pms, batch_size=1).deploy("v2")
+    assert {current(tmp_path, h) for h in HOSTS} == {first.release}
+
+
+def test_a_promote_that_cannot_be_rolled_forward_says_so_and_keeps_the_journal(
+    repo: Path, tmp_path: Path, unhealthy: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slipway.deploy.run import Recovery
+
+    pms: dict[str, FakeProcessManager] = {}
+    fleet(repo, tmp_path, pms).deploy("v1")
+    real = Deployer.promote_run
+
+    def fails_on_c(self: Deployer, run: object) -> None:
+        if Path(str(self.env.root)).name == "c":
+            raise SlipwayError("connection lost")
+        real(self, run)  # type: ignore[arg-type]
+
+    def unreachable(d: Deployer, data: dict, cause: str, notify: bool) -> Recovery:
+        return Recovery("x", "deploy", "r", "promote", False, "recovery failed: host down")
+
+    monkeypatch.setattr(Deployer, "promote_run", fails_on_c)
+    monkeypatch.setattr(fleet_mod.recovery, "recover", unreachable)
+    with pytest.raises(DeployFailed, match="c failed at step 'promote'") as info:
+        fleet(repo, tmp_path, pms).deploy("v2")
+    assert not info.value.rolled_back
+    assert "slipway recover testing rolls it forward" in str(info.value.hint)
+    _, c = members(repo, tmp_path, pms)[2]
+    assert journal.read(c.transport, c.layout)["fleet"]["commit"] is True  # type: ignore[index]
+
+
+def test_one_host_whose_undo_breaks_does_not_stop_the_others_going_back(
+    repo: Path, tmp_path: Path, unhealthy: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pms: dict[str, FakeProcessManager] = {}
+    first = fleet(repo, tmp_path, pms).deploy("v1")
+    real = Deployer.fail
+
+    def broken_on_b(self: Deployer, run: object, exc: BaseException) -> object:
+        if Path(str(self.env.root)).name == "b":
+            raise RuntimeError("the incident directory vanished")
+        return real(self, run, exc)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Deployer, "fail", broken_on_b)
+    unhealthy.add("c")
+    with pytest.raises(DeployFailed, match="NOT every host") as info:
+        fleet(repo, tmp_path, pms).deploy("v2")
+    assert not info.value.rolled_back
+    assert current(tmp_path, "a") == first.release  # a went back after b's undo broke
+    assert current(tmp_path, "c") == first.release

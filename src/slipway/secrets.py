@@ -16,6 +16,7 @@ slipway parses ``{"exists": true}`` or a PM2 process name.
 from __future__ import annotations
 
 import re
+import threading
 import weakref
 from collections.abc import Iterable
 from urllib.parse import quote, unquote, urlsplit
@@ -103,17 +104,21 @@ class Masker:
     def __init__(self, values: Iterable[str] = ()) -> None:
         self._values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._adding = threading.Lock()
         self.add(*values)
         _LIVE_MASKERS.add(self)
 
     def add(self, *values: str | Secret) -> None:
-        for value in values:
-            raw = value.reveal() if isinstance(value, Secret) else value
-            if len(raw) >= MIN_SECRET_LENGTH and raw.lower() not in NOT_SECRETS:
-                self._values.add(raw)
-        # Longest first so a secret that contains another is masked whole.
-        ordered = sorted(self._values, key=len, reverse=True)
-        self._pattern = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
+        # A fleet's hosts add their env files' values from several threads: without the
+        # lock, a pattern compiled from an older set could replace a newer one.
+        with self._adding:
+            for value in values:
+                raw = value.reveal() if isinstance(value, Secret) else value
+                if len(raw) >= MIN_SECRET_LENGTH and raw.lower() not in NOT_SECRETS:
+                    self._values.add(raw)
+            # Longest first so a secret that contains another is masked whole.
+            ordered = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
 
     def __call__(self, text: str) -> str:
         if self._pattern is None:

@@ -695,7 +695,8 @@ class EnvironmentConfig(Strict):
 
 
 class FleetConfig(Strict):
-    """How a deploy to several hosts proceeds (see docs/architecture.md, "Fleets")."""
+    """How a deploy to several hosts proceeds: ``parallel`` hosts at a time, activated
+    in waves of ``batch_size`` behind a barrier (the README's "Fleets")."""
 
     parallel: StrictInt = Field(
         default=10, ge=1, le=256, description="Hosts worked on at once (lock, prepare, promote)."

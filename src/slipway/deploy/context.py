@@ -139,6 +139,8 @@ class HostContext:
         # Blue-green: the colour a release is built for (its build-time backend address).
         self.build_color: str | None = None
         self.deployment_id: str | None = None  # of the deploy or rollback under way
+        # Driven by a fleet command, which settles every host's journal together.
+        self.fleet_member = False
         self.identity: Path | None = None  # age identity file, to restore encrypted backups
         self.notifier = notifier or Notifier.for_env(self.config, env_name, self.masker)
         self.last_incident: tuple[str, str] | None = None  # (path on the host, masked text)

@@ -91,6 +91,17 @@ class HostRun:
     activation: list[Step] | None = None  # the strategy's steps, asked once
 
 
+def new_release_id(source: Source, kept: set[str]) -> str:
+    """``<time>-<sha8>``; a second deploy of one commit within the same second gets a
+    suffix, never the directory of a release that may be serving (``kept``: on every
+    host a fleet deploys to)."""
+    base = release_id(source)
+    release, n = base, 1
+    while release in kept:
+        release, n = f"{base}-{n}", n + 1
+    return release
+
+
 class Deployer(HostContext):
     """Deploys one environment of one app to one host: the deploy flow on top of the
     host context's tools."""
@@ -181,14 +192,7 @@ class Deployer(HostContext):
         return recovery.take_lock(self, ref=ref, reason=reason, wait=wait)
 
     def _new_release_id(self, source: Source) -> str:
-        """``<time>-<sha8>``; a second deploy of one commit within the same second gets a
-        suffix, never the directory of a release that may be serving."""
-        base = release_id(source)
-        kept = set(self.list_releases())
-        release, n = base, 1
-        while release in kept:
-            release, n = f"{base}-{n}", n + 1
-        return release
+        return new_release_id(source, set(self.list_releases()))
 
     def _deploy_locked(self, source: Source, started: float, plan: DeployPlan) -> Outcome:
         run = self.begin(source, started, plan)
@@ -217,13 +221,15 @@ class Deployer(HostContext):
         plan: DeployPlan,
         *,
         deployment_id: str | None = None,
+        release: str | None = None,
         fleet: dict[str, Any] | None = None,
     ) -> HostRun:
         """The record and the journal of a new run (the caller holds the lock). A fleet
-        gives every host the same ``deployment_id`` and journals its ``fleet`` (id and
-        hosts) so a recovery can tell whether the fleet had decided to commit."""
+        gives every host the same ``deployment_id`` and ``release`` and journals its
+        ``fleet`` (id and hosts) so a recovery can tell whether the fleet had decided to
+        commit."""
         self.deployment_id = deployment_id or uuid.uuid4().hex[:12]
-        release = self._new_release_id(source)
+        release = release or self._new_release_id(source)
         previous = self.current_release()
         self.build_color = self.strategy.build_color(self)
         row = self.new_record(
@@ -291,11 +297,12 @@ class Deployer(HostContext):
         """The strategy's promote: ``current`` moves to the release."""
         self._run_steps([s for s in self._strategy_steps(run) if s[0] == PROMOTE], run.state)
 
-    def mark_fleet_commit(self) -> None:
+    def mark_fleet_commit(self, commit: bool = True) -> None:
         """Every host of the fleet passed its gates: from here a recovery of this run
-        finishes its promote instead of undoing it (see :mod:`slipway.deploy.fleet`)."""
+        finishes its promote instead of undoing it (see :mod:`slipway.deploy.fleet`).
+        ``False`` takes a mark back (another host's could not be written)."""
         if self.journal is not None:
-            self.journal.note(fleet={**self.journal.data.get("fleet", {}), "commit": True})
+            self.journal.note(fleet={**self.journal.data.get("fleet", {}), "commit": commit})
 
     def succeed(self, run: HostRun) -> Outcome:
         self._finish_success(run.row, run.release, run.previous, run.started, run.state)

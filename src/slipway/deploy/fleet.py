@@ -41,11 +41,12 @@ from typing import Any
 
 from slipway.deploy import journal as journal_mod
 from slipway.deploy import recovery, steps
-from slipway.deploy.engine import Deployer, DeployPlan, HostRun
+from slipway.deploy.engine import Deployer, DeployPlan, HostRun, new_release_id
 from slipway.deploy.run import Outcome
 from slipway.deploy.source import Source, resolve
 from slipway.errors import DeployFailed, LockHeld, LockLost, SlipwayError, UsageError
 from slipway.notify import message
+from slipway.state import records
 from slipway.state.lock import DeployLock
 
 
@@ -79,9 +80,14 @@ class FleetOutcome:
 
 @dataclass(frozen=True)
 class Failure:
-    host: str
+    host: str  # empty: Ctrl-C at the deployer, no host failed
     step: str
     error: Exception | KeyboardInterrupt
+
+    def cause(self) -> str:
+        if not self.host:
+            return f"interrupted (Ctrl-C or SIGINT) during step '{self.step}'"
+        return f"{self.host} failed at step '{self.step}': {_first_line(self.error)}"
 
 
 def waves(members: Sequence[Member], batch_size: int | None) -> list[list[Member]]:
@@ -90,22 +96,42 @@ def waves(members: Sequence[Member], batch_size: int | None) -> list[list[Member
     return [list(members[i : i + size]) for i in range(0, len(members), size)]
 
 
-def reconcile(journals: dict[str, dict[str, Any] | None]) -> list[str]:
-    """The hosts whose journal must be told the fleet committed: those of a fleet run
-    another host's journal already says committed. Pure (the caller writes)."""
-    committed = {
-        str(data["fleet"]["id"])
-        for data in journals.values()
-        if data and isinstance(data.get("fleet"), dict) and data["fleet"].get("commit")
-    }
-    return [
-        host
-        for host, data in journals.items()
-        if data
-        and isinstance(data.get("fleet"), dict)
-        and str(data["fleet"].get("id")) in committed
-        and not data["fleet"].get("commit")
-    ]
+def _fleet_of(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    fleet = data.get("fleet") if data else None
+    return fleet if isinstance(fleet, dict) and fleet.get("id") else None
+
+
+def reconcile(
+    journals: dict[str, dict[str, Any] | None], outcomes: dict[str, set[str]]
+) -> dict[str, bool]:
+    """What each host's journal must say about its fleet's commit, for the hosts whose
+    journal says otherwise. Pure (the caller writes). Per fleet id:
+
+    - a host recorded it ``succeeded``: it committed (records outlive journals);
+    - else a host recorded it ``rolled_back``: the fleet was undone;
+    - else any journal saying commit decides it: every host had passed its gates
+      before the first mark was written (presumed commit).
+
+    ``outcomes``: the statuses the hosts' records hold for each fleet id."""
+    decided: dict[str, bool] = {}
+    for data in journals.values():
+        fleet = _fleet_of(data)
+        if fleet is None:
+            continue
+        fid = str(fleet["id"])
+        statuses = outcomes.get(fid, set())
+        if "succeeded" in statuses:
+            decided[fid] = True
+        elif "rolled_back" in statuses:
+            decided[fid] = False
+        else:
+            decided[fid] = decided.get(fid, False) or bool(fleet.get("commit"))
+    changes: dict[str, bool] = {}
+    for host, data in journals.items():
+        fleet = _fleet_of(data)
+        if fleet is not None and bool(fleet.get("commit")) != decided[str(fleet["id"])]:
+            changes[host] = decided[str(fleet["id"])]
+    return changes
 
 
 class FleetDeploy:
@@ -125,9 +151,11 @@ class FleetDeploy:
         self.batch_size = batch_size
         self.stop = threading.Event()
         self.failure: Failure | None = None
+        self.interrupted = False  # Ctrl-C reached the deployer (the main thread)
         self._failure_lock = threading.Lock()
         for member in self.members:
             member.deployer.quiet = True
+            member.deployer.fleet_member = True
             member.deployer.stop_requested = self._stop_check(member)
 
     @property
@@ -156,6 +184,7 @@ class FleetDeploy:
             rehearse = first.config.migrations.rehearse
         plan = DeployPlan(breaking, rehearse, tuple(allow_data_loss))
         self._each(self.members, lambda m: steps.mask_env_file_early(m.deployer))
+        self._stop_if_interrupted()
         steps.run_hooks(first, "pre_deploy", source, "")
         started = time.monotonic()
         self._lock_all(ref, reason, lock_wait)
@@ -165,6 +194,12 @@ class FleetDeploy:
             self._release_all()
         steps.run_hooks(first, "post_deploy", source, outcome.release)
         return outcome
+
+    def _stop_if_interrupted(self) -> None:
+        """Ctrl-C before anything changed: stop here, as a one-host deploy would."""
+        if self.interrupted:
+            self._release_all()
+            raise KeyboardInterrupt
 
     def recover(self, *, lock_wait: float = 0) -> None:
         """``slipway recover`` on a fleet: every host's lock, the commit decision carried
@@ -182,6 +217,7 @@ class FleetDeploy:
             member.lock = recovery.acquire(member.deployer, ref=ref, reason=reason, wait=wait)
 
         errors = self._each(self.members, take, stop_on_error=False)
+        self._stop_if_interrupted()
         if errors:
             self._release_all()
             host, exc = errors[0]
@@ -200,19 +236,29 @@ class FleetDeploy:
             raise
 
     def _carry_commit(self) -> None:
-        """A killed fleet that had decided to commit: tell every host (see
+        """A killed fleet: every host's journal made to say what the fleet decided (see
         :func:`reconcile`) before any recovery runs."""
         journals = {
             m.name: journal_mod.read(m.deployer.transport, m.deployer.layout) for m in self.members
         }
-        for name in reconcile(journals):
+        ids = {str(f["id"]) for f in (_fleet_of(j) for j in journals.values()) if f}
+        outcomes: dict[str, set[str]] = {}
+        for member in self.members if ids else []:
+            d = member.deployer
+            for row in records.deployments(d.transport, d.layout, 50):
+                if str(row["id"]) in ids:
+                    outcomes.setdefault(str(row["id"]), set()).add(str(row["status"]))
+        for name, commit in reconcile(journals, outcomes).items():
             member = next(m for m in self.members if m.name == name)
             data = journals[name] or {}
             journal = journal_mod.Journal(member.deployer.transport, member.deployer.layout, data)
-            journal.note(fleet={**data["fleet"], "commit": True})
-            member.deployer.emit(
-                "lock", "info", detail="the fleet had decided to commit: this host rolls forward"
+            journal.note(fleet={**data["fleet"], "commit": commit})
+            detail = (
+                "the fleet had decided to commit: this host rolls forward"
+                if commit
+                else "the fleet was undone on the other hosts: this host goes back too"
             )
+            member.deployer.emit("lock", "info", detail=detail)
 
     def _release_all(self) -> None:
         """Every lock let go; a host that cannot be reached any more lost its lock
@@ -228,6 +274,7 @@ class FleetDeploy:
     def _deploy_locked(self, source: Source, plan: DeployPlan, started: float) -> FleetOutcome:
         fleet_id = uuid.uuid4().hex[:12]
         hosts = [m.name for m in self.members]
+        release = self._release_for_all(source)
 
         def begin(member: Member) -> None:
             member.run = member.deployer.begin(
@@ -235,12 +282,11 @@ class FleetDeploy:
                 started,
                 plan,
                 deployment_id=fleet_id,
+                release=release,
                 fleet={"id": fleet_id, "hosts": hosts},
             )
 
-        begun = self._each(self.members, begin, stop_on_error=False)
-        if begun:
-            self._abort(Failure(begun[0][0], "prepare", begun[0][1]), started)
+        self._phase(self.members, begin, started)
         self._phase(self.members, lambda m: m.deployer.prepare(self._run(m)), started)
         batches = waves(self.members, self.batch_size)
         for number, wave in enumerate(batches, start=1):
@@ -250,9 +296,8 @@ class FleetDeploy:
                 detail=f"wave {number} of {len(batches)}: {', '.join(m.name for m in wave)}",
             )
             self._phase(wave, self._activate, started)
-        self._each(self.members, lambda m: m.deployer.mark_fleet_commit(), stop_on_error=False)
-        self._commit(started)
-        release = self._run(self.members[0]).release
+        self._decide_commit(started)
+        rolled_forward = self._commit(started)
         outcome = FleetOutcome(
             fleet_id,
             release,
@@ -262,8 +307,38 @@ class FleetDeploy:
             [(m.name, m.outcome) for m in self.members if m.outcome is not None],
             len(batches),
         )
-        self._announce_success(outcome)
+        self._announce_success(outcome, rolled_forward)
         return outcome
+
+    def _release_for_all(self, source: Source) -> str:
+        """One release id on every host, free on each of them."""
+        kept: set[str] = set()
+        found = threading.Lock()
+
+        def listed(member: Member) -> None:
+            releases = member.deployer.list_releases()
+            with found:
+                kept.update(releases)
+
+        errors = self._each(self.members, listed, stop_on_error=False)
+        if errors:
+            host, exc = errors[0]
+            raise SlipwayError(f"{host}: {exc}", hint=_hint(exc, "nothing changed on any host"))
+        self._stop_if_interrupted()
+        return new_release_id(source, kept)
+
+    def _decide_commit(self, started: float) -> None:
+        """Every host's journal says the fleet commits. A host whose mark failed (or
+        Ctrl-C) and the decision is not made: the marks are taken back and every host
+        goes back, as after a failed gate."""
+        errors = self._each(self.members, lambda m: m.deployer.mark_fleet_commit(), False)
+        if not errors and not self.interrupted:
+            return
+        for member in self.members:
+            with contextlib.suppress(Exception):
+                member.deployer.mark_fleet_commit(False)
+        host, exc = errors[0] if errors else ("", KeyboardInterrupt())
+        self._abort(Failure(host, "commit", exc), started)
 
     def _activate(self, member: Member) -> None:
         member.activated = True  # from its first step on, its undo may have work to do
@@ -277,55 +352,65 @@ class FleetDeploy:
             failure = self.failure or Failure(errors[0][0], "?", errors[0][1])
             self._abort(failure, started)
 
-    def _commit(self, started: float) -> None:
+    def _commit(self, started: float) -> list[str]:
         """Every host passed: promote all. A promote that fails now is finished by the
-        host's own recovery, which rolls it forward (its journal says commit)."""
+        host's own recovery, which rolls it forward (its journal says commit). Returns
+        the hosts rolled forward that way; raises when one could not be."""
 
         def promote(member: Member) -> None:
             d = member.deployer
             run = self._run(member)
             try:
                 d.promote_run(run)
+                member.outcome = d.succeed(run)
+                return
             except LockLost:
-                raise
+                raise  # the command that took this host over completes its journal
             except (Exception, KeyboardInterrupt) as exc:
                 data = d.journal.data if d.journal is not None else None
                 if data is None:
                     raise
-                recovery.recover(d, data, cause=d.masker(str(exc)), notify=False)
-                raise
-            member.outcome = d.succeed(run)
+                cause = d.masker(_first_line(exc))
+            done = recovery.recover(d, data, cause=cause, notify=False)
+            if not done.serving:
+                raise SlipwayError(done.note)
+            member.outcome = Outcome(
+                str(d.deployment_id),
+                run.release,
+                run.source.commit,
+                "rolled_forward",
+                time.monotonic() - run.started,
+                d.steps,
+                done.note,
+            )
 
         errors = self._each(self.members, promote, stop_on_error=False)
         if errors:
-            host, exc = errors[0]
-            raise SlipwayError(
-                f"{host}: the promote failed after every host had passed its gates: {exc}",
-                hint="that host was rolled forward by its recovery (slipway status shows"
-                " it); run slipway recover for the environment if it was not",
+            failure = Failure(errors[0][0], "promote", errors[0][1])
+            self._announce_failure(failure, failure.cause(), False, started)
+            raise DeployFailed(
+                "promote",
+                f"{failure.cause()} (after every host had passed its gates: the other"
+                " hosts serve the new release)",
+                rolled_back=False,
+                hint="; ".join(f"{host}: {_first_line(exc)}" for host, exc in errors)
+                + f"; once reachable, slipway recover {self.first.env_name} rolls it forward",
             )
+        return [m.name for m in self.members if m.outcome and m.outcome.status != "succeeded"]
 
     # --- failure --------------------------------------------------------------------
 
     def _abort(self, failure: Failure, started: float) -> None:
         """Every host goes back: those activated in reverse order of activation, then
-        the others (nothing live had changed on them). Raises :class:`DeployFailed`."""
+        the others (nothing live had changed on them). A host whose lock was taken
+        over is left to the command that took it. Raises :class:`DeployFailed`."""
         self.stop.set()
-        cause = f"{failure.host} failed at step '{failure.step}': {_first_line(failure.error)}"
+        cause = failure.cause()
         order = [m for m in reversed(self.members) if m.activated]
         order += [m for m in self.members if not m.activated and m.run is not None]
         all_back = True
         for member in order:
-            d = member.deployer
-            own = failure.error if member.name == failure.host else FleetStopped(cause)
-            try:
-                d.fail(self._run(member), own)
-            except DeployFailed as exc:
-                member.error = exc
-                all_back = all_back and exc.rolled_back
-            except SlipwayError as exc:
-                all_back = False
-                d.emit("rollback", "failed", detail=str(exc))
+            all_back = self._undo(member, failure, cause) and all_back
         self._announce_failure(failure, cause, all_back, started)
         back = "every host serves its previous release" if all_back else "NOT every host"
         raise DeployFailed(
@@ -338,18 +423,36 @@ class FleetDeploy:
             or None,
         )
 
+    def _undo(self, member: Member, failure: Failure, cause: str) -> bool:
+        """One host's failure path (undo, record, incident); True when its previous
+        release serves."""
+        d = member.deployer
+        own = failure.error if member.name == failure.host else FleetStopped(cause)
+        try:
+            d.check_lock()
+            d.fail(self._run(member), own)
+        except DeployFailed as exc:
+            member.error = exc
+            return exc.rolled_back
+        except LockLost as exc:
+            d.emit("rollback", "warning", detail=f"{exc}: the command that took it recovers it")
+            return False
+        except Exception as exc:  # one host's trouble must not leave the others as they are
+            d.emit("rollback", "failed", detail=d.masker(_first_line(exc)))
+            return False
+        return True  # fail() always raises; kept for the type checker
+
     def _stop_check(self, member: Member) -> Callable[[], None]:
         def check() -> None:
             if self.stop.is_set():
-                failure = self.failure
-                where = f"{failure.host} failed at '{failure.step}'" if failure else "stopped"
+                where = self.failure.cause() if self.failure else "stopped"
                 raise FleetStopped(f"the fleet stopped: {where}")
 
         return check
 
     # --- notifications --------------------------------------------------------------
 
-    def _announce_success(self, outcome: FleetOutcome) -> None:
+    def _announce_success(self, outcome: FleetOutcome, rolled_forward: list[str]) -> None:
         first = self.first
         row = self._run(self.members[0]).row
         first.notify(
@@ -367,7 +470,8 @@ class FleetDeploy:
                     ("Hosts", ", ".join(name for name, _ in outcome.hosts)),
                     ("Waves", str(outcome.waves)),
                     ("Previous", self._run(self.members[0]).previous or "-"),
-                ],
+                ]
+                + ([("Rolled forward", ", ".join(rolled_forward))] if rolled_forward else []),
             )
         )
 
@@ -425,18 +529,20 @@ class FleetDeploy:
             try:
                 results = [f.result() for f in futures]
             except KeyboardInterrupt:
-                self._first_failure(members[0], KeyboardInterrupt())
+                # Ctrl-C reaches only this thread: the hosts stop at their next step.
+                self.interrupted = True
+                self._first_failure(None, KeyboardInterrupt())
                 results = [f.result() for f in futures]
-                results.append((members[0].name, KeyboardInterrupt()))
         errors = [r for r in results if r is not None]
         # The host that failed first, not one the fleet stopped, is the one named.
         errors.sort(key=lambda e: isinstance(e[1], FleetStopped))
         return errors
 
-    def _first_failure(self, member: Member, exc: Exception | KeyboardInterrupt) -> None:
+    def _first_failure(self, member: Member | None, exc: Exception | KeyboardInterrupt) -> None:
         with self._failure_lock:
             if self.failure is None:
-                self.failure = Failure(member.name, member.deployer.current_step, exc)
+                d = member.deployer if member else self.first
+                self.failure = Failure(member.name if member else "", d.current_step, exc)
             self.stop.set()
 
 

@@ -93,7 +93,24 @@ def complete_interrupted(d: HostContext) -> Recovery | None:
         # The run ended and its record is final: only removing the journal was cut short.
         journal_mod.Journal(d.transport, d.layout, data).close()
         return None
+    _refuse_half_a_fleet(d, data)
     return recover(d, data)
+
+
+def _refuse_half_a_fleet(d: HostContext, data: dict[str, Any]) -> None:
+    """A fleet deploy's journal without the commit decision: whether the fleet committed
+    is known only from all its hosts' journals, so only a fleet command (which reads
+    them all first) may undo it; alone, this host could go back while the others went
+    forward. One with the decision rolls forward whoever completes it."""
+    fleet = data.get("fleet")
+    if not isinstance(fleet, dict) or fleet.get("commit") or d.fleet_member:
+        return
+    hosts = ", ".join(str(h) for h in fleet.get("hosts", [])) or "several hosts"
+    raise SlipwayError(
+        f"the interrupted deploy on this host was part of a fleet deploy to {hosts}:"
+        " it is recovered for the whole fleet at once, not host by host",
+        hint=f"slipway recover {d.env_name} (with every host of that fleet configured)",
+    )
 
 
 def _already_final(d: HostContext, deployment_id: str) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,11 @@ def state_home() -> Path:
 
 def _file() -> Path:
     return state_home() / "audit-heads.json"
+
+
+# A fleet's hosts remember their heads from several threads: one read-modify-write at a
+# time (they share the file and its temporary name).
+_WRITING = threading.Lock()
 
 
 def key(host: str, base: str) -> str:
@@ -54,16 +60,18 @@ def recall(name: str) -> dict[str, Any] | None:
 def remember(name: str, head: dict[str, Any]) -> bool:
     """Keep ``head`` for ``name``; False when this machine cannot write its state (a
     read-only home): the chain on the host still stands, only the copy is missing."""
-    data = _read()
-    data[name] = {"id": int(head["id"]), "hash": str(head["hash"])}
-    return _write(data)
+    with _WRITING:
+        data = _read()
+        data[name] = {"id": int(head["id"]), "hash": str(head["hash"])}
+        return _write(data)
 
 
 def forget(name: str) -> None:
     """Drop the head of an environment that no longer exists (``slipway try --stop``)."""
-    data = _read()
-    if data.pop(name, None) is not None:
-        _write(data)
+    with _WRITING:
+        data = _read()
+        if data.pop(name, None) is not None:
+            _write(data)
 
 
 def _write(data: dict[str, Any]) -> bool:

@@ -111,6 +111,7 @@ class SshTransport(Transport):
 
     def __init__(self, host: HostSpec, ssh: SshConfig, masker: Masker | None = None) -> None:
         super().__init__(masker)
+        self.name = str(host)  # which host, in output and in the audit heads' keys
         self.host = host
         self.ssh = ssh
         self.closed = False
