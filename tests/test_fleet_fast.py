@@ -82,6 +82,18 @@ def rows(d: Deployer) -> list[dict]:
     return records.deployments(d.transport, d.layout, 10)
 
 
+def fail_on(monkeypatch: pytest.MonkeyPatch, method: str, host: str, error: Exception) -> None:
+    """``Deployer.<method>`` raises ``error`` on ``host`` only (by its root's name)."""
+    real = getattr(Deployer, method)
+
+    def patched(self: Deployer, *args: object) -> object:
+        if Path(str(self.env.root)).name == host:
+            raise error
+        return real(self, *args)
+
+    monkeypatch.setattr(Deployer, method, patched)
+
+
 def test_every_host_gets_the_release_with_one_deployment_id(
     repo: Path, tmp_path: Path, unhealthy: set[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -136,14 +148,7 @@ def test_a_failed_prepare_changes_nothing_live_anywhere(
     first = fleet(repo, tmp_path, pms).deploy("v1")
     for pm in pms.values():
         pm.calls.clear()
-    real_build = fleet_mod.Deployer.prepare
-
-    def broken_on_b(self: Deployer, run: object) -> None:
-        if Path(str(self.env.root)).name == "b":
-            raise SlipwayError("npm run build exited 1")
-        real_build(self, run)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Deployer, "prepare", broken_on_b)
+    fail_on(monkeypatch, "prepare", "b", SlipwayError("npm run build exited 1"))
     with pytest.raises(DeployFailed, match="b failed at step 'prepare': npm run build exited 1"):
         fleet(repo, tmp_path, pms).deploy("v2")
     assert all(not pm.calls for pm in pms.values())  # no process touched on any host
@@ -273,14 +278,7 @@ def test_a_promote_that_fails_after_the_commit_is_rolled_forward_by_its_recovery
 ) -> None:
     pms: dict[str, FakeProcessManager] = {}
     fleet(repo, tmp_path, pms).deploy("v1")
-    real = Deployer.promote_run
-
-    def fails_on_b(self: Deployer, run: object) -> None:
-        if Path(str(self.env.root)).name == "b":
-            raise SlipwayError("pm2 save: disk quota exceeded")
-        real(self, run)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Deployer, "promote_run", fails_on_b)
+    fail_on(monkeypatch, "promote_run", "b", SlipwayError("pm2 save: disk quota exceeded"))
     outcome = fleet(repo, tmp_path, pms).deploy("v2")
     statuses = {name: o.status for name, o in outcome.hosts}
     assert statuses == {"a": "succeeded", "b": "rolled_forward", "c": "succeeded"}
@@ -417,17 +415,11 @@ def test_a_promote_that_cannot_be_rolled_forward_says_so_and_keeps_the_journal(
 
     pms: dict[str, FakeProcessManager] = {}
     fleet(repo, tmp_path, pms).deploy("v1")
-    real = Deployer.promote_run
-
-    def fails_on_c(self: Deployer, run: object) -> None:
-        if Path(str(self.env.root)).name == "c":
-            raise SlipwayError("connection lost")
-        real(self, run)  # type: ignore[arg-type]
+    fail_on(monkeypatch, "promote_run", "c", SlipwayError("connection lost"))
 
     def unreachable(d: Deployer, data: dict, cause: str, notify: bool) -> Recovery:
         return Recovery("x", "deploy", "r", "promote", False, "recovery failed: host down")
 
-    monkeypatch.setattr(Deployer, "promote_run", fails_on_c)
     monkeypatch.setattr(fleet_mod.recovery, "recover", unreachable)
     with pytest.raises(DeployFailed, match="c failed at step 'promote'") as info:
         fleet(repo, tmp_path, pms).deploy("v2")
@@ -442,14 +434,7 @@ def test_one_host_whose_undo_breaks_does_not_stop_the_others_going_back(
 ) -> None:
     pms: dict[str, FakeProcessManager] = {}
     first = fleet(repo, tmp_path, pms).deploy("v1")
-    real = Deployer.fail
-
-    def broken_on_b(self: Deployer, run: object, exc: BaseException) -> object:
-        if Path(str(self.env.root)).name == "b":
-            raise RuntimeError("the incident directory vanished")
-        return real(self, run, exc)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Deployer, "fail", broken_on_b)
+    fail_on(monkeypatch, "fail", "b", RuntimeError("the incident directory vanished"))
     unhealthy.add("c")
     with pytest.raises(DeployFailed, match="NOT every host") as info:
         fleet(repo, tmp_path, pms).deploy("v2")

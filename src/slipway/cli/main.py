@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dashboard": ("slipway.cli.dashboard", "Serve the read-only deployment dashboard."),
     "deploy": ("slipway.cli.deploy", "Deploy a git ref to an environment (rolls back on failure)."),
     "doctor": ("slipway.cli.doctor", "Check that an environment's hosts are ready for a deploy."),
+    "setup": ("slipway.cli.setup", "Install what an environment's hosts lack, then check them."),
     "gates": ("slipway.cli.gates", "Run the app's quality gates (lint, types, tests, coverage)."),
     "github": ("slipway.cli.github", "Report to GitHub: the PR comment, the coverage status."),
     "health": ("slipway.cli.health", "Run an environment's health checks once."),

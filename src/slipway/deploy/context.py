@@ -118,11 +118,13 @@ class HostContext:
         self.layout = Layout(self.env.root, env_name)
         attach_agent(transport, self.env.root)
         # Locally the deployer's PATH is the host's; over SSH a login shell is not run,
-        # so the standard directories are used, after any configured host_path.
+        # so the standard directories are used, after any configured host_path and the
+        # tools `slipway setup` installed.
         base_path = (
             os.environ.get("PATH", DEFAULT_PATH) if transport.name == "local" else DEFAULT_PATH
         )
-        self.host_env = {**self.env.host_env, "PATH": ":".join([*self.env.host_path, base_path])}
+        path = [*self.env.host_path, self.layout.tools_bin, base_path]
+        self.host_env = {**self.env.host_env, "PATH": ":".join(path)}
         if self.env.pm2_home:
             self.host_env["PM2_HOME"] = self.env.pm2_home
         if self.env.supervisor_home:

@@ -109,6 +109,12 @@ class Layout:
     def releases(self) -> str:
         return f"{self.base}/releases"
 
+    @property
+    def tools_bin(self) -> str:
+        """Where ``slipway setup`` puts the tools it installs (on the PATH of every
+        command slipway runs on the host, after ``host_path``)."""
+        return f"{self.root}/.slipway/tools/bin"
+
     def release(self, release_id: str) -> str:
         return f"{self.releases}/{release_id}"
 

@@ -1157,11 +1157,29 @@ def op_pm2_delete(req: dict[str, Any]) -> dict[str, Any]:
     the app has exited. Names PM2 does not know are skipped."""
     home = _pm2_home(req)
     wanted = set(req["names"])
-    listed = _pm2_call(home, "getMonitorData", [{}])[0]
+    timeout = float(req.get("timeout", 120))
+    listed = _pm2_wait_stopping(home, wanted, timeout)
     ids = [p["pm2_env"]["pm_id"] for p in listed if p.get("name") in wanted]
     for pm_id in ids:
-        _pm2_call(home, "deleteProcessId", [pm_id], timeout=float(req.get("timeout", 120)))
+        _pm2_call(home, "deleteProcessId", [pm_id], timeout=timeout)
     return {"deleted": len(ids)}
+
+
+def _pm2_wait_stopping(home: str, wanted: set[str], timeout: float) -> list[Any]:
+    """PM2's list once none of ``wanted`` is still stopping. An app another command
+    began stopping (a drain job killed half way) is already finishing its requests;
+    a second SIGINT would make uvicorn give up on them (500s), so it is waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listed: list[Any] = _pm2_call(home, "getMonitorData", [{}])[0]
+        stopping = [
+            p
+            for p in listed
+            if p.get("name") in wanted and (p.get("pm2_env") or {}).get("status") == "stopping"
+        ]
+        if not stopping or time.monotonic() > deadline:
+            return listed
+        time.sleep(0.1)
 
 
 def op_pm2_save(req: dict[str, Any]) -> dict[str, Any]:

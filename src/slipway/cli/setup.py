@@ -1,0 +1,277 @@
+"""``slipway setup ENV``: make each host ready for a deploy, then check it as doctor does.
+
+Kamal installs Docker on its hosts; slipway needs uv, the process manager, the router
+and (for encrypted backups) age. What a host lacks is installed from the deployer's
+own copies, so every host runs the versions the deployer was tested with and a host
+needs no access to PyPI, npm or GitHub:
+
+- uv, Traefik, age and (when missing) Node.js are single static binaries: copied when
+  the host's system and architecture are the deployer's;
+- PM2 is JavaScript: the deployer's PM2 package with exactly its dependencies.
+
+Everything goes to ``<root>/.slipway/tools`` (never a system directory: no root
+needed), which every command slipway runs on the host has on its PATH. Setup also makes
+the environment's directories with their modes, writes the boot unit that starts the
+process manager at boot (systemd; printed with the two commands that install it, since
+that needs root), and runs doctor's checks. Running it again changes nothing that is
+already there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import tarfile
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import click
+
+from slipway.cli import doctor
+from slipway.cli.context import echo_json, loaded_config
+from slipway.cli.hosts import host_options, host_session, with_overrides
+from slipway.commands import host as cmd
+from slipway.config.model import ProcessManagerName, Strategy
+from slipway.deploy.engine import Deployer
+from slipway.errors import SlipwayError
+
+
+@dataclass(frozen=True)
+class Action:
+    """What setup did (or could not do) about one thing on one host."""
+
+    what: str
+    done: str  # installed | present | made | written | left
+    detail: str
+
+
+def deployer_binary(name: str) -> Path | None:
+    """The deployer's own ``name``: beside this Python first (slipway's environment
+    holds uv and traefik), then the PATH."""
+    beside = Path(sys.executable).with_name(name)
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
+def pm2_package() -> Path | None:
+    """The deployer's PM2 package directory (``.../node_modules/pm2``)."""
+    found = shutil.which("pm2")
+    if found is None:
+        return None
+    package = Path(found).resolve().parents[1]
+    return package if (package / "package.json").is_file() else None
+
+
+def dependency_closure(package: Path) -> list[Path]:
+    """``package`` and every package its dependencies need, in a flat node_modules
+    (npm's layout; a nested ``node_modules`` travels with its parent)."""
+    modules = package.parent
+    seen: dict[str, Path] = {}
+    todo = [package]
+    while todo:
+        current = todo.pop()
+        name = json.loads((current / "package.json").read_text())["name"]
+        if name in seen:
+            continue
+        seen[name] = current
+        deps = json.loads((current / "package.json").read_text()).get("dependencies", {})
+        for dep in deps:
+            nested = current / "node_modules" / dep
+            if nested.is_dir():
+                continue  # shipped inside its parent's directory
+            flat = modules / dep
+            if flat.is_dir():
+                todo.append(flat)
+    return sorted(seen.values())
+
+
+def same_platform(d: Deployer) -> bool:
+    """The host runs the deployer's system and architecture (a binary copied works)."""
+    done = d.transport.run(["uname", "-s", "-m"], check=False)
+    host = done.stdout.split() if done.ok else []
+    return host == [platform.system(), platform.machine()]
+
+
+def install_binary(d: Deployer, name: str, why: str) -> Action:
+    if doctor._found(d, name):
+        return Action(name, "present", str(doctor._found(d, name)))
+    local = deployer_binary(name)
+    if local is None:
+        return Action(name, "left", f"not on this machine either ({why}): install it on the host")
+    if not same_platform(d):
+        return Action(name, "left", "the host is another system or architecture: install it")
+    target = f"{d.layout.tools_bin}/{name}"
+    d.transport.run(cmd.mkdir_p(d.layout.tools_bin))
+    d.transport.put(local, f"{target}.new", mode=0o755)
+    d.transport.run(cmd.rename_over(f"{target}.new", target))
+    return Action(name, "installed", f"{target} (the deployer's {local.name})")
+
+
+def install_pm2(d: Deployer) -> Action:
+    if doctor._found(d, "pm2"):
+        return Action("pm2", "present", str(doctor._found(d, "pm2")))
+    package = pm2_package()
+    if package is None:
+        return Action("pm2", "left", "no PM2 on this machine to copy: npm install -g pm2 there")
+    tools = d.layout.tools_bin.rsplit("/", 1)[0]
+    with tempfile.TemporaryDirectory() as scratch:
+        archive = Path(scratch) / "pm2.tar"
+        with tarfile.open(archive, "w") as tar:
+            for found in dependency_closure(package):
+                tar.add(found, arcname=f"node_modules/{found.relative_to(package.parent)}")
+        d.transport.run(cmd.mkdir_p(f"{tools}/pm2", d.layout.tools_bin))
+        d.transport.put(archive, f"{tools}/pm2.tar", mode=0o600)
+    d.transport.run(cmd.extract_tar(f"{tools}/pm2.tar", f"{tools}/pm2"))
+    d.transport.run(cmd.remove_tree(f"{tools}/pm2.tar"))
+    link = f"{d.layout.tools_bin}/pm2"
+    d.transport.run(["ln", "-sfn", "../pm2/node_modules/pm2/bin/pm2", link])
+    version = json.loads((package / "package.json").read_text())["version"]
+    return Action("pm2", "installed", f"{link} (PM2 {version}, the deployer's)")
+
+
+def make_layout(d: Deployer) -> Action:
+    """The environment's directories; the state and backup ones only for this user."""
+    layout = d.layout
+    own = f"{layout.root}/.slipway"
+    d.transport.run(
+        cmd.mkdir_p(own, layout.releases, layout.shared, layout.state_dir, layout.backups)
+    )
+    for private in (layout.state_dir, layout.backups, own):
+        d.transport.run(cmd.chmod("700", private))
+    return Action("layout", "made", f"{layout.base} (state and backups 0700)")
+
+
+def boot_unit(d: Deployer) -> str:
+    """A systemd unit that starts the process manager at boot (what ``pm2 startup``
+    writes, for this environment's PM2_HOME and tools)."""
+    path = d.host_env["PATH"]
+    user = d.transport.run(["id", "-un"], check=False).stdout.strip() or "deploy"
+    name = f"{d.config.project.name}-{d.env_name}"
+    if d.env.process_manager is ProcessManagerName.SUPERVISOR:
+        home = d.env.supervisor_home or "%h/.slipway-supervisor"
+        start = f"supervisord -c {home}/supervisord.conf"
+        return _unit(
+            name,
+            user,
+            path,
+            "forking",
+            start,
+            f"supervisorctl -c {home}/supervisord.conf shutdown",
+            [],
+        )
+    home = d.env.pm2_home or "%h/.pm2"
+    extra = [f"Environment=PM2_HOME={home}", f"PIDFile={home}/pm2.pid"]
+    return _unit(name, user, path, "forking", "pm2 resurrect", "pm2 kill", extra)
+
+
+def _unit(
+    name: str, user: str, path: str, kind: str, start: str, stop: str, extra: list[str]
+) -> str:
+    lines = [
+        "[Unit]",
+        f"Description=slipway: the process manager of {name}",
+        "After=network.target",
+        "",
+        "[Service]",
+        f"Type={kind}",
+        f"User={user}",
+        f"Environment=PATH={path}",
+        *extra,
+        f"ExecStart=/usr/bin/env {start}",
+        f"ExecStop=/usr/bin/env {stop}",
+        "Restart=on-failure",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_boot_unit(d: Deployer) -> Action:
+    if d.env.process_manager is ProcessManagerName.NONE:
+        return Action("boot", "left", "process_manager = none: nothing to start at boot")
+    name = f"slipway-{d.config.project.name}-{d.env_name}.service"
+    where = f"{d.layout.state_dir}/{name}"
+    d.transport.put_text(boot_unit(d), where, mode=0o644)
+    how = f"as root: cp {where} /etc/systemd/system/ && systemctl enable --now {name}"
+    return Action("boot", "written", f"{where}; {how}")
+
+
+def setup_host(d: Deployer) -> list[Action]:
+    actions = [make_layout(d), install_binary(d, "uv", "it installs the backend")]
+    if d.env.process_manager is ProcessManagerName.PM2:
+        actions.append(install_binary(d, "node", "PM2 runs on it (and a frontend)"))
+        actions.append(install_pm2(d))
+    if d.env.strategy is Strategy.BLUE_GREEN:
+        router = d.env.blue_green.router_binary or d.env.blue_green.router.value
+        actions.append(install_binary(d, router, "it switches traffic"))
+    if d.env.backups.age_recipients:
+        actions.append(install_binary(d, "age", "backups are encrypted"))
+    actions.append(write_boot_unit(d))
+    return actions
+
+
+@click.command(name="setup")
+@click.argument("environment")
+@host_options
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+@click.pass_context
+def command(
+    ctx: click.Context,
+    environment: str,
+    host: tuple[str, ...],
+    root: str | None,
+    ssh_key: str | None,
+    as_json: bool,
+) -> None:
+    """Install what each host of ENVIRONMENT lacks, then check it as doctor does.
+
+    \b
+    Into <root>/.slipway/tools (no root needed, on the PATH slipway uses there): uv,
+    Node.js when missing, PM2 (the deployer's, with its dependencies), the router
+    (blue-green) and age (encrypted backups), copied from this machine when the host
+    runs the same system and architecture. Also makes the environment's directories
+    (state and backups 0700) and writes a systemd unit that starts the process manager
+    at boot, with the commands that install it. Safe to run again: what is there is
+    kept. Exit codes: 0 ready, 1 a problem is left, 2 bad usage.
+
+    \b
+    Example:
+      slipway setup production && slipway deploy production --ref v1.4.0
+    """
+    loaded = with_overrides(loaded_config(ctx), environment, host, root, ssh_key)
+    report, ready = [], True
+    for d in host_session(loaded, environment):
+        try:
+            actions = setup_host(d)
+        except SlipwayError as exc:
+            raise SlipwayError(f"{d.transport.name}: {exc}", hint=exc.hint) from exc
+        found = doctor.findings(d)
+        ready = ready and all(f.ok for f in found)
+        report.append(
+            {
+                "host": d.transport.name,
+                "actions": [asdict(a) for a in actions],
+                "findings": [asdict(f) for f in found],
+            }
+        )
+        if not as_json:
+            click.echo(f"{d.transport.name}:")
+            for a in actions:
+                click.echo(f"  {a.done:<9} {a.what:<8} {a.detail}")
+            problems = [f for f in found if not f.ok]
+            for f in problems:
+                click.echo(f"  FAIL      {f.check:<8} {f.detail}  fix: {f.fix}")
+            if not problems:
+                click.echo("  ready: doctor finds nothing left to fix")
+    if as_json:
+        echo_json(report)
+    if not ready:
+        raise click.exceptions.Exit(1)
