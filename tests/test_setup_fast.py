@@ -1,0 +1,80 @@
+"""``slipway setup``'s parts that need no host: the boot unit's text, the PM2 package's
+dependency closure, and what it leaves when a binary cannot be copied (the real setup
+of a namespace host is ``tests/test_setup.py``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fakes import FakeProcessManager, tiny_repo
+
+from slipway.cli import setup
+from slipway.config import load_config
+from slipway.deploy.engine import Deployer
+from slipway.transports.local import LocalTransport
+
+
+@pytest.fixture
+def deployer(tmp_path: Path) -> Deployer:
+    repo = tiny_repo(tmp_path, 'kind = "node"\nstart = ["node", "s.js"]', {"s.js": "//\n"})
+    return Deployer(
+        load_config(repo / "slipway.toml"),
+        "testing",
+        LocalTransport(),
+        process_manager=FakeProcessManager(),
+    )
+
+
+def test_the_pm2_boot_unit_resurrects_this_environments_pm2_with_the_tools(
+    deployer: Deployer,
+) -> None:
+    text = setup.boot_unit(deployer)
+    assert "ExecStart=/usr/bin/env pm2 resurrect" in text
+    assert "ExecStop=/usr/bin/env pm2 kill" in text
+    assert f"Environment=PATH={deployer.layout.tools_bin}:" in text
+    assert "Type=forking" in text and "WantedBy=multi-user.target" in text
+
+
+def test_the_supervisor_boot_unit_starts_its_supervisord(
+    deployer: Deployer, tmp_path: Path
+) -> None:
+    raw = deployer.env.model_dump(mode="json")
+    raw.update(process_manager="supervisor", supervisor_home=str(tmp_path / "sv"))
+    env = type(deployer.env).model_validate(raw)
+    deployer.env = env
+    text = setup.boot_unit(deployer)
+    assert f"ExecStart=/usr/bin/env supervisord -c {tmp_path / 'sv'}/supervisord.conf" in text
+    assert "PM2_HOME" not in text
+
+
+def test_a_binary_for_another_architecture_is_left_with_what_to_do(
+    deployer: Deployer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(setup, "same_platform", lambda d: False)
+    monkeypatch.setattr(setup.doctor, "_found", lambda d, name: None)
+    action = setup.install_binary(deployer, "uv", "it installs the backend")
+    assert action.done == "left" and "another system or architecture" in action.detail
+    monkeypatch.setattr(setup, "deployer_binary", lambda name: None)
+    action = setup.install_binary(deployer, "age", "backups are encrypted")
+    assert action.done == "left" and "not on this machine either" in action.detail
+
+
+def _package(where: Path, name: str, deps: list[str]) -> Path:
+    where.mkdir(parents=True)
+    manifest = {"name": name, "dependencies": {d: "*" for d in deps}}
+    (where / "package.json").write_text(json.dumps(manifest))
+    return where
+
+
+def test_the_closure_follows_flat_scoped_and_nested_dependencies(tmp_path: Path) -> None:
+    modules = tmp_path / "node_modules"
+    root = _package(modules / "pm2", "pm2", ["a", "@s/b", "nested", "gone"])
+    _package(modules / "a", "a", ["@s/b"])
+    _package(modules / "@s" / "b", "@s/b", [])
+    _package(root / "node_modules" / "nested", "nested", [])  # travels inside pm2
+    _package(modules / "nested", "nested", ["unrelated"])  # a different copy: not taken
+    _package(modules / "unrelated", "unrelated", [])
+    found = {str(p.relative_to(modules)) for p in setup.dependency_closure(root)}
+    assert found == {"pm2", "a", "@s/b"}
