@@ -441,3 +441,75 @@ def test_one_host_whose_undo_breaks_does_not_stop_the_others_going_back(
     assert not info.value.rolled_back
     assert current(tmp_path, "a") == first.release  # a went back after b's undo broke
     assert current(tmp_path, "c") == first.release
+
+
+ROLES_HOSTS = ("deploy@api.example.org", "deploy@web1.example.org", "deploy@web2.example.org")
+
+
+def _with_frontend(repo: Path, roles: str) -> Path:
+    """The tiny app with a frontend too, on three named hosts with ``roles``."""
+    config = repo / "slipway.toml"
+    text = config.read_text().replace('hosts = ["local"]', f"hosts = {list(ROLES_HOSTS)!r}")
+    text = text.replace("'", '"').replace(
+        "[environments.testing]",
+        '[processes.frontend]\nkind = "node"\nstart = ["node", "web.js", "{port}"]\n'
+        'port = "frontend"\nhealth_path = "/"\n\n[environments.testing]',
+    )
+    health = (
+        "\n[health]\ncomprehensive = ["
+        '{ name = "api", process = "backend", path = "/health" },'
+        ' { name = "web", process = "frontend", path = "/" }]\n'
+        'websocket = { path = "/ws" }\nsqlite = { name = "db" }\n'
+    )
+    config.write_text(health + text + f"\n[environments.testing.roles]\n{roles}\n")
+    return config
+
+
+def test_roles_put_each_process_where_the_configuration_says(
+    repo: Path, tmp_path: Path, unhealthy: set[str]
+) -> None:
+    from slipway.config.model import HealthLevel, parse_host
+
+    roles = f'"{ROLES_HOSTS[0]}" = ["backend"]\n' + "".join(
+        f'"{h}" = ["frontend"]\n' for h in ROLES_HOSTS[1:]
+    )
+    loaded = load_config(_with_frontend(repo, roles))
+    found, pms = [], {}
+    for host in ROLES_HOSTS:
+        transport = LocalTransport()
+        transport.name = str(parse_host(host))  # as an SSH transport names its host
+        own = with_overrides(loaded, "testing", (), str(tmp_path / "hosts" / host), None)
+        pms[host] = FakeProcessManager()
+        found.append((host, Deployer(own, "testing", transport, process_manager=pms[host])))
+    outcome = FleetDeploy(found, parallel=3, batch_size=None).deploy("v1")
+    assert outcome.status == "succeeded"
+    assert set(pms[ROLES_HOSTS[0]].started) == {"tiny-testing-backend"}
+    for web in ROLES_HOSTS[1:]:
+        assert set(pms[web].started) == {"tiny-testing-frontend"}
+    api, web1 = found[0][1], found[1][1]
+    assert api.holds_database and not web1.holds_database
+    on_api = {check().name for check in api.checks(HealthLevel.COMPREHENSIVE)}
+    on_web = {check().name for check in web1.checks(HealthLevel.COMPREHENSIVE)}
+    assert on_api == {"api", "websocket", "db", "processes", "disk"}
+    assert on_web == {"web", "processes", "disk"}  # no backend there, no database
+
+
+@pytest.mark.parametrize(
+    ("roles", "error"),
+    [
+        ('"deploy@other.example.org" = ["backend"]', "not in hosts"),
+        (
+            f'"{ROLES_HOSTS[0]}" = ["frontend"]\n"{ROLES_HOSTS[1]}" = ["frontend"]\n'
+            f'"{ROLES_HOSTS[2]}" = ["frontend"]',
+            "no host runs backend",
+        ),
+        (f'"{ROLES_HOSTS[1]}" = ["frontend"]', "need exactly one backend host, not 2"),
+        (f'"{ROLES_HOSTS[1]}" = []', "at least one"),
+    ],
+    ids=["unknown-host", "no-backend", "two-backends-behind-frontends", "empty"],
+)
+def test_roles_that_do_not_fit_are_refused_when_the_configuration_is_read(
+    repo: Path, roles: str, error: str
+) -> None:
+    with pytest.raises(SlipwayError, match=error):
+        load_config(_with_frontend(repo, roles))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 import re
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -655,6 +656,11 @@ class EnvironmentConfig(Strict):
     blue_green: BlueGreenConfig = Field(default_factory=BlueGreenConfig)
     hooks: HooksConfig = Field(default_factory=lambda: HooksConfig())
     fleet: FleetConfig = Field(default_factory=lambda: FleetConfig())
+    roles: dict[Host, list[Literal["backend", "frontend"]]] = Field(
+        default_factory=dict,
+        description="Which processes run on a host (by its entry in hosts); a host not"
+        " named runs every process. A host running the backend holds a database.",
+    )
 
     @model_validator(mode="after")
     def _deployable(self) -> EnvironmentConfig:
@@ -662,6 +668,11 @@ class EnvironmentConfig(Strict):
             raise ValueError("'root' is required for an environment that is deployed")
         if len(set(self.hosts)) != len(self.hosts):
             raise ValueError("hosts must not repeat")
+        for host, processes in self.roles.items():
+            if host not in self.hosts:
+                raise ValueError(f"roles names {host!r}, which is not in hosts")
+            if not processes or len(set(processes)) != len(processes):
+                raise ValueError(f"roles.{host!r}: list each process once, at least one")
         if self.strategy is Strategy.BLUE_GREEN:
             self._check_blue_green_ports()
         return self
@@ -692,6 +703,14 @@ class EnvironmentConfig(Strict):
 
     def parsed_hosts(self) -> list[HostSpec]:
         return [parse_host(h) for h in self.hosts]
+
+    def processes_on(self, host: str, processes: Iterable[str]) -> list[str]:
+        """The processes ``host`` runs (``str`` of its parsed entry, as a transport
+        names it): its roles, or every process."""
+        for entry, role in self.roles.items():
+            if str(parse_host(entry)) == host:
+                return [p for p in processes if p in role]
+        return list(processes)
 
 
 class FleetConfig(Strict):
@@ -784,6 +803,8 @@ class SlipwayConfig(Strict):
         for name, process in self.processes.items():
             if process.port != name:
                 raise ValueError(f"processes.{name}.port must be {name!r}")
+        for env_name, env in self.environments.items():
+            self._check_roles(env_name, env)
         for index, channel in enumerate(self.notify):
             unknown = set(channel.environments) - set(self.environments)
             if unknown:
@@ -792,6 +813,40 @@ class SlipwayConfig(Strict):
                     + ", ".join(sorted(unknown))
                 )
         return self
+
+    def _check_roles(self, name: str, env: EnvironmentConfig) -> None:
+        """Every process runs somewhere; the database shapes a fleet supports: every
+        host with its own backend and database (independent instances), or frontends
+        on hosts of their own in front of exactly one backend host."""
+        if not env.roles:
+            return
+        where = f"environments.{name}.roles"
+        on = {h: env.processes_on(str(parse_host(h)), self.processes) for h in env.hosts}
+        for process in self.processes:
+            if not any(process in found for found in on.values()):
+                raise ValueError(f"{where}: no host runs {process}")
+        for host, role in env.roles.items():
+            unknown = [p for p in role if p not in self.processes]
+            if unknown:
+                raise ValueError(f"{where}.{host!r}: no process named {', '.join(unknown)}")
+        backends = [h for h, found in on.items() if "backend" in found]
+        frontend_only = [h for h, found in on.items() if "backend" not in found]
+        if frontend_only and len(backends) > 1:
+            raise ValueError(
+                f"{where}: frontend-only hosts ({', '.join(frontend_only)}) need exactly one"
+                f" backend host, not {len(backends)}: each backend host holds its own SQLite"
+                " database, so requests from one frontend would reach different data"
+            )
+
+    def for_host(self, env_name: str, host: str) -> SlipwayConfig:
+        """This configuration as ``host`` of ``env_name`` runs it: only its processes
+        (its roles). Not validated again: a frontend-only host has no backend."""
+        env = self.environment(env_name)
+        if not env.roles:
+            return self
+        keep = env.processes_on(host, self.processes)
+        processes = {k: v for k, v in self.processes.items() if k in keep}
+        return self.model_copy(update={"processes": processes})
 
     def collisions(self, only: str | None = None) -> list[str]:
         """Deployed environments on one machine that share a port or a database, or

@@ -106,7 +106,8 @@ class HostContext:
         router: Router | None = None,
     ) -> None:
         self.loaded = loaded
-        self.config = loaded.config
+        # This host's share of the app: its roles' processes (every process by default).
+        self.config = loaded.config.for_host(env_name, transport.name)
         self.env_name = env_name
         self.env: EnvironmentConfig = self.config.environment(env_name)
         if self.env.root is None:
@@ -524,10 +525,16 @@ class HostContext:
             found.append(host_health.processes_check(lambda: self.pm.status(names)))
         if health.disk and disk:
             found.append(host_health.disk_check(self.disk_free, self.env.monitor.disk_free_percent))
-        if health.sqlite is not None:
+        if health.sqlite is not None and self.holds_database:
             query = health.sqlite.query
             found.append(host_health.sqlite_check(health.sqlite.name, lambda: self.probe_db(query)))
         return found
+
+    @property
+    def holds_database(self) -> bool:
+        """This host runs the backend, so it has the environment's SQLite database (a
+        frontend-only host of a fleet has none: nothing to back up or check)."""
+        return "backend" in self.config.processes
 
     def serving(self, color: str | None = None, via_router: bool = True) -> list[str]:
         """The process-manager apps that serve traffic: a colour's (the live one unless

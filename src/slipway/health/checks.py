@@ -92,6 +92,8 @@ def build_checks(
         for spec in specs
         if spec.process in processes
     ]
-    if level is HealthLevel.COMPREHENSIVE and health.websocket is not None:
+    # The WebSocket check talks to the backend: not on a frontend-only host of a fleet.
+    wants_websocket = level is HealthLevel.COMPREHENSIVE and "backend" in processes
+    if wants_websocket and health.websocket is not None:
         checks.append(websocket_check(health.websocket, port_of, health.timeout_seconds))
     return checks
