@@ -9,13 +9,15 @@ import re
 import sqlite3
 import subprocess
 import sys
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import pytest
 from apprepo import make_repo, write_config, write_env_file
 from loadgen import Load
-from netns import NsFleet
-from support import EXAMPLE_APP, free_port
+from netns import NsFleet, netns_fleet
+from support import EXAMPLE_APP, ROOT, TOOLS_BIN, free_port, require_binary
 
 EXE = str(Path(sys.executable).with_name("slipway"))
 
@@ -121,3 +123,17 @@ def warm_uv_cache(tmp: Path) -> None:
         ],
         check=True,
     )
+
+
+@contextmanager
+def namespace_fleet(
+    factory: pytest.TempPathFactory, name: str, hosts: int, *, batch_size: int | None = None
+) -> Iterator[Fleet]:
+    """``hosts`` namespace hosts with the example app's repository and configuration
+    (skips without PM2 or Traefik, as every integration test does)."""
+    require_binary("pm2", path=str(TOOLS_BIN))
+    require_binary("traefik", path=str(ROOT / ".venv" / "bin"))
+    base = factory.mktemp(name)
+    warm_uv_cache(base)
+    with netns_fleet(base / "ns", hosts) as ns:
+        yield Fleet(base, ns, batch_size=batch_size)

@@ -23,10 +23,9 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 import pytest
-from fleetenv import EXE, Fleet, warm_uv_cache
+from fleetenv import EXE, Fleet, namespace_fleet
 from loadgen import Load
-from netns import netns_fleet, restart_sshd
-from support import ROOT, TOOLS_BIN, require_binary
+from netns import restart_sshd
 
 from slipway.config import load_config
 from slipway.config.model import parse_host
@@ -42,12 +41,8 @@ HOSTS = 5
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    require_binary("pm2", path=str(TOOLS_BIN))
-    require_binary("traefik", path=str(ROOT / ".venv" / "bin"))
-    base = tmp_path_factory.mktemp("fleet")
-    warm_uv_cache(base)
-    with netns_fleet(base / "ns", HOSTS) as ns:
-        yield Fleet(base, ns, batch_size=2)
+    with namespace_fleet(tmp_path_factory, "fleet", HOSTS, batch_size=2) as made:
+        yield made
 
 
 def failed(loads: list[Load]) -> list[int]:

@@ -11,9 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from apprepo import git
-from fleetenv import Fleet, warm_uv_cache
-from netns import netns_fleet
-from support import ROOT, TOOLS_BIN, require_binary
+from fleetenv import Fleet, namespace_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -46,12 +44,8 @@ def get(address: str, port: int, path: str) -> tuple[int, str] | None:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    require_binary("pm2", path=str(TOOLS_BIN))
-    require_binary("traefik", path=str(ROOT / ".venv" / "bin"))
-    base = tmp_path_factory.mktemp("roles")
-    warm_uv_cache(base)
-    with netns_fleet(base / "ns", 3) as ns:
-        fleet = Fleet(base, ns, batch_size=None)
+    with namespace_fleet(tmp_path_factory, "roles", 3) as fleet:
+        ns = fleet.ns
         (fleet.repo / "web-lite").mkdir()
         (fleet.repo / "web-lite" / "server.js").write_text(WEB)
         git(fleet.repo, "add", "-A")

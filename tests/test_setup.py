@@ -12,9 +12,7 @@ import stat
 from collections.abc import Iterator
 
 import pytest
-from fleetenv import Fleet, warm_uv_cache
-from netns import netns_fleet
-from support import ROOT, TOOLS_BIN, require_binary
+from fleetenv import Fleet, namespace_fleet
 
 from slipway.cli.setup import dependency_closure, pm2_package
 
@@ -23,12 +21,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    require_binary("pm2", path=str(TOOLS_BIN))
-    require_binary("traefik", path=str(ROOT / ".venv" / "bin"))
-    base = tmp_path_factory.mktemp("setup")
-    warm_uv_cache(base)
-    with netns_fleet(base / "ns", 1) as ns:
-        fleet = Fleet(base, ns, batch_size=None)
+    with namespace_fleet(tmp_path_factory, "setup", 1) as fleet:
         text = fleet.config.read_text()
         start = text.index("host_path = [")
         end = text.index("\n", start)
