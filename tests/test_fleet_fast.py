@@ -513,3 +513,46 @@ def test_roles_that_do_not_fit_are_refused_when_the_configuration_is_read(
 ) -> None:
     with pytest.raises(SlipwayError, match=error):
         load_config(_with_frontend(repo, roles))
+
+
+def test_a_host_whose_role_drops_the_backend_stops_it_and_never_starts_it_again(
+    repo: Path, tmp_path: Path, unhealthy: set[str]
+) -> None:
+    """Deployed with every process everywhere, then roles make web1 frontend-only: its
+    backend stops with the next deploy, and a rollback to the release built before the
+    roles starts only the frontend (no second database)."""
+    from slipway.config.model import parse_host
+    from slipway.deploy.rollback import manual_rollback
+
+    config = _with_frontend(repo, "")
+    text = config.read_text()
+    config.write_text(text.replace("\n[environments.testing.roles]\n", "\n"))
+
+    def web1(loaded_config: object, pm: FakeProcessManager) -> Deployer:
+        transport = LocalTransport()
+        transport.name = str(parse_host(ROLES_HOSTS[1]))
+        own = with_overrides(loaded_config, "testing", (), str(tmp_path / "web1"), None)  # type: ignore[arg-type]
+        return Deployer(own, "testing", transport, process_manager=pm)
+
+    pm = FakeProcessManager()
+    first = web1(load_config(config), pm).deploy("v1")
+    assert pm.online == {"tiny-testing-backend", "tiny-testing-frontend"}
+    roles = f'"{ROLES_HOSTS[0]}" = ["backend"]\n' + "".join(
+        f'"{h}" = ["frontend"]\n' for h in ROLES_HOSTS[1:]
+    )
+    config.write_text(config.read_text() + f"\n[environments.testing.roles]\n{roles}")
+    web1(load_config(config), pm).deploy("v2")
+    assert pm.online == {"tiny-testing-frontend"}
+    manual_rollback(web1(load_config(config), pm), first.release)
+    assert pm.online == {"tiny-testing-frontend"}
+    assert "tiny-testing-backend" not in pm.calls[-1][1]
+
+
+def test_hosts_given_with_host_must_fit_the_roles(repo: Path) -> None:
+    roles = f'"{ROLES_HOSTS[0]}" = ["backend"]\n' + "".join(
+        f'"{h}" = ["frontend"]\n' for h in ROLES_HOSTS[1:]
+    )
+    loaded = load_config(_with_frontend(repo, roles))
+    extra = (*ROLES_HOSTS, "deploy@extra.example.org")  # runs everything: a 2nd backend
+    with pytest.raises(UsageError, match=r"--host: .*need exactly one backend host, not 2"):
+        with_overrides(loaded, "testing", extra, None, None)

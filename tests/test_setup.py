@@ -50,8 +50,8 @@ def test_setup_makes_a_bare_host_ready_and_a_deploy_works(bare: Fleet) -> None:
     unit.read_string(text)  # systemd's syntax is ini-like: it parses
     assert unit["Service"]["ExecStart"] == "/usr/bin/env pm2 resurrect"
     assert unit["Install"]["WantedBy"] == "multi-user.target"
-    assert f"Environment=PATH={bare.ns.root}/.slipway/tools/bin:" in text
-    assert f"Environment=PM2_HOME={bare.ns.root}/pm2" in text
+    assert f'Environment="PATH={bare.ns.root}/.slipway/tools/bin:' in text
+    assert f'Environment="PM2_HOME={bare.ns.root}/pm2"' in text
 
     after = bare.cli("doctor", "testing")
     assert after.returncode == 0, after.stdout

@@ -30,11 +30,17 @@ def deployer(tmp_path: Path) -> Deployer:
 def test_the_pm2_boot_unit_resurrects_this_environments_pm2_with_the_tools(
     deployer: Deployer,
 ) -> None:
-    text = setup.boot_unit(deployer)
+    text = setup.boot_unit(deployer, "deploy", "/home/deploy")
     assert "ExecStart=/usr/bin/env pm2 resurrect" in text
     assert "ExecStop=/usr/bin/env pm2 kill" in text
-    assert f"Environment=PATH={deployer.layout.tools_bin}:" in text
-    assert "Type=forking" in text and "WantedBy=multi-user.target" in text
+    assert f'Environment="PATH={deployer.layout.tools_bin}:' in text
+    assert 'Environment="PM2_HOME=/home/deploy/.pm2"' in text  # never systemd's %h
+    assert "User=deploy" in text and "Type=forking" in text
+    assert "WantedBy=multi-user.target" in text
+
+
+def test_unit_values_are_quoted_as_systemd_reads_them() -> None:
+    assert setup._quoted('/srv/my app/%i"x') == '"/srv/my app/%%i\\"x"'
 
 
 def test_the_supervisor_boot_unit_starts_its_supervisord(
@@ -44,8 +50,9 @@ def test_the_supervisor_boot_unit_starts_its_supervisord(
     raw.update(process_manager="supervisor", supervisor_home=str(tmp_path / "sv"))
     env = type(deployer.env).model_validate(raw)
     deployer.env = env
-    text = setup.boot_unit(deployer)
-    assert f"ExecStart=/usr/bin/env supervisord -c {tmp_path / 'sv'}/supervisord.conf" in text
+    text = setup.boot_unit(deployer, "deploy", "/home/deploy")
+    conf = f"{tmp_path / 'sv'}/supervisord.conf"
+    assert f'ExecStart=/usr/bin/env supervisord -c "{conf}"' in text
     assert "PM2_HOME" not in text
 
 
@@ -59,6 +66,21 @@ def test_a_binary_for_another_architecture_is_left_with_what_to_do(
     monkeypatch.setattr(setup, "deployer_binary", lambda name: None)
     action = setup.install_binary(deployer, "age", "backups are encrypted")
     assert action.done == "left" and "not on this machine either" in action.detail
+
+
+def test_a_shim_or_a_binary_that_does_not_run_there_is_left_and_removed(
+    deployer: Deployer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(setup.doctor, "_found", lambda d, name: None)
+    shim = tmp_path / "node"
+    shim.write_text('#!/bin/sh\nexec asdf exec node "$@"\n')
+    monkeypatch.setattr(setup, "deployer_binary", lambda name: shim)
+    action = setup.install_binary(deployer, "node", "PM2 runs on it")
+    assert action.done == "left" and "script or shim" in action.detail
+    monkeypatch.setattr(setup, "deployer_binary", lambda name: Path("/bin/false"))
+    action = setup.install_binary(deployer, "uv", "it installs the backend")
+    assert action.done == "left" and "does not run there" in action.detail
+    assert not list(Path(deployer.layout.tools_bin).glob("uv*"))  # nothing left behind
 
 
 def _package(where: Path, name: str, deps: list[str]) -> Path:
@@ -76,5 +98,10 @@ def test_the_closure_follows_flat_scoped_and_nested_dependencies(tmp_path: Path)
     _package(root / "node_modules" / "nested", "nested", [])  # travels inside pm2
     _package(modules / "nested", "nested", ["unrelated"])  # a different copy: not taken
     _package(modules / "unrelated", "unrelated", [])
+    _package(root / "node_modules" / "semver", "semver", ["lru"])  # nested, its dep hoisted
+    _package(modules / "lru", "lru", [])
+    root_manifest = json.loads((root / "package.json").read_text())
+    root_manifest["dependencies"]["semver"] = "*"
+    (root / "package.json").write_text(json.dumps(root_manifest))
     found = {str(p.relative_to(modules)) for p in setup.dependency_closure(root)}
-    assert found == {"pm2", "a", "@s/b"}
+    assert found == {"pm2", "a", "@s/b", "lru"}

@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from slipway.config.model import HttpCheck
-from slipway.errors import BackupError
+from slipway.errors import BackupError, UsageError
 from slipway.health.checks import http_check
 from slipway.health.gate import wait_healthy
 from slipway.state.host import call
@@ -34,7 +34,9 @@ _SUPERVISE = (
 
 def trial_checks(d: HostContext) -> list[HttpCheck]:
     """The backend's own readiness path plus the database checks the monitor uses."""
-    backend = d.config.processes["backend"]
+    backend = d.config.processes.get("backend")
+    if backend is None:
+        raise UsageError(f"{d.transport.name} runs no backend (roles): start the app on its host")
     found = [HttpCheck(name="api", path=backend.health_path)]
     wanted = set(d.env.monitor.database_checks)
     found += [

@@ -9,14 +9,14 @@ from typing import Any
 import click
 
 from slipway.backups.trial import start_app_on_copy
-from slipway.cli.context import LOCK_WAIT, echo_json, loaded_config
+from slipway.cli.context import LOCK_WAIT, SafePath, echo_json, loaded_config
 from slipway.cli.hosts import host_session
 from slipway.cli.output import Progress
 from slipway.deploy.database import set_aside_rows
 
 IDENTITY = click.option(
     "--identity",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=SafePath(exists=True, dir_okay=False, path_type=Path),
     default=None,
     help="age identity (private key) file, for encrypted backups.",
 )
@@ -57,6 +57,9 @@ def _when(ts: float) -> str:
 def create(ctx: click.Context, as_json: bool) -> None:
     """Take a backup now (reason: manual)."""
     for d in _sessions(ctx):
+        if not d.holds_database:
+            click.echo(f"{d.transport.name}: runs no backend (roles): no database to back up")
+            continue
         db = d.layout.database(d.env.database)
         manifest = d.backups.create(db, reason="manual", release=d.current_release(), commit=None)
         if manifest is None:
@@ -121,6 +124,9 @@ def verify(
     """
     failed = False
     for d in _sessions(ctx):
+        if not d.holds_database and not backup_id:
+            click.echo(f"{d.transport.name}: runs no backend (roles): no backup to verify")
+            continue
         manifest = d.backups.get(backup_id) if backup_id else d.backups.newest_of_live()
         result = d.backups.verify(manifest, identity)
         if start_app and result["ok"]:

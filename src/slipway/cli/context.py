@@ -27,6 +27,16 @@ def echo_json_line(data: Any) -> None:
     click.echo(json.dumps(data, sort_keys=True, default=str))
 
 
+class SafePath(click.Path):
+    """click's Path, refusing a NUL first (click stats the path, and a NUL made that a
+    ValueError: an internal error instead of a usage error)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if "\x00" in str(value):
+            self.fail("contains a NUL character", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 # --lock-wait: seconds, at most a day (1e308 once overflowed a queue's timeout).
 LOCK_WAIT = click.FloatRange(0, MAX_WAIT_SECONDS)
 

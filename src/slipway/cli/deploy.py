@@ -11,7 +11,13 @@ from typing import Any, TypeVar
 
 import click
 
-from slipway.cli.context import LOCK_WAIT, echo_json_line, loaded_config, refuse_collisions
+from slipway.cli.context import (
+    LOCK_WAIT,
+    SafePath,
+    echo_json_line,
+    loaded_config,
+    refuse_collisions,
+)
 from slipway.cli.hosts import fleet_session, host_options, host_session, with_overrides
 from slipway.cli.output import Progress
 from slipway.config import LoadedConfig
@@ -39,7 +45,7 @@ TABLE_NAME = re.compile(r"[^\x00-\x1f\x7f,]{1,128}")  # any SQLite name but a co
 )
 @click.option(
     "--incident-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=SafePath(file_okay=False, path_type=Path),
     default=None,
     help="On failure, copy the incident report here (CI attaches it to the run).",
 )

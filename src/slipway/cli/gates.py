@@ -8,19 +8,19 @@ from pathlib import Path
 import click
 
 from slipway import gates
-from slipway.cli.context import loaded_config
+from slipway.cli.context import SafePath, loaded_config
 
 
 @click.command(name="gates")
 @click.option("--base", default=None, help="Base ref for new-code coverage (e.g. origin/main).")
 @click.option(
     "--summary",
-    type=click.Path(dir_okay=False),
+    type=SafePath(dir_okay=False),
     default=None,
     help="Append the Markdown summary here (in Actions: $GITHUB_STEP_SUMMARY).",
 )
 @click.option("--annotations", is_flag=True, help="Print GitHub ::error annotations.")
-@click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write JSON here.")
+@click.option("--output", type=SafePath(dir_okay=False), default=None, help="Write JSON here.")
 @click.pass_context
 def command(
     ctx: click.Context, base: str | None, summary: str | None, annotations: bool, output: str | None

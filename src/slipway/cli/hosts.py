@@ -117,4 +117,8 @@ def with_overrides(
         raise UsageError(f"--host/--root/--ssh-key: {problems}") from None
     environments = {**loaded.config.environments, environment: env}
     config = loaded.config.model_copy(update={"environments": environments})
+    try:
+        config.check_roles(environment, env)  # the hosts given may not fit the roles
+    except ValueError as exc:
+        raise UsageError(f"--host: {exc}") from None
     return dataclasses.replace(loaded, config=config)

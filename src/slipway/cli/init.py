@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from slipway.cli.context import SafePath
 from slipway.config import load_config
 from slipway.config.starter import write_starter
 from slipway.github import workflows
@@ -27,7 +28,7 @@ from slipway.github import workflows
 @click.option(
     "--dir",
     "directory",
-    type=click.Path(file_okay=False, exists=True),
+    type=SafePath(file_okay=False, exists=True),
     default=".",
     help="Repository root (default: current directory).",
 )

@@ -21,6 +21,7 @@ import traceback
 import click
 
 from slipway import __version__
+from slipway.cli.context import SafePath
 from slipway.errors import SlipwayError
 from slipway.secrets import mask_everywhere
 
@@ -98,7 +99,7 @@ class LazyGroup(click.Group):
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False),
+    type=SafePath(dir_okay=False),
     envvar="SLIPWAY_CONFIG",
     help="Configuration file (default: slipway.toml, or [tool.slipway] in pyproject.toml,"
     " found from the current directory upwards).",

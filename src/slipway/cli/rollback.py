@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from slipway.cli.context import LOCK_WAIT, echo_json_line, loaded_config
+from slipway.cli.context import LOCK_WAIT, SafePath, echo_json_line, loaded_config
 from slipway.cli.hosts import host_session
 from slipway.cli.output import Progress
 from slipway.deploy.engine import Deployer
@@ -26,7 +26,7 @@ from slipway.github.api import GitHub, report_deployment
 )
 @click.option(
     "--identity",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=SafePath(exists=True, dir_okay=False, path_type=Path),
     default=None,
     help="age identity (private key) file, to restore an encrypted backup.",
 )

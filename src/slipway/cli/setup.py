@@ -69,26 +69,67 @@ def pm2_package() -> Path | None:
 
 
 def dependency_closure(package: Path) -> list[Path]:
-    """``package`` and every package its dependencies need, in a flat node_modules
-    (npm's layout; a nested ``node_modules`` travels with its parent)."""
+    """The top-level packages of ``package``'s node_modules that it needs: itself and
+    every dependency, resolved as Node does (the package's own ``node_modules``, then
+    each parent's), nested packages walked too (their dependencies may be hoisted); a
+    nested package travels inside its parent's directory."""
     modules = package.parent
-    seen: dict[str, Path] = {}
+    top: set[Path] = set()
+    seen: set[Path] = set()
     todo = [package]
     while todo:
         current = todo.pop()
-        name = json.loads((current / "package.json").read_text())["name"]
-        if name in seen:
+        if current in seen:
             continue
-        seen[name] = current
+        seen.add(current)
+        if current.parent == modules or current.parent.parent == modules:
+            top.add(current)  # ``name`` or ``@scope/name`` right under node_modules
         deps = json.loads((current / "package.json").read_text()).get("dependencies", {})
         for dep in deps:
-            nested = current / "node_modules" / dep
-            if nested.is_dir():
-                continue  # shipped inside its parent's directory
-            flat = modules / dep
-            if flat.is_dir():
-                todo.append(flat)
-    return sorted(seen.values())
+            found = _resolve(dep, current, modules)
+            if found is not None:
+                todo.append(found)
+    return sorted(top)
+
+
+def _resolve(dep: str, start: Path, modules: Path) -> Path | None:
+    """Where Node finds ``dep`` required from ``start``, inside ``modules``."""
+    here = start
+    while True:
+        candidate = here / "node_modules" / dep
+        if (candidate / "package.json").is_file():
+            return candidate
+        if here == modules.parent or here == here.parent:
+            return None
+        here = here.parent
+
+
+# ELF, and Mach-O (32/64-bit, both byte orders, universal): what a copy can run.
+BINARY_MAGIC = (
+    b"\x7fELF",
+    b"\xfe\xed\xfa\xce",
+    b"\xfe\xed\xfa\xcf",
+    b"\xce\xfa\xed\xfe",
+    b"\xcf\xfa\xed\xfe",
+    b"\xca\xfe\xba\xbe",
+)
+
+
+def is_binary(path: Path) -> bool:
+    """A compiled executable, not a script or a version manager's shim (asdf, pyenv,
+    volta), which would not run on another machine."""
+    try:
+        with path.open("rb") as f:
+            return f.read(4) in BINARY_MAGIC
+    except OSError:
+        return False
+
+
+def _without_owner(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Extracted as whoever runs tar on the host, never as this machine's uid."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
 
 
 def same_platform(d: Deployer) -> bool:
@@ -99,18 +140,35 @@ def same_platform(d: Deployer) -> bool:
 
 
 def install_binary(d: Deployer, name: str, why: str) -> Action:
+    if "/" in name:
+        return Action(name, "present" if _runs(d, name) else "left", "a path: setup leaves it")
     if doctor._found(d, name):
         return Action(name, "present", str(doctor._found(d, name)))
     local = deployer_binary(name)
     if local is None:
         return Action(name, "left", f"not on this machine either ({why}): install it on the host")
+    local = local.resolve()
+    if not is_binary(local):
+        return Action(name, "left", f"this machine's {name} is a script or shim: install it")
     if not same_platform(d):
         return Action(name, "left", "the host is another system or architecture: install it")
     target = f"{d.layout.tools_bin}/{name}"
     d.transport.run(cmd.mkdir_p(d.layout.tools_bin))
     d.transport.put(local, f"{target}.new", mode=0o755)
+    if not _runs(d, f"{target}.new"):  # a library it needs is missing there, say
+        d.transport.run(cmd.remove_tree(f"{target}.new"), check=False)
+        return Action(name, "left", f"this machine's {name} does not run there: install it")
     d.transport.run(cmd.rename_over(f"{target}.new", target))
     return Action(name, "installed", f"{target} (the deployer's {local.name})")
+
+
+# How each tool says its version (and so that it runs); ``--version`` for the others.
+VERSION_ARGS = {"traefik": ["version"]}
+
+
+def _runs(d: Deployer, program: str) -> bool:
+    args = VERSION_ARGS.get(program.rsplit("/", 1)[-1].removesuffix(".new"), ["--version"])
+    return d.transport.run([program, *args], env=d.host_env, check=False).ok
 
 
 def install_pm2(d: Deployer) -> Action:
@@ -122,9 +180,10 @@ def install_pm2(d: Deployer) -> Action:
     tools = d.layout.tools_bin.rsplit("/", 1)[0]
     with tempfile.TemporaryDirectory() as scratch:
         archive = Path(scratch) / "pm2.tar"
-        with tarfile.open(archive, "w") as tar:
+        with tarfile.open(archive, "w", dereference=True) as tar:  # pnpm links: copies
             for found in dependency_closure(package):
-                tar.add(found, arcname=f"node_modules/{found.relative_to(package.parent)}")
+                where = f"node_modules/{found.relative_to(package.parent)}"
+                tar.add(found, arcname=where, filter=_without_owner)
         d.transport.run(cmd.mkdir_p(f"{tools}/pm2", d.layout.tools_bin))
         d.transport.put(archive, f"{tools}/pm2.tar", mode=0o600)
     d.transport.run(cmd.extract_tar(f"{tools}/pm2.tar", f"{tools}/pm2"))
@@ -147,41 +206,43 @@ def make_layout(d: Deployer) -> Action:
     return Action("layout", "made", f"{layout.base} (state and backups 0700)")
 
 
-def boot_unit(d: Deployer) -> str:
+def boot_unit(d: Deployer, user: str, home: str) -> str:
     """A systemd unit that starts the process manager at boot (what ``pm2 startup``
-    writes, for this environment's PM2_HOME and tools)."""
+    writes), for this environment's PM2_HOME (or supervisor's home) and tools. Paths
+    are absolute (systemd's ``%h`` is root's home in a system unit) and quoted."""
     path = d.host_env["PATH"]
-    user = d.transport.run(["id", "-un"], check=False).stdout.strip() or "deploy"
     name = f"{d.config.project.name}-{d.env_name}"
     if d.env.process_manager is ProcessManagerName.SUPERVISOR:
-        home = d.env.supervisor_home or "%h/.slipway-supervisor"
-        start = f"supervisord -c {home}/supervisord.conf"
-        return _unit(
-            name,
-            user,
-            path,
-            "forking",
-            start,
-            f"supervisorctl -c {home}/supervisord.conf shutdown",
-            [],
+        conf = f"{d.env.supervisor_home or f'{home}/.slipway-supervisor'}/supervisord.conf"
+        start, stop = (
+            f"supervisord -c {_quoted(conf)}",
+            f"supervisorctl -c {_quoted(conf)} shutdown",
         )
-    home = d.env.pm2_home or "%h/.pm2"
-    extra = [f"Environment=PM2_HOME={home}", f"PIDFile={home}/pm2.pid"]
-    return _unit(name, user, path, "forking", "pm2 resurrect", "pm2 kill", extra)
+        return _unit(name, user, path, start, stop, [])
+    pm2_home = d.env.pm2_home or f"{home}/.pm2"
+    extra = [
+        f"Environment={_quoted(f'PM2_HOME={pm2_home}')}",
+        f"PIDFile={_quoted(f'{pm2_home}/pm2.pid')}",
+    ]
+    return _unit(name, user, path, "pm2 resurrect", "pm2 kill", extra)
 
 
-def _unit(
-    name: str, user: str, path: str, kind: str, start: str, stop: str, extra: list[str]
-) -> str:
+def _quoted(value: str) -> str:
+    """A value as systemd reads it: double-quoted, ``%`` doubled (not a specifier)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{escaped}"'
+
+
+def _unit(name: str, user: str, path: str, start: str, stop: str, extra: list[str]) -> str:
     lines = [
         "[Unit]",
         f"Description=slipway: the process manager of {name}",
         "After=network.target",
         "",
         "[Service]",
-        f"Type={kind}",
+        "Type=forking",
         f"User={user}",
-        f"Environment=PATH={path}",
+        f"Environment={_quoted(f'PATH={path}')}",
         *extra,
         f"ExecStart=/usr/bin/env {start}",
         f"ExecStop=/usr/bin/env {stop}",
@@ -197,9 +258,13 @@ def _unit(
 def write_boot_unit(d: Deployer) -> Action:
     if d.env.process_manager is ProcessManagerName.NONE:
         return Action("boot", "left", "process_manager = none: nothing to start at boot")
+    user = d.transport.run(["id", "-un"], check=False).stdout.strip()
+    home = d.transport.run(["sh", "-c", 'printf %s "$HOME"'], check=False).stdout.strip()
+    if not user or not home.startswith("/"):
+        return Action("boot", "left", "the host did not say its user and home: no unit written")
     name = f"slipway-{d.config.project.name}-{d.env_name}.service"
     where = f"{d.layout.state_dir}/{name}"
-    d.transport.put_text(boot_unit(d), where, mode=0o644)
+    d.transport.put_text(boot_unit(d, user, home), where, mode=0o644)
     how = f"as root: cp {where} /etc/systemd/system/ && systemctl enable --now {name}"
     return Action("boot", "written", f"{where}; {how}")
 
@@ -254,7 +319,9 @@ def command(
         except SlipwayError as exc:
             raise SlipwayError(f"{d.transport.name}: {exc}", hint=exc.hint) from exc
         found = doctor.findings(d)
-        ready = ready and all(f.ok for f in found)
+        # A tool left behind is a problem even where doctor would not look (node for PM2).
+        left = [a for a in actions if a.done == "left" and a.what != "boot"]
+        ready = ready and all(f.ok for f in found) and not left
         report.append(
             {
                 "host": d.transport.name,

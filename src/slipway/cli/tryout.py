@@ -32,7 +32,7 @@ from typing import Any
 
 import click
 
-from slipway.cli.context import echo_json, loaded_config
+from slipway.cli.context import SafePath, echo_json, loaded_config
 from slipway.cli.output import Progress
 from slipway.config import LoadedConfig, validate_config
 from slipway.config.load import find_config
@@ -54,13 +54,13 @@ ENV = "try"
 @click.option(
     "--db",
     "database",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=SafePath(dir_okay=False, exists=True, path_type=Path),
     default=None,
     help="Start on a copy of this SQLite file (default: an empty database).",
 )
 @click.option(
     "--env-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=SafePath(dir_okay=False, exists=True, path_type=Path),
     default=None,
     help="Variables the app needs (copied, mode 0600).",
 )

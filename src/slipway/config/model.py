@@ -804,7 +804,7 @@ class SlipwayConfig(Strict):
             if process.port != name:
                 raise ValueError(f"processes.{name}.port must be {name!r}")
         for env_name, env in self.environments.items():
-            self._check_roles(env_name, env)
+            self.check_roles(env_name, env)
         for index, channel in enumerate(self.notify):
             unknown = set(channel.environments) - set(self.environments)
             if unknown:
@@ -814,7 +814,7 @@ class SlipwayConfig(Strict):
                 )
         return self
 
-    def _check_roles(self, name: str, env: EnvironmentConfig) -> None:
+    def check_roles(self, name: str, env: EnvironmentConfig) -> None:
         """Every process runs somewhere; the database shapes a fleet supports: every
         host with its own backend and database (independent instances), or frontends
         on hosts of their own in front of exactly one backend host."""

@@ -27,6 +27,7 @@ from slipway.commands import build as build_cmd
 from slipway.commands import host as cmd
 from slipway.config.load import LoadedConfig
 from slipway.config.model import (
+    COLORS,
     EnvironmentConfig,
     HealthLevel,
     ProcessConfig,
@@ -359,6 +360,9 @@ class HostContext:
         if cached is None:
             cached = runspec.load(self.transport, self.layout.release(release))
             cached = cached if cached is not None else self.configured_processes()
+            # A release built before this host's roles changed runs only what the host
+            # runs now (never a second backend, with a database of its own, on a web host).
+            cached = {k: v for k, v in cached.items() if k in self.config.processes}
             self._specs[release] = cached
         return cached
 
@@ -439,7 +443,7 @@ class HostContext:
         flow starts a release."""
         commit = commit or str(self.release_meta(release).get("commit", "unknown"))
         specs = self.app_specs(release, commit, color)
-        self.pm.stop(self.app_names_of(color))
+        self.pm.stop(self.app_names_of(color) + self.stray_apps())
         self.ensure_ports_free(color)
         suffix = f"-{color}" if color else ""
         self.pm.start(specs, f"{self.layout.release(release)}/.slipway-ecosystem{suffix}.json")
@@ -529,6 +533,14 @@ class HostContext:
             query = health.sqlite.query
             found.append(host_health.sqlite_check(health.sqlite.name, lambda: self.probe_db(query)))
         return found
+
+    def stray_apps(self) -> list[str]:
+        """Apps of processes this host no longer runs (its roles changed since they
+        started), on any colour: stopped with the next start, so a host never keeps a
+        backend, and a database of its own, that its role no longer has."""
+        gone = [p for p in self.loaded.config.processes if p not in self.config.processes]
+        colors: list[str | None] = [None, *COLORS] if gone else []
+        return [self.app_name(p, c) for p in gone for c in colors]
 
     @property
     def holds_database(self) -> bool:

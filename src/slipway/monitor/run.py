@@ -76,7 +76,7 @@ class Monitor:
         self.state = self._load_state()
         ws = d.config.health.websocket
         self.ws: WebSocketProbes | None = None
-        if ws is not None and self.cfg.websocket_probes:
+        if ws is not None and self.cfg.websocket_probes and d.holds_database:
             self.ws = WebSocketProbes(
                 lambda: f"ws://127.0.0.1:{d.local_port('backend')}{ws.path}",
                 self.cfg.websocket_probes,
@@ -116,7 +116,8 @@ class Monitor:
         checks = run_round(self.d.checks(level, disk=False)) if level else []
         window = now - float(self.state["at"]) if self.state.get("at") else None
         sample = Sample(at=now, source="probes", window_seconds=window, checks=checks)
-        self._database(sample, checks)
+        if self.d.holds_database:  # a frontend-only host of a fleet has no database
+            self._database(sample, checks)
         self._traffic(sample, checks)
         self._disks(sample, as_check=level is not None and self.d.config.health.disk)
         if self.ws is not None:

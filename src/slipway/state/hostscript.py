@@ -1154,30 +1154,36 @@ def _pm2_call(home: str, method: str, args: list[Any], timeout: float = 5.0) -> 
 def op_pm2_delete(req: dict[str, Any]) -> dict[str, Any]:
     """``pm2 delete NAME`` for each name, over the RPC socket: the daemon stops the app
     (SIGINT, then SIGKILL after its kill_timeout) and forgets it; the call returns once
-    the app has exited. Names PM2 does not know are skipped."""
+    the app has exited. Names PM2 does not know are skipped. An app another command
+    began stopping (a drain job killed half way) is left to finish: a second SIGINT
+    would make uvicorn give up on the requests it is finishing (500s)."""
     home = _pm2_home(req)
     wanted = set(req["names"])
     timeout = float(req.get("timeout", 120))
     listed = _pm2_wait_stopping(home, wanted, timeout)
-    ids = [p["pm2_env"]["pm_id"] for p in listed if p.get("name") in wanted]
+    ids = [
+        p["pm2_env"]["pm_id"]
+        for p in listed
+        if p.get("name") in wanted and p["pm2_env"].get("status") != "stopping"
+    ]
     for pm_id in ids:
         _pm2_call(home, "deleteProcessId", [pm_id], timeout=timeout)
     return {"deleted": len(ids)}
 
 
 def _pm2_wait_stopping(home: str, wanted: set[str], timeout: float) -> list[Any]:
-    """PM2's list once none of ``wanted`` is still stopping. An app another command
-    began stopping (a drain job killed half way) is already finishing its requests;
-    a second SIGINT would make uvicorn give up on them (500s), so it is waited for."""
-    deadline = time.monotonic() + timeout
+    """PM2's list once none of ``wanted`` is still stopping, or once PM2 itself would
+    have killed them (their kill_timeout, plus a margin; at most ``timeout``)."""
+    started = time.monotonic()
     while True:
         listed: list[Any] = _pm2_call(home, "getMonitorData", [{}])[0]
         stopping = [
-            p
+            p.get("pm2_env") or {}
             for p in listed
             if p.get("name") in wanted and (p.get("pm2_env") or {}).get("status") == "stopping"
         ]
-        if not stopping or time.monotonic() > deadline:
+        kill_after = max((float(e.get("kill_timeout") or 0) / 1000 for e in stopping), default=0)
+        if not stopping or time.monotonic() - started > min(timeout, kill_after + 5):
             return listed
         time.sleep(0.1)
 
