@@ -60,7 +60,7 @@ def test_a_binary_for_another_architecture_is_left_with_what_to_do(
     deployer: Deployer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(setup, "same_platform", lambda d: False)
-    monkeypatch.setattr(setup.doctor, "_found", lambda d, name: None)
+    monkeypatch.setattr(setup.doctor, "on_path", lambda d, name: None)
     action = setup.install_binary(deployer, "uv", "it installs the backend")
     assert action.done == "left" and "another system or architecture" in action.detail
     monkeypatch.setattr(setup, "deployer_binary", lambda name: None)
@@ -71,7 +71,7 @@ def test_a_binary_for_another_architecture_is_left_with_what_to_do(
 def test_a_shim_or_a_binary_that_does_not_run_there_is_left_and_removed(
     deployer: Deployer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(setup.doctor, "_found", lambda d, name: None)
+    monkeypatch.setattr(setup.doctor, "on_path", lambda d, name: None)
     shim = tmp_path / "node"
     shim.write_text('#!/bin/sh\nexec asdf exec node "$@"\n')
     monkeypatch.setattr(setup, "deployer_binary", lambda name: shim)

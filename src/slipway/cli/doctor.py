@@ -37,7 +37,7 @@ class Finding:
     fix: str = ""
 
 
-def _found(d: Deployer, name: str) -> str | None:
+def on_path(d: Deployer, name: str) -> str | None:
     """Where ``name`` is on the PATH slipway's commands get on the host."""
     probe = d.transport.run(
         ["sh", "-c", 'command -v -- "$1"', "sh", name], env=d.host_env, check=False
@@ -63,7 +63,7 @@ VERSIONED = frozenset({"uv", "node", "npm", "age", "traefik"})
 
 
 def tool(d: Deployer, name: str, why: str, fix: str) -> Finding:
-    path = _found(d, name)
+    path = on_path(d, name)
     if path is None:
         return Finding(name, False, f"not on PATH ({why})", fix)
     version = _version(d, [name, "--version"]) if name in VERSIONED else ""

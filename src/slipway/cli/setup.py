@@ -142,8 +142,9 @@ def same_platform(d: Deployer) -> bool:
 def install_binary(d: Deployer, name: str, why: str) -> Action:
     if "/" in name:
         return Action(name, "present" if _runs(d, name) else "left", "a path: setup leaves it")
-    if doctor._found(d, name):
-        return Action(name, "present", str(doctor._found(d, name)))
+    present = doctor.on_path(d, name)
+    if present:
+        return Action(name, "present", present)
     local = deployer_binary(name)
     if local is None:
         return Action(name, "left", f"not on this machine either ({why}): install it on the host")
@@ -172,8 +173,9 @@ def _runs(d: Deployer, program: str) -> bool:
 
 
 def install_pm2(d: Deployer) -> Action:
-    if doctor._found(d, "pm2"):
-        return Action("pm2", "present", str(doctor._found(d, "pm2")))
+    present = doctor.on_path(d, "pm2")
+    if present:
+        return Action("pm2", "present", present)
     package = pm2_package()
     if package is None:
         return Action("pm2", "left", "no PM2 on this machine to copy: npm install -g pm2 there")

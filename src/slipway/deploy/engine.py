@@ -127,16 +127,7 @@ class Deployer(HostContext):
         (``rehearse``, default ``[migrations] rehearse``; see
         :mod:`slipway.deploy.rehearsal`). ``allow_data_loss`` names the tables the
         release's migrations may empty or drop."""
-        repo = self.loaded.repository_path()
-        if repo is None:
-            raise UsageError("deploying from a remote repository URL is not supported yet")
-        source = resolve(repo, ref)
-        self._refuse_stale_locks(source)
-        if breaking is None:
-            breaking = self.config.migrations.is_breaking(source.ref, source.commit)
-        if rehearse is None:
-            rehearse = self.config.migrations.rehearse
-        plan = DeployPlan(breaking, rehearse, tuple(allow_data_loss))
+        source, plan = self.deploy_plan(ref, breaking, rehearse, allow_data_loss)
         steps.mask_env_file_early(self)
         steps.run_hooks(self, "pre_deploy", source, "")
         started = time.monotonic()
@@ -148,6 +139,27 @@ class Deployer(HostContext):
         if outcome.status == "succeeded":
             steps.run_hooks(self, "post_deploy", source, outcome.release)
         return outcome
+
+    def deploy_plan(
+        self,
+        ref: str,
+        breaking: bool | None,
+        rehearse: bool | None,
+        allow_data_loss: Sequence[str],
+    ) -> tuple[Source, DeployPlan]:
+        """The commit to deploy and what to do about its database, before any lock: a
+        stale lock file is refused here (see :mod:`slipway.config.deep`). One host's
+        deploy and a fleet's ask the same."""
+        repo = self.loaded.repository_path()
+        if repo is None:
+            raise UsageError("deploying from a remote repository URL is not supported yet")
+        source = resolve(repo, ref)
+        self._refuse_stale_locks(source)
+        if breaking is None:
+            breaking = self.config.migrations.is_breaking(source.ref, source.commit)
+        if rehearse is None:
+            rehearse = self.config.migrations.rehearse
+        return source, DeployPlan(breaking, rehearse, tuple(allow_data_loss))
 
     def rehearse_only(self, ref: str, *, lock_wait: float = 0) -> rehearsal.Rehearsal | None:
         """``slipway plan --rehearse``: the deploy's prepare steps up to the rehearsal, in

@@ -43,7 +43,7 @@ from slipway.deploy import journal as journal_mod
 from slipway.deploy import recovery, steps
 from slipway.deploy.engine import Deployer, DeployPlan, HostRun, new_release_id
 from slipway.deploy.run import Outcome
-from slipway.deploy.source import Source, resolve
+from slipway.deploy.source import Source
 from slipway.errors import DeployFailed, LockHeld, LockLost, SlipwayError, UsageError
 from slipway.notify import message
 from slipway.state import records
@@ -173,16 +173,7 @@ class FleetDeploy:
         allow_data_loss: Sequence[str] = (),
     ) -> FleetOutcome:
         first = self.first
-        repo = first.loaded.repository_path()
-        if repo is None:
-            raise UsageError("deploying from a remote repository URL is not supported yet")
-        source = resolve(repo, ref)
-        first._refuse_stale_locks(source)
-        if breaking is None:
-            breaking = first.config.migrations.is_breaking(source.ref, source.commit)
-        if rehearse is None:
-            rehearse = first.config.migrations.rehearse
-        plan = DeployPlan(breaking, rehearse, tuple(allow_data_loss))
+        source, plan = first.deploy_plan(ref, breaking, rehearse, allow_data_loss)
         self._each(self.members, lambda m: steps.mask_env_file_early(m.deployer))
         self._stop_if_interrupted()
         steps.run_hooks(first, "pre_deploy", source, "")
