@@ -561,3 +561,77 @@ def test_supervisor_is_a_process_manager_for_either_strategy() -> None:
     }
     raw["environments"]["staging"]["process_manager"] = "systemd"
     assert errors_of(raw)[0].startswith("environments.staging.process_manager: ")
+
+
+def test_a_host_override_changes_only_its_host_and_merges_host_env() -> None:
+    raw = _with_qa()
+    prod = raw["environments"]["production"]
+    prod.update(
+        hosts=["deploy@a.example.com", "deploy@b.example.com"],
+        host_env={"SHARED": "1", "REGION": "eu"},
+        host_path=["/opt/bin"],
+        host_overrides={
+            "deploy@b.example.com": {
+                "root": "/data/app",
+                "host_env": {"REGION": "us"},
+                "host_path": ["/usr/local/node/bin"],
+            }
+        },
+    )
+    env = validate_config(raw).environments["production"]
+    a, b = (env.on_host(str(h)) for h in env.parsed_hosts())
+    assert (a.root, a.host_env, a.host_path) == (
+        "/srv/app",
+        {"SHARED": "1", "REGION": "eu"},
+        ["/opt/bin"],
+    )
+    assert (b.root, b.host_env, b.host_path) == (
+        "/data/app",
+        {"SHARED": "1", "REGION": "us"},
+        ["/usr/local/node/bin"],
+    )
+    config = validate_config(raw)
+    assert (
+        config.for_host("production", "deploy@b.example.com:22").environments["production"].root
+        == "/data/app"
+    )
+    assert config.for_host("staging", "local") is config  # nothing to apply there
+
+
+def test_a_host_override_for_a_host_not_listed_is_an_error_naming_it() -> None:
+    raw = _with_qa()
+    raw["environments"]["qa"]["host_overrides"] = {"deploy@gone.example.com": {"root": "/x"}}
+    problems = errors_of(raw)
+    assert any(
+        "environments.qa" in p and "'deploy@gone.example.com', which is not in hosts" in p
+        for p in problems
+    ), problems
+
+
+def test_collisions_use_each_hosts_own_root() -> None:
+    """Two environments on one machine with one root collide (qa's database is inside
+    staging's releases); a per-host root for qa there keeps them apart, and a per-host
+    root that lands on staging's database collides again."""
+    clash = {"database": "staging/.codeframe/state.db"}
+    assert validate_config(_with_qa(**clash)).collisions()
+    apart = _with_qa(**clash, host_overrides={"local": {"root": "/srv/qa"}})
+    assert validate_config(apart).collisions() == []
+    onto = _with_qa(
+        database="state.db", host_overrides={"local": {"root": "/srv/app/staging/.codeframe"}}
+    )
+    found = validate_config(onto).collisions()
+    assert any("/srv/app/staging/.codeframe/state.db" in f for f in found), found
+
+
+def test_root_is_refused_when_a_host_has_its_own(tmp_path: Path) -> None:
+    from slipway.cli.hosts import with_overrides
+    from slipway.errors import UsageError
+
+    raw = _with_qa(host_overrides={"local": {"root": "/srv/qa"}})
+    path = tmp_path / "slipway.toml"
+    path.write_text(_toml(raw))
+    loaded = load_config(path)
+    with pytest.raises(UsageError, match=r"--root: environments\.qa\.host_overrides gives local"):
+        with_overrides(loaded, "qa", (), "/elsewhere", None)
+    moved = with_overrides(loaded, "staging", (), "/elsewhere", None)
+    assert moved.config.environments["staging"].root == "/elsewhere"

@@ -556,3 +556,39 @@ def test_hosts_given_with_host_must_fit_the_roles(repo: Path) -> None:
     extra = (*ROLES_HOSTS, "deploy@extra.example.org")  # runs everything: a 2nd backend
     with pytest.raises(UsageError, match=r"--host: .*need exactly one backend host, not 2"):
         with_overrides(loaded, "testing", extra, None, None)
+
+
+def test_each_host_deploys_under_its_own_root_with_its_own_environment(
+    repo: Path, tmp_path: Path, unhealthy: set[str]
+) -> None:
+    """``host_overrides`` instead of ``--root``: one configuration, three roots, and each
+    host's commands get the environment's host_env with that host's merged over it."""
+    from slipway.config.model import parse_host
+
+    config = repo / "slipway.toml"
+    overrides = "".join(
+        f'\n[environments.testing.host_overrides."{h}"]\nroot = "{tmp_path / "hosts" / str(i)}"\n'
+        f'host_env = {{ REGION = "r{i}" }}\n'
+        for i, h in enumerate(ROLES_HOSTS)
+    )
+    text = config.read_text().replace('hosts = ["local"]', f"hosts = {list(ROLES_HOSTS)!r}")
+    text = text.replace("'", '"').replace(
+        "[environments.testing]\n", '[environments.testing]\nhost_env = { SHARED = "yes" }\n'
+    )
+    config.write_text(text + overrides)
+    loaded = load_config(config)
+    found = []
+    for host in ROLES_HOSTS:
+        transport = LocalTransport()
+        transport.name = str(parse_host(host))
+        found.append(
+            (host, Deployer(loaded, "testing", transport, process_manager=FakeProcessManager()))
+        )
+    outcome = FleetDeploy(found, parallel=3, batch_size=None).deploy("v1")
+    assert outcome.status == "succeeded"
+    for i, (_, d) in enumerate(found):
+        assert d.layout.root == str(tmp_path / "hosts" / str(i))
+        assert (
+            tmp_path / "hosts" / str(i) / "testing" / "current"
+        ).resolve().name == outcome.release
+        assert d.host_env["SHARED"] == "yes" and d.host_env["REGION"] == f"r{i}"

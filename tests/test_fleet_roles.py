@@ -1,8 +1,9 @@
 """One backend host and two frontend-only hosts (``roles``), network-namespace hosts
 over real SSH (``tests/netns.py``), blue-green: each host runs only its processes, only
 the backend host holds the SQLite database, each frontend answers through its own
-Traefik, and a second deploy switches colours on all three. The frontend is a small
-Node server (PM2 runs it like any node process); Next.js builds are covered elsewhere."""
+Traefik, and a second deploy switches colours on all three; one frontend host has its
+own deploy root (``host_overrides``). The frontend is a small Node server (PM2 runs it
+like any node process); Next.js builds are covered elsewhere."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import http.client
 from collections.abc import Iterator
 
 import pytest
-from apprepo import git
+from apprepo import git, write_env_file
 from fleetenv import Fleet, namespace_fleet
 
 pytestmark = pytest.mark.integration
@@ -58,7 +59,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             'health_path = "/api/health"\n'
             f'\n[environments.testing.roles]\n"{api}" = ["backend"]\n'
             f'"{web1}" = ["frontend"]\n"{web2}" = ["frontend"]\n'
+            # web2 is a machine set up differently: its deploy root is elsewhere.
+            f'\n[environments.testing.host_overrides."{web2}"]\n'
+            f'root = "{ns.root / "elsewhere"}"\nhost_env = {{ REGION = "two" }}\n'
         )
+        write_env_file(ns.hosts[2].data / "elsewhere", "API_TOKEN=fleet-secret-2\n")
         yield fleet
 
 
@@ -84,6 +89,11 @@ def test_each_host_runs_its_role_and_only_the_backend_host_holds_the_database(
             answer = get(web.address, frontend_port, "/api/health")
             assert answer is not None and answer[0] == 200
         assert (api.data / "testing" / ".codeframe" / "state.db").exists()
+        web1_release = (webs[0].data / "testing" / "current").resolve()
+        web2_release = (webs[1].data / "elsewhere" / "testing" / "current").resolve()
+        assert web1_release.name == web2_release.name, round_  # one release, two roots
+        assert not (webs[1].data / "testing" / "current").exists()
+
     colours = {
         e.get("host"): e.get("detail")
         for e in events

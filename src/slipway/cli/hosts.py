@@ -100,7 +100,15 @@ def with_overrides(
     """``loaded`` with the environment's hosts, root or SSH key replaced (validated)."""
     if not (hosts or root or ssh_key):
         return loaded
-    raw = loaded.config.environment(environment).model_dump(mode="json")
+    current = loaded.config.environment(environment)
+    own_roots = [h for h, o in current.host_overrides.items() if o.root is not None]
+    if root and own_roots:
+        raise UsageError(
+            f"--root: environments.{environment}.host_overrides gives {', '.join(own_roots)}"
+            " a root of its own, which --root would not change",
+            hint="set the root in the configuration, or deploy those hosts with --host",
+        )
+    raw = current.model_dump(mode="json")
     if hosts:
         raw["hosts"] = [h.strip() for h in hosts]
     if root:

@@ -600,6 +600,35 @@ def _check_host(value: str) -> str:
 Host = Annotated[str, AfterValidator(_check_host)]
 
 
+class HostOverrides(Strict):
+    """What differs on one host of an environment (``[environments.X.host_overrides."host"]``):
+    machines of one fleet built at different times rarely agree on where things live."""
+
+    root: AbsolutePath | None = Field(default=None, description="This host's deploy root.")
+    host_path: list[AbsolutePath] | None = Field(
+        default=None, description="This host's PATH directories (replace the environment's)."
+    )
+    host_env: dict[EnvKey, EnvValue] = Field(
+        default_factory=dict,
+        description="Extra environment for this host (over the environment's host_env).",
+    )
+    pm2_home: AbsolutePath | None = Field(default=None, description="This host's PM2_HOME.")
+    supervisor_home: AbsolutePath | None = Field(
+        default=None, description="This host's supervisor directory."
+    )
+
+    def applied_to(self, env: EnvironmentConfig) -> dict[str, object]:
+        """The fields of ``env`` this override replaces, with their new values."""
+        update: dict[str, object] = {
+            name: getattr(self, name)
+            for name in ("root", "host_path", "pm2_home", "supervisor_home")
+            if getattr(self, name) is not None
+        }
+        if self.host_env:
+            update["host_env"] = {**env.host_env, **self.host_env}
+        return update
+
+
 class EnvironmentConfig(Strict):
     branches: list[Branch] = Field(default_factory=list)
     deploy: DeployTrigger = DeployTrigger.MANUAL
@@ -661,6 +690,11 @@ class EnvironmentConfig(Strict):
         description="Which processes run on a host (by its entry in hosts); a host not"
         " named runs every process. A host running the backend holds a database.",
     )
+    host_overrides: dict[Host, HostOverrides] = Field(
+        default_factory=dict,
+        description="Settings that differ on one host (by its entry in hosts): root,"
+        " host_path, host_env, pm2_home, supervisor_home.",
+    )
 
     @model_validator(mode="after")
     def _deployable(self) -> EnvironmentConfig:
@@ -673,6 +707,9 @@ class EnvironmentConfig(Strict):
                 raise ValueError(f"roles names {host!r}, which is not in hosts")
             if not processes or len(set(processes)) != len(processes):
                 raise ValueError(f"roles.{host!r}: list each process once, at least one")
+        for host in self.host_overrides:
+            if host not in self.hosts:
+                raise ValueError(f"host_overrides names {host!r}, which is not in hosts")
         if self.strategy is Strategy.BLUE_GREEN:
             self._check_blue_green_ports()
         return self
@@ -703,6 +740,23 @@ class EnvironmentConfig(Strict):
 
     def parsed_hosts(self) -> list[HostSpec]:
         return [parse_host(h) for h in self.hosts]
+
+    def on_host(self, host: str) -> EnvironmentConfig:
+        """This environment as ``host`` (``str`` of its parsed entry, as a transport
+        names it) sees it: its overrides applied, ``host_env`` merged."""
+        for entry, override in self.host_overrides.items():
+            if str(parse_host(entry)) == host:
+                return self.model_copy(update=override.applied_to(self))
+        return self
+
+    def on_machine(self, machine: str) -> list[EnvironmentConfig]:
+        """This environment on ``machine`` (an entry of :meth:`machines`), once per host
+        entry that reaches it."""
+        return [
+            self.on_host(str(spec))
+            for spec in self.parsed_hosts()
+            if ("local" if spec.local else str(spec.address).lower()) == machine
+        ]
 
     def processes_on(self, host: str, processes: Iterable[str]) -> list[str]:
         """The processes ``host`` runs (``str`` of its parsed entry, as a transport
@@ -785,6 +839,21 @@ def _collisions(
     return found
 
 
+def _first_collisions(
+    a: str, env_a: EnvironmentConfig, b: str, env_b: EnvironmentConfig
+) -> list[str]:
+    """The collisions of two environments on the first machine they share that has any
+    (each host as its overrides make it: roots may differ per host)."""
+    for machine in sorted(env_a.machines() & env_b.machines()):
+        found: list[str] = []
+        for on_a in env_a.on_machine(machine):
+            for on_b in env_b.on_machine(machine):
+                found += _collisions(a, on_a, b, on_b, f"on host {machine}")
+        if found:
+            return list(dict.fromkeys(found))
+    return []
+
+
 class SlipwayConfig(Strict):
     """The whole ``slipway.toml`` (or ``[tool.slipway]`` of ``pyproject.toml``)."""
 
@@ -842,11 +911,12 @@ class SlipwayConfig(Strict):
         """This configuration as ``host`` of ``env_name`` runs it: only its processes
         (its roles). Not validated again: a frontend-only host has no backend."""
         env = self.environment(env_name)
-        if not env.roles:
+        if not (env.roles or env.host_overrides):
             return self
         keep = env.processes_on(host, self.processes)
         processes = {k: v for k, v in self.processes.items() if k in keep}
-        return self.model_copy(update={"processes": processes})
+        environments = {**self.environments, env_name: env.on_host(host)}
+        return self.model_copy(update={"processes": processes, "environments": environments})
 
     def collisions(self, only: str | None = None) -> list[str]:
         """Deployed environments on one machine that share a port or a database, or
@@ -860,10 +930,8 @@ class SlipwayConfig(Strict):
         found: list[str] = []
         for index, a in enumerate(names):
             for b in names[index:]:
-                shared = deployed[a].machines() & deployed[b].machines()
-                if shared and (only is None or only in (a, b)):
-                    where = f"on host {sorted(shared)[0]}"
-                    found += _collisions(a, deployed[a], b, deployed[b], where)
+                if only is None or only in (a, b):
+                    found += _first_collisions(a, deployed[a], b, deployed[b])
         return found
 
     def environment(self, name: str) -> EnvironmentConfig:

@@ -45,6 +45,12 @@ def environment_summary(config: SlipwayConfig, name: str, env: EnvironmentConfig
         )
     else:
         lines.append("  backups:    off")
+    for host, override in env.host_overrides.items():
+        changed = ", ".join(
+            f"host_env {', '.join(override.host_env)}" if k == "host_env" else f"{k} {v}"
+            for k, v in override.applied_to(env).items()
+        )
+        lines.append(f"  on {host}: {changed}")
     return lines
 
 
