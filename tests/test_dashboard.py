@@ -6,7 +6,9 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -168,12 +170,13 @@ def test_weekly_trend_buckets():
     assert trend[0]["failure_rate"] is None
 
 
-@pytest.mark.integration
-def test_page_in_headless_chromium(dashboard):
+@contextmanager
+def loaded_page(url: str, token: str) -> Iterator[Any]:
+    """The dashboard in a real headless Chromium, once it has the health checks'
+    results; no console error or page error may happen meanwhile."""
     chromium = require_binary("chromium")
     from playwright.sync_api import sync_playwright
 
-    url, token = dashboard
     problems: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -194,26 +197,34 @@ def test_page_in_headless_chromium(dashboard):
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.goto(f"{url}/?token={token}")
             page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
-            text = lambda testid: page.get_by_test_id(testid).inner_text()  # noqa: E731
-            assert text("metric-deploys-testing") == "3 / 4"
-            assert text("metric-duration-testing") == "25.0s, 40.0s"
-            assert text("metric-failure-rate-testing") == "25.0 %"
-            assert text("metric-time-to-restore-testing") == "6.0s"
-            assert text("metric-lead-time-testing") == "10m"
-            assert text("current-staging") == "not deployed"
-            assert text("health-staging") == "not deployed"
-            assert text("lock-testing") == "free"
-            assert text("health-testing") == "unhealthy"
-            assert "d-pre-deploy.db (1234 bytes" in text("backups-testing")
-            bars = page.locator("#chart-deploys-testing rect")
-            assert bars.count() == 8
-            values = [bars.nth(i).get_attribute("data-value") for i in range(8)]
-            assert sum(int(v) for v in values if v) == 3
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            yield page
         finally:
             browser.close()
     assert problems == []
+
+
+@pytest.mark.integration
+def test_page_in_headless_chromium(dashboard):
+    url, token = dashboard
+    with loaded_page(url, token) as page:
+        text = lambda testid: page.get_by_test_id(testid).inner_text()  # noqa: E731
+        assert text("metric-deploys-testing") == "3 / 4"
+        assert text("metric-duration-testing") == "25.0s, 40.0s"
+        assert text("metric-failure-rate-testing") == "25.0 %"
+        assert text("metric-time-to-restore-testing") == "6.0s"
+        assert text("metric-lead-time-testing") == "10m"
+        assert text("current-staging") == "not deployed"
+        assert text("health-staging") == "not deployed"
+        assert text("lock-testing") == "free"
+        assert text("health-testing") == "unhealthy"
+        assert "d-pre-deploy.db (1234 bytes" in text("backups-testing")
+        assert page.get_by_test_id("hosts-testing").count() == 0  # one host: no table
+        bars = page.locator("#chart-deploys-testing rect")
+        assert bars.count() == 8
+        values = [bars.nth(i).get_attribute("data-value") for i in range(8)]
+        assert sum(int(v) for v in values if v) == 3
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
 
 
@@ -290,3 +301,88 @@ def test_the_server_keeps_host_sessions_open_between_computations(
         assert len(opened) == deployed + 1  # the failed one was opened again
     finally:
         sessions.close()
+
+
+FLEET = ("deploy@a.example.org", "deploy@b.example.org")
+
+
+@pytest.fixture
+def fleet_overview(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Two hosts (each its own root here, through host_overrides) reached by the local
+    transport under their SSH names: a has the seeded history; b runs the same release
+    and has its lock held and an alert firing."""
+    from slipway.config.model import parse_host
+    from slipway.dashboard import data as data_module
+    from slipway.state.host import Layout
+    from slipway.state.lock import DeployLock
+    from slipway.transports.local import LocalTransport
+
+    roots = [tmp_path / "a", tmp_path / "b"]
+    seed(roots[0])
+    (roots[1] / "testing" / "releases" / "d").mkdir(parents=True)
+    (roots[1] / "testing" / "current").symlink_to("releases/d")
+    (roots[1] / "testing" / ".slipway").mkdir(parents=True)
+    alert = {"alerts": {"error_rate": {"firing": True}, "latency": {"firing": False}}}
+    (roots[1] / "testing" / ".slipway" / "monitor.json").write_text(json.dumps(alert))
+    (tmp_path / "repo").mkdir()
+    path = write_config(tmp_path / "repo", roots[0], hosts=json.dumps(list(FLEET)))
+    overrides = "".join(
+        f'\n[environments.testing.host_overrides."{h}"]\nroot = "{r}"\n'
+        for h, r in zip(FLEET, roots, strict=True)
+    )
+    path.write_text(path.read_text() + overrides)
+    loaded = load_config(path)
+
+    def named(host, ssh, masker):  # type: ignore[no-untyped-def]
+        transport = LocalTransport()
+        transport.name = str(host)
+        return transport
+
+    monkeypatch.setattr(data_module, "connect", named)
+    b = loaded.config.environments["testing"].on_host(str(parse_host(FLEET[1])))
+
+    lock = DeployLock(LocalTransport(), Layout(str(b.root), "testing"))
+    lock.acquire(actor="carol", ref="v9", reason="deploy")
+    try:
+        yield loaded
+    finally:
+        lock.release()
+
+
+def test_a_fleet_shows_every_host_and_the_worst_of_them(fleet_overview: Any) -> None:
+    data = overview(fleet_overview, run_checks=False)
+    testing = next(e for e in data["environments"] if e["name"] == "testing")
+    hosts = {h["host"]: h for h in testing["hosts"]}
+    assert list(hosts) == [f"{h}:22" for h in FLEET]
+    a, b = hosts[f"{FLEET[0]}:22"], hosts[f"{FLEET[1]}:22"]
+    assert a["current"] == b["current"] == "d"
+    assert a["lock"]["held"] is False and b["lock"]["held"] is True
+    assert "carol" in b["lock"]["owner"]
+    assert testing["lock"] == b["lock"]  # any host's held lock holds the environment
+    assert b["alerts"] == ["error_rate"] and a["alerts"] == []
+    assert testing["alerts"] == [f"{FLEET[1]}:22: error_rate"]
+    assert testing["metrics"]["deploys"] == 4  # records as the first host keeps them
+
+
+@pytest.mark.integration
+def test_a_fleets_page_has_a_row_per_host(fleet_overview: Any) -> None:
+    token = make_token()
+    server = serve(
+        lambda: overview(fleet_overview),
+        "127.0.0.1",
+        0,
+        token,
+        quick=lambda: overview(fleet_overview, run_checks=False),
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with loaded_page(url, token) as page:
+            rows = page.get_by_test_id("hosts-testing").locator("tr")
+            assert rows.count() == 3  # the heading and two hosts
+            b = page.get_by_test_id(f"host-testing-{FLEET[1]}:22").inner_text()
+            assert "held by carol" in b and "error_rate" in b and "d" in b
+            assert "held by carol" in page.get_by_test_id("lock-testing").inner_text()
+    finally:
+        server.shutdown()
+        server.server_close()

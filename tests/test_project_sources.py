@@ -735,3 +735,24 @@ def test_an_empty_lock_or_config_still_counts() -> None:
     tree = DictTree({"package.json": PACKAGE_JSON, "next.config.ts": ""})
     info = read_next(tree, ".")
     assert info is not None and info.config == "next.config.ts"
+
+
+def test_a_directory_too_big_to_be_a_repository_is_refused_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hypothesis ran ``slipway init /``: it read the whole filesystem for minutes. A
+    tree with more files than a repository has is refused, and nothing is written."""
+    from support import run_cli
+
+    for i in range(12):
+        (tmp_path / f"m{i}.py").write_text("x = 1\n")
+    (tmp_path / "node_modules").mkdir()
+    for i in range(30):
+        (tmp_path / "node_modules" / f"p{i}.js").write_text("//\n")  # installs: not counted
+    assert len(DirTree(tmp_path, max_files=12).paths()) == 12
+    with pytest.raises(SlipwayError, match=r"more than 10 files .* an app's repository"):
+        DirTree(tmp_path, max_files=10).paths()
+    monkeypatch.setattr("slipway.project.tree.MAX_FILES", 10)
+    code, _, err = run_cli(["init", "--dir", str(tmp_path)], capsys)
+    assert code == 2 and f"{tmp_path} holds more than 10 files" in err, err
+    assert "Traceback" not in err and not (tmp_path / "slipway.toml").exists()

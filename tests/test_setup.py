@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from fleetenv import Fleet, namespace_fleet
 
-from slipway.cli.setup import dependency_closure, pm2_package
+from slipway.cli.setup import dependency_closure, node_package
 
 pytestmark = pytest.mark.integration
 
@@ -68,9 +68,10 @@ def test_setup_makes_a_bare_host_ready_and_a_deploy_works(bare: Fleet) -> None:
 
 
 def test_pm2_travels_with_exactly_its_dependencies() -> None:
-    package = pm2_package()
-    if package is None:
-        pytest.skip("needs pm2 (run `make test`)")
+    found = node_package("pm2")
+    assert found is not None, "pm2 is one of the set-up requirements (run `make test`)"
+    package, entry = found
+    assert entry.is_relative_to(package) and package.name == "pm2"
     names = {str(p.relative_to(package.parent)) for p in dependency_closure(package)}
     assert {"pm2", "commander"} <= names and "@pm2/js-api" in names  # a scoped one too
     assert not {"pnpm", "yarn"} & names  # beside it in tools/, not its dependencies

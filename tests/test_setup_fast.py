@@ -105,3 +105,25 @@ def test_the_closure_follows_flat_scoped_and_nested_dependencies(tmp_path: Path)
     (root / "package.json").write_text(json.dumps(root_manifest))
     found = {str(p.relative_to(modules)) for p in setup.dependency_closure(root)}
     assert found == {"pm2", "a", "@s/b", "lru"}
+
+
+def test_npm_is_copied_with_its_bundled_packages_and_runs_from_the_tools(
+    deployer: Deployer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host lacks npm (a frontend installs with it): the deployer's npm goes to the
+    tools with the packages it bundles, and the copy answers as the original does."""
+    import subprocess
+
+    found = setup.node_package("npm")
+    assert found is not None, "npm is one of the set-up requirements"
+    package, _ = found
+    assert [p.name for p in setup.dependency_closure(package)] == ["npm"]  # all nested
+    monkeypatch.setattr(setup.doctor, "on_path", lambda d, name: None)
+    action = setup.install_package(deployer, "npm", "install npm")
+    link = Path(deployer.layout.tools_bin) / "npm"
+    assert (action.what, action.done) == ("npm", "installed") and str(link) in action.detail
+    assert link.resolve().is_relative_to(Path(deployer.layout.tools_bin).parent / "npm")
+    copied = subprocess.run([str(link), "--version"], capture_output=True, text=True, check=True)
+    original = subprocess.run(["npm", "--version"], capture_output=True, text=True, check=True)
+    assert copied.stdout == original.stdout and copied.stdout.strip()
+    assert "npm" in setup.doctor.managers(deployer)  # what makes setup install it

@@ -90,14 +90,14 @@ def node_checks(d: Deployer) -> list[Finding]:
     if found[0].ok and (version is None or version[0] < MIN_NODE):
         detail = f"{seen or 'no version'} (Next.js needs Node.js {MIN_NODE}+)"
         found[0] = Finding("node", False, detail, "install Node.js 18 or newer as node")
-    for manager in sorted(_managers(d)):
+    for manager in sorted(managers(d)):
         found.append(
             tool(d, manager, "the frontend's lock file names it", f"npm install -g {manager}")
         )
     return found
 
 
-def _managers(d: Deployer) -> set[str]:
+def managers(d: Deployer) -> set[str]:
     """npm, pnpm or yarn, as the lock files at HEAD say (npm when that cannot be read),
     or the tool a configured ``install`` runs."""
     repo = d.loaded.repository_path()

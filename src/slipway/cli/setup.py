@@ -7,7 +7,8 @@ needs no access to PyPI, npm or GitHub:
 
 - uv, Traefik, age and (when missing) Node.js are single static binaries: copied when
   the host's system and architecture are the deployer's;
-- PM2 is JavaScript: the deployer's PM2 package with exactly its dependencies.
+- PM2 and npm are JavaScript: the deployer's package with exactly its dependencies
+  (npm only when a frontend installs with it).
 
 Everything goes to ``<root>/.slipway/tools`` (never a system directory: no root
 needed), which every command slipway runs on the host has on its PATH. Setup also makes
@@ -35,7 +36,7 @@ from slipway.cli import doctor
 from slipway.cli.context import echo_json, loaded_config
 from slipway.cli.hosts import host_options, host_session, with_overrides
 from slipway.commands import host as cmd
-from slipway.config.model import ProcessManagerName, Strategy
+from slipway.config.model import ProcessKind, ProcessManagerName, Strategy
 from slipway.deploy.engine import Deployer
 from slipway.errors import SlipwayError
 
@@ -59,13 +60,17 @@ def deployer_binary(name: str) -> Path | None:
     return Path(found) if found else None
 
 
-def pm2_package() -> Path | None:
-    """The deployer's PM2 package directory (``.../node_modules/pm2``)."""
-    found = shutil.which("pm2")
+def node_package(command: str) -> tuple[Path, Path] | None:
+    """The deployer's Node package behind ``command`` (``.../node_modules/pm2``) and
+    the script the command runs, or None."""
+    found = shutil.which(command)
     if found is None:
         return None
-    package = Path(found).resolve().parents[1]
-    return package if (package / "package.json").is_file() else None
+    entry = Path(found).resolve()
+    for package in entry.parents:
+        if package.parent.name == "node_modules" and (package / "package.json").is_file():
+            return package, entry
+    return None
 
 
 def dependency_closure(package: Path) -> list[Path]:
@@ -172,28 +177,32 @@ def _runs(d: Deployer, program: str) -> bool:
     return d.transport.run([program, *args], env=d.host_env, check=False).ok
 
 
-def install_pm2(d: Deployer) -> Action:
-    present = doctor.on_path(d, "pm2")
+def install_package(d: Deployer, name: str, fix: str) -> Action:
+    """The deployer's ``name`` (a Node package: PM2, npm) with exactly the packages it
+    needs, into ``<tools>/<name>``, its command linked into the tools' bin."""
+    present = doctor.on_path(d, name)
     if present:
-        return Action("pm2", "present", present)
-    package = pm2_package()
-    if package is None:
-        return Action("pm2", "left", "no PM2 on this machine to copy: npm install -g pm2 there")
+        return Action(name, "present", present)
+    found = node_package(name)
+    if found is None:
+        return Action(name, "left", f"no {name} on this machine to copy: {fix}")
+    package, entry = found
     tools = d.layout.tools_bin.rsplit("/", 1)[0]
     with tempfile.TemporaryDirectory() as scratch:
-        archive = Path(scratch) / "pm2.tar"
+        archive = Path(scratch) / f"{name}.tar"
         with tarfile.open(archive, "w", dereference=True) as tar:  # pnpm links: copies
-            for found in dependency_closure(package):
-                where = f"node_modules/{found.relative_to(package.parent)}"
-                tar.add(found, arcname=where, filter=_without_owner)
-        d.transport.run(cmd.mkdir_p(f"{tools}/pm2", d.layout.tools_bin))
-        d.transport.put(archive, f"{tools}/pm2.tar", mode=0o600)
-    d.transport.run(cmd.extract_tar(f"{tools}/pm2.tar", f"{tools}/pm2"))
-    d.transport.run(cmd.remove_tree(f"{tools}/pm2.tar"))
-    link = f"{d.layout.tools_bin}/pm2"
-    d.transport.run(["ln", "-sfn", "../pm2/node_modules/pm2/bin/pm2", link])
+            for each in dependency_closure(package):
+                where = f"node_modules/{each.relative_to(package.parent)}"
+                tar.add(each, arcname=where, filter=_without_owner)
+        d.transport.run(cmd.mkdir_p(f"{tools}/{name}", d.layout.tools_bin))
+        d.transport.put(archive, f"{tools}/{name}.tar", mode=0o600)
+    d.transport.run(cmd.extract_tar(f"{tools}/{name}.tar", f"{tools}/{name}"))
+    d.transport.run(cmd.remove_tree(f"{tools}/{name}.tar"))
+    link = f"{d.layout.tools_bin}/{name}"
+    target = f"../{name}/node_modules/{package.name}/{entry.relative_to(package)}"
+    d.transport.run(["ln", "-sfn", target, link])
     version = json.loads((package / "package.json").read_text())["version"]
-    return Action("pm2", "installed", f"{link} (PM2 {version}, the deployer's)")
+    return Action(name, "installed", f"{link} ({package.name} {version}, the deployer's)")
 
 
 def make_layout(d: Deployer) -> Action:
@@ -273,9 +282,13 @@ def write_boot_unit(d: Deployer) -> Action:
 
 def setup_host(d: Deployer) -> list[Action]:
     actions = [make_layout(d), install_binary(d, "uv", "it installs the backend")]
-    if d.env.process_manager is ProcessManagerName.PM2:
-        actions.append(install_binary(d, "node", "PM2 runs on it (and a frontend)"))
-        actions.append(install_pm2(d))
+    pm2 = d.env.process_manager is ProcessManagerName.PM2
+    if pm2 or any(p.kind is ProcessKind.NODE for p in d.config.processes.values()):
+        actions.append(install_binary(d, "node", "PM2 or the frontend runs on it"))
+    if pm2:
+        actions.append(install_package(d, "pm2", "npm install -g pm2 there"))
+    if "npm" in doctor.managers(d):
+        actions.append(install_package(d, "npm", "install Node.js with npm there"))
     if d.env.strategy is Strategy.BLUE_GREEN:
         router = d.env.blue_green.router_binary or d.env.blue_green.router.value
         actions.append(install_binary(d, router, "it switches traffic"))

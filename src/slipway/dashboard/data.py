@@ -1,4 +1,4 @@
-"""What the dashboard shows, gathered from each environment's first host.
+"""What the dashboard shows, gathered from every host of each environment.
 
 Read-only by construction: it only calls record queries, ``readlink``, ``find`` and the
 health checks; nothing here changes a host.
@@ -6,6 +6,7 @@ health checks; nothing here changes a host.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import threading
 import time
@@ -106,55 +107,94 @@ def _alerts(d: HostContext) -> list[str]:
     return sorted(name for name, state in alerts.items() if (state or {}).get("firing"))
 
 
-def environment_overview(
-    d: HostContext, now: float, window_s: float, *, run_checks: bool = True
-) -> dict[str, Any]:
-    rows = records.deployments(d.transport, d.layout, 100_000)
+def host_overview(d: HostContext, run_checks: bool) -> dict[str, Any]:
+    """What one host of an environment says: its release, colours, health, lock,
+    unfinished run and alerts (each host of a fleet has its own)."""
     held = is_held(d.transport, d.layout)
     owner = read_owner(d.transport, d.layout) if held else None
     current = d.current_release()
     return {
-        "name": d.env_name,
         "host": d.transport.name,
         "current": current,
         "deployed": current is not None,
-        "strategy": d.env.strategy.value,
         **_colours(d),
         "unfinished": d.unfinished_run(),
         "health": _health(d, current is not None, run_checks),
+        "lock": {"held": held, "owner": owner.describe() if owner else None},
+        "alerts": _alerts(d),
+    }
+
+
+def _fleet_health(hosts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The environment's badge: unhealthy when any host is, healthy when every host is,
+    else the first host's state; the checks are the first host's."""
+    states = [h["health"]["state"] for h in hosts]
+    if len(hosts) == 1 or states.count(states[0]) == len(states):
+        return dict(hosts[0]["health"])
+    state = "unhealthy" if "unhealthy" in states else states[0]
+    return {**hosts[0]["health"], "ok": False if state == "unhealthy" else None, "state": state}
+
+
+def environment_overview(
+    contexts: list[HostContext], now: float, window_s: float, *, run_checks: bool = True
+) -> dict[str, Any]:
+    """The environment as its first host records it (deploys, metrics, backups: a fleet
+    deploy is recorded on every host), with every host's own state under ``hosts``."""
+    d = contexts[0]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(contexts), 10)) as pool:
+        hosts = list(pool.map(lambda c: host_overview(c, run_checks), contexts))
+    rows = records.deployments(d.transport, d.layout, 100_000)
+    several = len(hosts) > 1
+    held = [h for h in hosts if h["lock"]["held"]]
+    return {
+        **hosts[0],
+        "name": d.env_name,
+        "strategy": d.env.strategy.value,
+        "unfinished": next((h["unfinished"] for h in hosts if h["unfinished"]), None),
+        "health": _fleet_health(hosts),
+        "lock": held[0]["lock"] if held else hosts[0]["lock"],
+        "alerts": [f"{h['host']}: {a}" if several else a for h in hosts for a in h["alerts"]],
         "deploys": rows[:10],
         "metrics": compute(rows, env=d.env_name, now=now, window_s=window_s).as_dict(),
         "trend": weekly_trend(rows, d.env_name, now),
         "backups": _backups(d),
-        "lock": {"held": held, "owner": owner.describe() if owner else None},
-        "alerts": _alerts(d),
+        "hosts": hosts,
     }
 
 
 class Sessions:
     """Host contexts kept open between the dashboard's computations. Opening one
     (connecting, starting the host agent) took about 90 ms an environment here: most of
-    the first view's time. A context whose host failed is dropped and opened again on
-    the next request."""
+    the first view's time. An environment one of whose hosts failed is dropped and
+    opened again on the next request."""
 
     def __init__(self, loaded: LoadedConfig) -> None:
         self.loaded = loaded
-        self._open: dict[str, HostContext] = {}
+        self._open: dict[str, list[HostContext]] = {}
         self._lock = threading.Lock()
 
-    def context(self, name: str) -> HostContext:
+    def contexts(self, name: str) -> list[HostContext]:
+        """A context on every host of environment ``name``."""
         with self._lock:
-            d = self._open.get(name)
-            if d is None:
+            found = self._open.get(name)
+            if found is None:
                 env = self.loaded.config.environments[name]
-                transport = connect(env.parsed_hosts()[0], env.ssh, Masker())
-                d = self._open[name] = HostContext(self.loaded, name, transport)
-            return d
+                found = []
+                try:
+                    for host in env.parsed_hosts():
+                        transport = connect(host, env.ssh, Masker())
+                        found.append(HostContext(self.loaded, name, transport))
+                except BaseException:
+                    for d in found:
+                        d.transport.close()
+                    raise
+                self._open[name] = found
+            return found
 
     def drop(self, name: str) -> None:
         with self._lock:
-            d = self._open.pop(name, None)
-        if d is not None:
+            found = self._open.pop(name, [])
+        for d in found:
             d.transport.close()
 
     def close(self) -> None:
@@ -181,8 +221,10 @@ def overview(
             if env.root is None:
                 continue
             try:
-                d = kept.context(name)
-                environments.append(environment_overview(d, now, window_s, run_checks=run_checks))
+                contexts = kept.contexts(name)
+                environments.append(
+                    environment_overview(contexts, now, window_s, run_checks=run_checks)
+                )
             except BaseException:
                 kept.drop(name)
                 raise

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from slipway.errors import UsageError
+
 # Directories that hold what an install or a build made, never the app's own sources.
 SKIPPED_DIRS = frozenset(
     {".git", "node_modules", ".venv", "venv", "__pycache__", ".next", ".mypy_cache", ".tox"}
@@ -22,11 +24,17 @@ class Tree(Protocol):
         """Every file's path, from the repository's root."""
 
 
+# More files than any app's repository has (installs and builds are skipped): a
+# directory like ``/`` or a home directory, whose reading would never end.
+MAX_FILES = 50_000
+
+
 class DirTree:
     """A working directory as a :class:`Tree` (what ``slipway init`` reads)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_files: int | None = None) -> None:
         self.root = root
+        self.max_files = max_files or MAX_FILES
 
     def read(self, path: str) -> str | None:
         target = self.root / path
@@ -43,6 +51,12 @@ class DirTree:
             dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
             base = Path(folder).relative_to(self.root)
             found += [(base / name).as_posix() for name in sorted(files)]
+            if len(found) > self.max_files:
+                raise UsageError(
+                    f"{self.root} holds more than {self.max_files:,} files besides installs"
+                    " and builds: it does not look like an app's repository",
+                    hint="run slipway init in the app's repository (its root directory)",
+                )
         return found
 
 
