@@ -89,7 +89,13 @@ def dashboard(tmp_path: Path) -> Iterator[tuple[str, str]]:
     root = tmp_path / "srv"
     seed(root)
     (tmp_path / "repo").mkdir()
-    loaded = load_config(write_config(tmp_path / "repo", root))
+    with served(load_config(write_config(tmp_path / "repo", root))) as found:
+        yield found
+
+
+@contextmanager
+def served(loaded: Any) -> Iterator[tuple[str, str]]:
+    """The dashboard's server for ``loaded`` on a free port: its URL and token."""
     token = make_token()
     server = serve(
         lambda: overview(loaded),
@@ -99,9 +105,11 @@ def dashboard(tmp_path: Path) -> Iterator[tuple[str, str]]:
         quick=lambda: overview(loaded, run_checks=False),
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", token
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", token
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_token_rules():
@@ -366,23 +374,9 @@ def test_a_fleet_shows_every_host_and_the_worst_of_them(fleet_overview: Any) -> 
 
 @pytest.mark.integration
 def test_a_fleets_page_has_a_row_per_host(fleet_overview: Any) -> None:
-    token = make_token()
-    server = serve(
-        lambda: overview(fleet_overview),
-        "127.0.0.1",
-        0,
-        token,
-        quick=lambda: overview(fleet_overview, run_checks=False),
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        with loaded_page(url, token) as page:
-            rows = page.get_by_test_id("hosts-testing").locator("tr")
-            assert rows.count() == 3  # the heading and two hosts
-            b = page.get_by_test_id(f"host-testing-{FLEET[1]}:22").inner_text()
-            assert "held by carol" in b and "error_rate" in b and "d" in b
-            assert "held by carol" in page.get_by_test_id("lock-testing").inner_text()
-    finally:
-        server.shutdown()
-        server.server_close()
+    with served(fleet_overview) as (url, token), loaded_page(url, token) as page:
+        rows = page.get_by_test_id("hosts-testing").locator("tr")
+        assert rows.count() == 3  # the heading and two hosts
+        b = page.get_by_test_id(f"host-testing-{FLEET[1]}:22").inner_text()
+        assert "held by carol" in b and "error_rate" in b and "d" in b
+        assert "held by carol" in page.get_by_test_id("lock-testing").inner_text()
