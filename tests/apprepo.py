@@ -25,6 +25,8 @@ VARIANTS_BROKEN = (
     "slow",
     "late-fail",
     "destructive-crash",
+    "fail-after",
+    "sluggish",
 )
 
 

@@ -201,8 +201,8 @@ BROKEN: list[tuple[str, Any, str]] = [
     ),
     (
         "environments.staging.strategy",
-        "canary",
-        "environments.staging.strategy: must be 'direct', 'restart' or 'blue-green'",
+        "rolling",
+        "environments.staging.strategy: must be 'direct', 'restart', 'blue-green' or 'canary'",
     ),
     (
         "environments.production.blue_green.blue",
@@ -309,7 +309,7 @@ def test_there_are_at_least_25_broken_cases():
 def test_several_errors_are_reported_at_once():
     raw = mutate("environments.production.ports.backend", "x")
     raw["project"]["nmae"] = "y"
-    raw["environments"]["staging"]["strategy"] = "canary"
+    raw["environments"]["staging"]["strategy"] = "rolling"
     issues = errors_of(raw)
     assert len(issues) == 3
     assert issues == sorted(issues, key=issues.index)  # stable order

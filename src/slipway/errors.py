@@ -120,6 +120,11 @@ class RehearsalFailed(SlipwayError):
     anything live changed (it would not have started live either)."""
 
 
+class DeployRefused(SlipwayError):
+    """The strategy cannot deploy this release as asked (a canary whose migrations the
+    live release cannot share): refused after the rehearsal, before anything live."""
+
+
 class DataLossRefused(SlipwayError):
     """The migration rehearsal found tables that would lose rows, and the deployer did
     not allow it (``--allow-data-loss``). Nothing live changed."""

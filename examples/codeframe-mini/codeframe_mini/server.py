@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -91,6 +91,9 @@ def create_app(database_path: str | None = None, which: str | None = None) -> Fa
         app.add_middleware(
             CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"]
         )
+
+    if which in ("fail-after", "sluggish"):
+        app.middleware("http")(_canary_fault(which))
 
     def query(sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         conn = db.connect(path)
@@ -185,6 +188,28 @@ def create_app(database_path: str | None = None, which: str | None = None) -> Fa
                 group.discard(ws)
 
     return app
+
+
+def _canary_fault(which: str) -> Any:
+    """fail-after and sluggish: faults only real traffic meets (every path but the
+    health checks), so a release passes its gate and fails as a canary."""
+    served = 0
+    fail_after = int(os.environ.get("CODEFRAME_MINI_FAIL_AFTER", "20"))
+    delay = float(os.environ.get("CODEFRAME_MINI_DELAY_MS", "300")) / 1000
+
+    async def fault(request: Request, call_next: Any) -> Any:
+        nonlocal served
+        if request.url.path == "/health" or request.url.path.startswith("/api/health"):
+            return await call_next(request)
+        if which == "sluggish":
+            await asyncio.sleep(delay)
+            return await call_next(request)
+        served += 1
+        if served > fail_after:
+            return JSONResponse({"error": "fail-after: failing on purpose"}, status_code=500)
+        return await call_next(request)
+
+    return fault
 
 
 def _late_failing(started: float) -> bool:

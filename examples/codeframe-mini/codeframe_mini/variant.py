@@ -16,7 +16,10 @@ at first, then ``/health`` answers 500 once ``CODEFRAME_MINI_LATE_FAIL_FILE`` ex
 after ``CODEFRAME_MINI_LATE_FAIL_SECONDS``,
 default 4: a failure only the post-switch watch can catch), ``destructive-crash``
 (runs v3's destructive migration, then exits, as CodeFRAME's backend did when its port
-was busy: the schema changed and the release never served).
+was busy: the schema changed and the release never served), ``fail-after`` (healthy,
+but every other request answers 500 after ``CODEFRAME_MINI_FAIL_AFTER``, default 20) and
+``sluggish`` (healthy, every other request ``CODEFRAME_MINI_DELAY_MS`` slower, default
+300): releases only a canary's analysis of real traffic catches.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ BROKEN = (
     "frontend-build-fail",
     "late-fail",
     "destructive-crash",
+    "fail-after",
+    "sluggish",
 )
 
 

@@ -157,3 +157,26 @@ def test_variant_from_env_and_unknown(monkeypatch):
         variant.current()
     monkeypatch.delenv("CODEFRAME_MINI_VARIANT")
     assert variant.current() in variant.GOOD + variant.BROKEN
+
+
+def test_fail_after_passes_its_health_checks_and_fails_real_traffic(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CODEFRAME_MINI_FAIL_AFTER", "3")
+    app = server.create_app(str(tmp_path / "s.db"), which="fail-after")
+    with TestClient(app) as c:
+        assert [c.get("/api/projects").status_code for _ in range(5)] == [200, 200, 200, 500, 500]
+        assert c.get("/health").status_code == 200
+        assert c.get("/api/health/db").status_code == 200
+
+
+def test_sluggish_is_slow_on_real_traffic_only(tmp_path: Path, monkeypatch):
+    import time
+
+    monkeypatch.setenv("CODEFRAME_MINI_DELAY_MS", "200")
+    app = server.create_app(str(tmp_path / "s.db"), which="sluggish")
+    with TestClient(app) as c:
+        started = time.monotonic()
+        assert c.get("/api/projects").status_code == 200
+        slow = time.monotonic() - started
+        started = time.monotonic()
+        assert c.get("/health").status_code == 200
+        assert slow >= 0.2 > time.monotonic() - started

@@ -18,7 +18,13 @@ from slipway.cli.context import (
     loaded_config,
     refuse_collisions,
 )
-from slipway.cli.hosts import fleet_session, host_options, host_session, with_overrides
+from slipway.cli.hosts import (
+    fleet_session,
+    host_options,
+    host_session,
+    with_overrides,
+    with_strategy,
+)
 from slipway.cli.output import Progress
 from slipway.config import LoadedConfig
 from slipway.deploy.engine import Deployer
@@ -70,6 +76,13 @@ TABLE_NAME = re.compile(r"[^\x00-\x1f\x7f,]{1,128}")  # any SQLite name but a co
     help="Tables this release's migrations may empty or drop (the rehearsal refuses the"
     " deploy otherwise). Audited, notified and written up as an incident.",
 )
+@click.option(
+    "--strategy",
+    type=click.Choice(["restart", "blue-green", "canary"]),
+    default=None,
+    help="Deploy this release with another strategy than the environment's (canary:"
+    " a rising, judged share of traffic; see [environments.ENV.canary]).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Emit JSON events and a JSON result.")
 @click.pass_context
 def command(
@@ -86,12 +99,15 @@ def command(
     breaking: bool,
     no_rehearsal: bool,
     allow_data_loss: tuple[str, ...],
+    strategy: str | None,
     as_json: bool,
 ) -> None:
     """Deploy REF to ENVIRONMENT on each of its hosts.
 
     Steps: lock, upload, link, install, build, rehearse, backup, start, health, promote
-    (blue-green: start, health, switch, watch, promote). The rehearsal runs the
+    (blue-green: start, health, switch, watch, promote; canary: start, health, canary,
+    watch, promote, the canary step moving a rising share of traffic and judging it
+    from the router's access log). The rehearsal runs the
     release's migrations on a copy of the live database and classifies them: unchanged,
     additive, breaking or destructive. Destructive (a table loses rows) is refused
     unless allowed with --allow-data-loss; breaking adds a hold step before the backup:
@@ -105,6 +121,7 @@ def command(
       slipway deploy production v1.4.0 --allow-data-loss sessions
     """
     loaded = with_overrides(loaded_config(ctx), environment, host, root, ssh_key)
+    loaded = with_strategy(loaded, environment, strategy)
     refuse_collisions(loaded, environment)
     progress = Progress(as_json=as_json, color=not ctx.obj["no_color"])
     gh = GitHub.from_env() if github_deployment else None

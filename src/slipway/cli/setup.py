@@ -36,7 +36,7 @@ from slipway.cli import doctor
 from slipway.cli.context import echo_json, loaded_config
 from slipway.cli.hosts import host_options, host_session, with_overrides
 from slipway.commands import host as cmd
-from slipway.config.model import ProcessKind, ProcessManagerName, Strategy
+from slipway.config.model import ProcessKind, ProcessManagerName
 from slipway.deploy.engine import Deployer
 from slipway.errors import SlipwayError
 
@@ -289,7 +289,7 @@ def setup_host(d: Deployer) -> list[Action]:
         actions.append(install_package(d, "pm2", "npm install -g pm2 there"))
     if "npm" in doctor.managers(d):
         actions.append(install_package(d, "npm", "install Node.js with npm there"))
-    if d.env.strategy is Strategy.BLUE_GREEN:
+    if d.env.strategy.coloured:
         router = d.env.blue_green.router_binary or d.env.blue_green.router.value
         actions.append(install_binary(d, router, "it switches traffic"))
     if d.env.backups.age_recipients:

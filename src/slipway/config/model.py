@@ -155,6 +155,12 @@ class Strategy(StrEnum):
     DIRECT = "direct"
     RESTART = "restart"
     BLUE_GREEN = "blue-green"
+    CANARY = "canary"
+
+    @property
+    def coloured(self) -> bool:
+        """Releases run on colours behind the router (blue-green and canary)."""
+        return self in (Strategy.BLUE_GREEN, Strategy.CANARY)
 
 
 class ProcessManagerName(StrEnum):
@@ -565,6 +571,61 @@ def _offset(public: Ports, delta: int) -> Ports:
     return Ports.model_construct(backend=public.backend + delta, frontend=public.frontend + delta)
 
 
+class CanaryFallback(StrEnum):
+    REFUSE = "refuse"
+    BLUE_GREEN = "blue-green"
+
+
+class CanaryConfig(Strict):
+    """How a canary moves traffic and when it gives up (strategy = "canary"; the
+    colours, router and standby are ``blue_green``'s). Absolute thresholds are the
+    design's; relative ones compare the canary with the stable colour in the same
+    window, so a slow machine does not abort a good release."""
+
+    steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(
+        default_factory=lambda: [5, 25, 50, 100],
+        description="Percent of requests on the canary at each step, rising, ending at 100.",
+    )
+    step_seconds: Number = Field(
+        default=30, gt=0, le=3600, description="How long each step is held and analysed."
+    )
+    min_requests: StrictInt = Field(
+        default=20,
+        ge=1,
+        le=1_000_000,
+        description="Canary requests a step needs before its error rate and p95 count.",
+    )
+    max_error_rate: Number = Field(
+        default=0.05, ge=0, le=1, description="Canary 5xx share above which it is aborted."
+    )
+    max_p95_ms: Number = Field(
+        default=2000, gt=0, description="Canary p95 latency above which it is aborted."
+    )
+    error_factor: Number = Field(
+        default=2.0, ge=1, description="Abort when canary errors > factor x stable + margin."
+    )
+    error_margin: Number = Field(default=0.01, ge=0, le=1, description="See error_factor.")
+    latency_factor: Number = Field(
+        default=2.0, ge=1, description="Abort when canary p95 > factor x stable p95 + margin."
+    )
+    latency_margin_ms: Number = Field(default=100, ge=0, description="See latency_factor.")
+    fallback: CanaryFallback = Field(
+        default=CanaryFallback.REFUSE,
+        description="When the releases cannot share the database: refuse, or blue-green.",
+    )
+    cookie: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,40}$")] = Field(
+        default="slipway_side", description="Sticky cookie (per process: <cookie>_<process>)."
+    )
+
+    @model_validator(mode="after")
+    def _rising_to_all(self) -> CanaryConfig:
+        if not self.steps or self.steps[-1] != 100:
+            raise ValueError("steps must end at 100")
+        if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)):
+            raise ValueError("steps must rise")
+        return self
+
+
 class HostSpec(Strict):
     """A parsed host: ``local`` or ``user@host:port``."""
 
@@ -683,6 +744,7 @@ class EnvironmentConfig(Strict):
     )
     backups: BackupConfig = Field(default_factory=lambda: BackupConfig(enabled=False))
     blue_green: BlueGreenConfig = Field(default_factory=BlueGreenConfig)
+    canary: CanaryConfig = Field(default_factory=lambda: CanaryConfig())
     hooks: HooksConfig = Field(default_factory=lambda: HooksConfig())
     fleet: FleetConfig = Field(default_factory=lambda: FleetConfig())
     roles: dict[Host, list[Literal["backend", "frontend"]]] = Field(
@@ -710,14 +772,19 @@ class EnvironmentConfig(Strict):
         for host in self.host_overrides:
             if host not in self.hosts:
                 raise ValueError(f"host_overrides names {host!r}, which is not in hosts")
-        if self.strategy is Strategy.BLUE_GREEN:
+        if self.strategy.coloured:
             self._check_blue_green_ports()
+        if self.strategy is Strategy.CANARY and self.blue_green.router is not RouterKind.TRAEFIK:
+            raise ValueError(
+                "strategy = 'canary' needs blue_green.router = 'traefik' (weighted routes"
+                " and the access log its analysis reads)"
+            )
         return self
 
     def used_ports(self) -> dict[str, int]:
         """Every port this environment listens on, by where the configuration sets it."""
         used = {"ports.backend": self.ports.backend, "ports.frontend": self.ports.frontend}
-        if self.strategy is Strategy.BLUE_GREEN:
+        if self.strategy.coloured:
             used["blue_green.api_port"] = self.blue_green.api(self.ports)
             for color, ports in self.blue_green.color_ports(self.ports).items():
                 used[f"blue_green.{color}.backend"] = ports.backend

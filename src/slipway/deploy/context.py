@@ -33,7 +33,6 @@ from slipway.config.model import (
     ProcessConfig,
     ProcessKind,
     ProcessManagerName,
-    Strategy,
 )
 from slipway.deploy import journal as journal_mod
 from slipway.deploy import runspec
@@ -180,7 +179,7 @@ class HostContext:
 
     @property
     def blue_green(self) -> bool:
-        return self.env.strategy is Strategy.BLUE_GREEN
+        return self.env.strategy.coloured
 
     def app_name(self, process: str, color: str | None = None) -> str:
         """``<project>-<env>-<process>``, plus ``-<color>`` for a blue-green colour."""

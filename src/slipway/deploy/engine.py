@@ -293,6 +293,8 @@ class Deployer(HostContext):
                 ],
                 run.state,
             )
+        run.state.holds, run.state.rehearsed = self._holds(run), run.plan.rehearse
+        self._strategy_steps(run)  # a strategy may refuse the release here, before a backup
         if not self._holds(run):
             self._run_steps([self._backup_step(run)], run.state)
 

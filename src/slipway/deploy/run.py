@@ -87,6 +87,11 @@ class RunState:
     # A rollback put an older backup in place: undoing it always puts back the copy of
     # the database it set aside (``backup_path``), whatever the schema says.
     restored: bool = False
+    # What the rehearsal found, for a strategy that must know before it starts (a
+    # canary runs both releases on one database): the release holds (breaking or
+    # destructive migrations), and whether a rehearsal was asked for at all.
+    holds: bool = False
+    rehearsed: bool = True
 
     def to_journal(self) -> dict[str, Any]:
         saved = {name: getattr(self, name) for name in JOURNALED}

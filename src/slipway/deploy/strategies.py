@@ -9,6 +9,7 @@ from __future__ import annotations
 from slipway.config.model import EnvironmentConfig
 from slipway.config.model import Strategy as StrategyName
 from slipway.deploy.bluegreen import BlueGreen
+from slipway.deploy.canary import Canary
 from slipway.deploy.restart import Restart
 from slipway.deploy.strategy import Strategy
 from slipway.errors import UsageError
@@ -16,6 +17,7 @@ from slipway.errors import UsageError
 STRATEGIES: dict[StrategyName, Strategy] = {
     StrategyName.RESTART: Restart(),
     StrategyName.BLUE_GREEN: BlueGreen(),
+    StrategyName.CANARY: Canary(),
 }
 
 

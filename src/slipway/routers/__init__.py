@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from slipway.config.model import RouterKind
 from slipway.processes.base import ProcessManager
-from slipway.routers.base import Router, RouterSetup, SwitchReport, Target
+from slipway.routers.base import Router, RouterSetup, Split, SwitchReport, Target
 from slipway.routers.nginx import Nginx
 from slipway.routers.traefik import Traefik
 from slipway.transports.base import Transport
@@ -22,4 +22,4 @@ def make_router(
     return BACKENDS[kind](transport, pm, setup)
 
 
-__all__ = ["Router", "RouterSetup", "SwitchReport", "Target", "make_router"]
+__all__ = ["Router", "RouterSetup", "Split", "SwitchReport", "Target", "make_router"]

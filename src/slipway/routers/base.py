@@ -44,6 +44,23 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Split:
+    """A canary's routes: ``weight`` percent of requests to ``canary``, the rest to
+    ``stable``, a client kept on its side by ``cookie``."""
+
+    stable: Target
+    canary: Target
+    weight: int  # 1..99; 0 and 100 are plain routes to one colour
+    cookie: str
+
+    def sides(self) -> list[tuple[Target, int]]:
+        return [(self.stable, 100 - self.weight), (self.canary, self.weight)]
+
+    def marker(self) -> str:
+        return f"canary={self.canary.color}:{self.weight}"
+
+
+@dataclass(frozen=True)
 class RouterSetup:
     """Everything a router needs to know about one environment on one host."""
 
@@ -130,7 +147,16 @@ class Router(ABC):
             return None
         first = text.splitlines()[0] if text else ""
         marker = "# slipway color="
-        return first.removeprefix(marker).strip() if first.startswith(marker) else None
+        if not first.startswith(marker):
+            return None
+        return first.removeprefix(marker).split(" ", 1)[0].strip() or None
+
+    def canary_weight(self) -> int:
+        """The percent of requests the applied routes give a canary (0: no split)."""
+        text = self.current_routes() or ""
+        first = text.splitlines()[0] if text else ""
+        _, found, rest = first.partition(" canary=")
+        return int(rest.rsplit(":", 1)[1]) if found else 0
 
     def app_spec(self) -> AppSpec:
         return AppSpec(
@@ -260,3 +286,42 @@ class Router(ABC):
 
     def stop(self) -> None:
         self.pm.stop([self.setup.app_name])
+
+    # --- canaries --------------------------------------------------------------------
+
+    def render_split(self, split: Split) -> str:
+        """The dynamic configuration sharing each public port between two colours."""
+        raise RouterError(f"the {self.kind} router cannot split traffic (use traefik)")
+
+    def backend_confirms_split(self, split: Split) -> bool:
+        """The router's own view has ``split``'s weights."""
+        return self.settled()
+
+    def split(self, split: Split) -> SwitchReport:
+        """Share traffic between the stable colour and the canary, confirmed by the
+        router's view and an answer through each public port; on failure the previous
+        routes are put back and RouterError raised (as :meth:`switch`)."""
+        problem = self.target_answers(split.canary)
+        if problem:
+            raise RouterError(f"not sending {split.weight}% to {split.canary.color}: {problem}")
+        text = self.render_split(split)
+        self.validate(text)
+        previous_text = self.current_routes()
+        started = time.monotonic()
+        self.apply(text)
+        confirmed = self._in_a_row(
+            lambda: self.backend_confirms_split(split)
+            and all(self.probe(p) is not None for p in self.setup.public),
+            1,
+        )
+        if confirmed:
+            return SwitchReport(
+                split.canary.color, split.stable.color, round(time.monotonic() - started, 3)
+            )
+        if previous_text is not None:
+            self.apply(previous_text)
+        raise RouterError(
+            f"{split.weight}% to {split.canary.color} was not confirmed within"
+            f" {self.setup.switch_timeout:g}s; the previous routes were put back",
+            hint=f"see the router's logs in {self.setup.directory}/logs",
+        )

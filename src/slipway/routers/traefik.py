@@ -20,7 +20,9 @@ import httpx
 
 from slipway import localhttp
 from slipway.errors import RouterError
-from slipway.routers.base import COLOR_HEADER, Router, Target
+from slipway.routers.base import COLOR_HEADER, PROBE_HEADERS, Router, Split, Target
+
+PROBE_HEADER = next(iter(PROBE_HEADERS))
 
 GRACE = "10s"  # how long Traefik lets requests in flight finish when it stops
 
@@ -47,7 +49,12 @@ def static_config(
             "file": {"directory": f"{directory}/dynamic", "watch": True},
         },
         "log": {"level": "ERROR"},
-        "accessLog": {"filePath": f"{directory}/logs/access.log", "format": "json"},
+        # The canary's analysis reads it; slipway's own probes are told apart by header.
+        "accessLog": {
+            "filePath": f"{directory}/logs/access.log",
+            "format": "json",
+            "fields": {"headers": {"names": {PROBE_HEADER: "keep"}}},
+        },
     }
 
 
@@ -70,6 +77,32 @@ def dynamic_config(target: Target) -> dict[str, Any]:
         }
     middlewares = {"color": {"headers": {"customResponseHeaders": {COLOR_HEADER: target.color}}}}
     return {"http": {"routers": routers, "services": services, "middlewares": middlewares}}
+
+
+def _server(port: int) -> dict[str, Any]:
+    return {"servers": [{"url": f"http://127.0.0.1:{port}"}], "passHostHeader": True}
+
+
+def split_config(split: Split) -> dict[str, Any]:
+    """Each public port's requests shared by weight between the stable colour and the
+    canary (Traefik's weighted services), sticky per client by a cookie per process so
+    a session stays on one side; no colour header (each side would need its own)."""
+    routers: dict[str, Any] = {}
+    services: dict[str, Any] = {}
+    for process in sorted(split.stable.ports):
+        routers[process] = {
+            "entryPoints": [process],
+            "rule": "PathPrefix(`/`)",
+            "service": process,
+        }
+        sides = []
+        for target, weight in split.sides():
+            name = f"{process}-{target.color}"
+            services[name] = {"loadBalancer": _server(target.ports[process])}
+            sides.append({"name": name, "weight": weight})
+        cookie = {"name": f"{split.cookie}_{process}", "httpOnly": True, "sameSite": "lax"}
+        services[process] = {"weighted": {"services": sides, "sticky": {"cookie": cookie}}}
+    return {"http": {"routers": routers, "services": services}}
 
 
 class Traefik(Router):
@@ -108,6 +141,28 @@ class Traefik(Router):
 
     def apply(self, text: str) -> None:
         self.transport.put_text(text, self.routes_path, mode=0o600)
+
+    def render_split(self, split: Split) -> str:
+        body = json.dumps(split_config(split), indent=2)
+        return f"# slipway color={split.stable.color} {split.marker()}\n{body}\n"
+
+    def backend_confirms_split(self, split: Split) -> bool:
+        """Traefik's API lists each public port's weighted service with these weights."""
+        api = self.transport.tunnel(self.setup.api_port)
+        for process in split.stable.ports:
+            url = f"http://127.0.0.1:{api}/api/http/services/{process}@file"
+            try:
+                body = localhttp.client().get(url, timeout=2.0).json()
+            except (httpx.HTTPError, ValueError):
+                return False
+            weighted = body.get("weighted", {}) if isinstance(body, dict) else {}
+            found = [
+                (str(s.get("name")).removesuffix("@file"), s.get("weight"))
+                for s in weighted.get("services", [])
+            ]
+            if found != [(f"{process}-{t.color}", w) for t, w in split.sides()]:
+                return False
+        return True
 
     def backend_confirms(self, target: Target) -> bool:
         """Traefik's API lists the new colour's server for every public port."""

@@ -1314,6 +1314,42 @@ def op_traffic(req: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def op_sides(req: dict[str, Any]) -> dict[str, Any]:
+    """A canary's window: the router's access log from ``offset`` (the end when None)
+    counted per Traefik service (``backend-green@file``), slipway's own probes left
+    out: requests, 5xx, each request's milliseconds, and WebSocket sessions ended."""
+    path, offset = req["log"], req.get("offset")
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        return {"offset": 0, "sides": {}}
+    start = size if offset is None else (0 if offset > size else int(offset))
+    start = max(start, size - TRAFFIC_MAX_READ)
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(size - start)
+    complete = data[: data.rfind(b"\n") + 1]
+    sides: dict[str, dict[str, Any]] = {}
+    for line in complete.splitlines():
+        try:
+            obj = json.loads(line)
+            _, status, seconds = _access_line(obj)
+        except (ValueError, TypeError, AttributeError):
+            continue
+        if obj.get("request_X-Slipway-Probe"):
+            continue
+        side = sides.setdefault(
+            str(obj.get("ServiceName", "")), {"requests": 0, "errors": 0, "ms": [], "ws_ended": 0}
+        )
+        if status in (0, 101):
+            side["ws_ended"] += 1
+            continue
+        side["requests"] += 1
+        side["errors"] += status >= 500
+        side["ms"].append(round(seconds * 1000, 1))
+    return {"offset": start + len(complete), "sides": sides}
+
+
 def percentile(ordered: list[float], q: float) -> float | None:
     """Nearest-rank percentile of a sorted list (None when empty)."""
     if not ordered:
@@ -1332,6 +1368,7 @@ OPS = {
     "disk": op_disk,
     "sqlite_probe": op_sqlite_probe,
     "traffic": op_traffic,
+    "sides": op_sides,
     "backup": op_backup,
     "describe": op_describe,
     "check": op_check,

@@ -1,0 +1,391 @@
+"""Canary: the new release takes a rising share of real traffic, judged at each step.
+
+After build and backup, as blue-green (:mod:`slipway.deploy.bluegreen`) up to its gate:
+
+- **start** and **health**: the new release starts on the free colour and passes the
+  environment's checks there;
+- **canary**: for each weight of ``[canary] steps`` (default 5, 25, 50, 100 %) the router
+  shares every public port between the stable colour and the canary (Traefik's weighted
+  services, a sticky cookie per process so a client keeps its side), and holds the step
+  for ``step_seconds`` while the router's access log is read per side. A breach of an
+  absolute threshold (the design's 5 % errors, p95 2 s) or a relative one (canary errors
+  above ``error_factor`` x stable + ``error_margin``; p95 above ``latency_factor`` x
+  stable + ``latency_margin_ms``) sends every request back to the stable colour at once,
+  then fails the deploy, whose undo is blue-green's (drain the canary, keep the stable
+  colour); the figures go to the record, the audit log, the failure and the incident;
+- **watch** and **promote**: blue-green's, the old colour kept warm.
+
+A canary needs both releases to live on one database: the rehearsal must class the
+migrations unchanged or additive. Otherwise the deploy is refused before anything live
+changes, or goes blue-green (``fallback = "blue-green"``). The first deploy, with
+nothing to compare against, switches as blue-green does.
+
+While a canary runs, ``<env>/.slipway/canary.json`` says where it is (``slipway canary
+ENV status``); ``slipway canary ENV promote|abort`` leaves a request in
+``canary-control.json`` that the running deploy reads between two looks at the log.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from slipway.config.model import CanaryConfig, CanaryFallback
+from slipway.deploy import bluegreen
+from slipway.deploy.bluegreen import BlueGreen
+from slipway.deploy.strategy import Step
+from slipway.errors import DeployRefused, HealthCheckFailed
+from slipway.routers import Split
+from slipway.state.host import call, read_text
+
+if TYPE_CHECKING:
+    from slipway.config.model import EnvironmentConfig
+    from slipway.deploy.context import HostContext
+    from slipway.deploy.run import RunState
+
+LOOK_SECONDS = 0.2  # between two reads of the access log: a breach acts within this
+
+
+@dataclass
+class Side:
+    """One side's requests in a step's window."""
+
+    requests: int = 0
+    errors: int = 0
+    ms: list[float] = field(default_factory=list)
+    ws_ended: int = 0
+
+    def add(self, found: dict[str, Any]) -> None:
+        self.requests += int(found.get("requests", 0))
+        self.errors += int(found.get("errors", 0))
+        self.ms += [float(v) for v in found.get("ms", [])]
+        self.ws_ended += int(found.get("ws_ended", 0))
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def p95_ms(self) -> float:
+        if not self.ms:
+            return 0.0
+        ordered = sorted(self.ms)
+        return ordered[max(0, -(-len(ordered) * 95 // 100) - 1)]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": round(self.error_rate, 4),
+            "p95_ms": round(self.p95_ms, 1),
+            "ws_ended": self.ws_ended,
+        }
+
+
+@dataclass
+class StepAnalysis:
+    """One weight held: both sides' figures and what ended it."""
+
+    weight: int
+    stable: Side = field(default_factory=Side)
+    canary: Side = field(default_factory=Side)
+    seconds: float = 0.0
+    breach: str | None = None
+    ended_by: str = "time"  # time | breach | abort | promote
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "weight": self.weight,
+            "seconds": round(self.seconds, 2),
+            "stable": self.stable.summary(),
+            "canary": self.canary.summary(),
+            "breach": self.breach,
+            "ended_by": self.ended_by,
+        }
+
+
+def judge(cfg: CanaryConfig, stable: Side, canary: Side) -> str | None:
+    """The first threshold the canary breaks, or None: for the error rate, then the
+    p95, the absolute limit, then the one relative to the stable side. Nothing is
+    judged before the canary has ``min_requests``; a relative rule also needs that many
+    stable ones."""
+    if canary.requests < cfg.min_requests:
+        return None
+    compared = stable.requests >= cfg.min_requests
+    rules = (
+        ("error rate", canary.error_rate, stable.error_rate, cfg.max_error_rate,
+         cfg.error_factor, cfg.error_margin, _percent),
+        ("p95", canary.p95_ms, stable.p95_ms, cfg.max_p95_ms,
+         cfg.latency_factor, cfg.latency_margin_ms, _ms),
+    )  # fmt: skip
+    for name, mine, theirs, most, factor, margin, show in rules:
+        if mine > most:
+            return f"canary {name} {show(mine)} > {show(most)}"
+        if compared and mine > factor * theirs + margin:
+            return (
+                f"canary {name} {show(mine)} > {factor:g} x stable {show(theirs)}"
+                f" + {show(margin)}"
+            )
+    return None
+
+
+def _percent(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f} ms"
+
+
+def table(analyses: list[StepAnalysis]) -> str:
+    """The analysis as a Markdown table (the failure, the incident, the notification)."""
+    lines = [
+        "| weight | seconds | side | requests | 5xx | error rate | p95 ms | ended by |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for a in analyses:
+        for name, side in (("stable", a.stable), ("canary", a.canary)):
+            s = side.summary()
+            lines.append(
+                f"| {a.weight}% | {a.seconds:.1f} | {name} | {s['requests']} | {s['errors']}"
+                f" | {s['error_rate']:.1%} | {s['p95_ms']:.0f} | "
+                + (a.breach or a.ended_by if name == "canary" else "")
+                + " |"
+            )
+    return "\n".join(lines)
+
+
+# --- where the canary is, and what the operator asked --------------------------------
+
+
+def status_path(d: HostContext) -> str:
+    return f"{d.layout.state_dir}/canary.json"
+
+
+def control_path(d: HostContext) -> str:
+    return f"{d.layout.state_dir}/canary-control.json"
+
+
+def read_status(d: HostContext) -> dict[str, Any] | None:
+    text = read_text(d.transport, status_path(d))
+    try:
+        found = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def request_control(d: HostContext, action: str, actor: str) -> None:
+    """``slipway canary ENV promote|abort``: a request the running deploy acts on."""
+    body = {"action": action, "actor": actor, "at": time.time()}
+    d.transport.put_text(json.dumps(body), control_path(d), mode=0o600)
+
+
+def _take_control(d: HostContext) -> dict[str, Any] | None:
+    text = read_text(d.transport, control_path(d))
+    if not text:
+        return None
+    d.transport.run(["rm", "-f", "--", control_path(d)])
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+class Progress:
+    """The running canary's state file: weights, analyses, how it ended."""
+
+    def __init__(self, d: HostContext, release: str, stable: str, canary: str) -> None:
+        self.d = d
+        self.analyses: list[StepAnalysis] = []
+        self.data: dict[str, Any] = {
+            "deployment_id": d.deployment_id,
+            "release": release,
+            "stable": stable,
+            "canary": canary,
+            "weight": 0,
+            "state": "running",
+            "started_at": time.time(),
+        }
+
+    def write(self, **changes: Any) -> None:
+        self.data.update(changes, updated_at=time.time())
+        self.data["steps"] = [a.to_json() for a in self.analyses]
+        self.d.transport.put_text(json.dumps(self.data), status_path(self.d), mode=0o600)
+
+
+# --- the deploy's steps ----------------------------------------------------------------
+
+
+def refusal(d: HostContext, state: RunState) -> str | None:
+    """Why this release cannot run beside the live one on one database (None: it can)."""
+    if state.holds:
+        return "its migrations change the schema in a way the live release cannot use"
+    if not state.rehearsed:
+        return (
+            "[migrations] rehearse = false, so whether both releases fit one database is"
+            " not known"
+        )
+    return None
+
+
+def deploy_steps(
+    d: HostContext, release: str, previous: str | None, commit: str, state: RunState
+) -> list[Step]:
+    why = refusal(d, state) if previous is not None else None
+    if why is not None:
+        if d.env.canary.fallback is CanaryFallback.BLUE_GREEN:
+            d.emit("canary", "info", detail=f"no canary: {why}; deploying blue-green instead")
+            return bluegreen.deploy_steps(d, release, previous, commit, state)
+        raise DeployRefused(
+            f"a canary of {release} was refused: {why}",
+            hint="deploy it blue-green (--strategy blue-green), or set [environments."
+            f'{d.env_name}.canary] fallback = "blue-green"',
+        )
+    color = d.build_color or bluegreen.next_color(d)
+    return [
+        ("start", lambda: bluegreen.start_new_color(d, release, commit, color, state)),
+        ("health", lambda: bluegreen.gate_color(d, color, state)),
+        ("canary", lambda: run_canary(d, release, color, state)),
+        ("watch", lambda: bluegreen.watch(d, color)),
+        ("promote", lambda: bluegreen.finish(d, release, color, previous, state)),
+    ]
+
+
+def run_canary(d: HostContext, release: str, color: str, state: RunState) -> None:
+    """Each weight in turn; a breach (or ``abort``) sends every request back to the
+    stable colour before anything else, then fails the deploy."""
+    old = state.old_color
+    if old is None or not d.color_online(old):  # nothing to compare with: switch
+        bluegreen.switch_to(d, color, state)
+        return
+    cfg = d.env.canary
+    router = d.router()
+    d.checkpoint("canary", state, switched=True)
+    _take_control(d)  # a request left from an earlier canary is not this one's
+    progress = Progress(d, release, old, color)
+    progress.write()
+    for weight in cfg.steps:
+        started = time.monotonic()
+        if weight < 100:
+            report = router.split(Split(d.target(old), d.target(color), weight, cfg.cookie))
+        else:
+            report = router.switch(d.target(color))
+        state.switched = True
+        d.audit("canary.step", to=color, weight=weight, seconds=report.seconds)
+        d.emit("canary", "info", detail=f"{weight}% on {color} (confirmed in {report.seconds}s)")
+        progress.write(weight=weight)
+        analysis = observe(d, cfg, old, color, weight, started)
+        progress.analyses.append(analysis)
+        progress.write()
+        if analysis.ended_by in ("breach", "abort"):
+            abort(d, progress, analysis, old, color)
+        d.emit("canary", "info", detail=_figures(analysis))
+        if analysis.ended_by == "promote" and weight < 100:
+            report = router.switch(d.target(color))
+            d.audit("canary.promoted", to=color, by=progress.data.get("promoted_by"))
+            break
+    progress.write(state="promoted", weight=100)
+    d.audit("canary.passed", to=color, steps=[a.to_json() for a in progress.analyses])
+
+
+def observe(
+    d: HostContext, cfg: CanaryConfig, old: str, new: str, weight: int, started: float
+) -> StepAnalysis:
+    """Hold ``weight`` for ``step_seconds``, reading the access log every
+    :data:`LOOK_SECONDS`; ends early on a breach or the operator's request."""
+    analysis = StepAnalysis(weight)
+    log = f"{d.router().setup.directory}/logs/access.log"
+    offset = call(d.transport, "sides", log=log, offset=None)["offset"]
+    deadline = started + cfg.step_seconds
+    while True:
+        time.sleep(LOOK_SECONDS)
+        found = call(d.transport, "sides", log=log, offset=offset)
+        offset = found["offset"]
+        for service, figures in found["sides"].items():
+            name = service.split("@", 1)[0].rsplit("-", 1)[-1]
+            if weight >= 100 and name not in (old, new):
+                name = new  # every request goes to the canary once it has all of them
+            if name == new:
+                analysis.canary.add(figures)
+            elif name == old:
+                analysis.stable.add(figures)
+        analysis.seconds = time.monotonic() - started
+        analysis.breach = judge(cfg, analysis.stable, analysis.canary)
+        if analysis.breach:
+            analysis.ended_by = "breach"
+            return analysis
+        control = _take_control(d)
+        if control and control.get("action") in ("abort", "promote"):
+            analysis.ended_by = str(control["action"])
+            who = control.get("actor", "someone")
+            analysis.breach = f"aborted by {who}" if analysis.ended_by == "abort" else None
+            d.audit(f"canary.{analysis.ended_by}_requested", by=who, weight=weight)
+            return analysis
+        if time.monotonic() >= deadline:
+            return analysis
+
+
+def abort(d: HostContext, progress: Progress, analysis: StepAnalysis, old: str, new: str) -> None:
+    """Every request back to ``old`` now (weight 0), then the deploy fails; its undo
+    drains the canary. The breach-to-weight-0 time is recorded."""
+    found_at = time.monotonic()
+    report = d.router().switch(d.target(old))
+    to_zero = time.monotonic() - found_at
+    progress.write(state="aborted", weight=0, breach=analysis.breach, to_zero_s=to_zero)
+    steps = [a.to_json() for a in progress.analyses]
+    d.audit(
+        "canary.aborted",
+        at_weight=analysis.weight,
+        breach=analysis.breach,
+        to_zero_seconds=round(to_zero, 3),
+        switch_seconds=report.seconds,
+        steps=steps,
+    )
+    d.emit("canary", "warning", detail=f"{analysis.breach}: every request back on {old}")
+    raise HealthCheckFailed(
+        f"canary aborted at {analysis.weight}% on {new}: {analysis.breach}; every request"
+        f" back on {old} {to_zero:.2f}s later\n{table(progress.analyses)}"
+    )
+
+
+def _figures(a: StepAnalysis) -> str:
+    c, s = a.canary.summary(), a.stable.summary()
+    return (
+        f"{a.weight}% held {a.seconds:.1f}s: canary {c['requests']} requests,"
+        f" {c['error_rate']:.1%} 5xx, p95 {c['p95_ms']:.0f} ms; stable {s['requests']},"
+        f" {s['error_rate']:.1%}, p95 {s['p95_ms']:.0f} ms"
+    )
+
+
+class Canary(BlueGreen):
+    """The :class:`~slipway.deploy.strategy.Strategy` of ``strategy = "canary"``: blue-
+    green's colours, undo, rollback and standby, with a judged, rising split between
+    the gate and the promote."""
+
+    name = "canary"
+
+    def plan(self, env: EnvironmentConfig) -> list[tuple[str, str]]:
+        found = super().plan(env)
+        switch = (
+            "canary",
+            "{router}: {steps}% of requests to the new colour, {step}s each, judged from the"
+            " access log; a breach sends all back to the old colour",
+        )
+        return [switch if name == "switch" else (name, text) for name, text in found]
+
+    def plan_values(self, env: EnvironmentConfig) -> dict[str, str]:
+        values = super().plan_values(env)
+        values.update(
+            steps=", ".join(str(w) for w in env.canary.steps),
+            step=f"{env.canary.step_seconds:g}",
+        )
+        return values
+
+    def activate(
+        self, ctx: HostContext, release: str, previous: str | None, commit: str, state: RunState
+    ) -> list[Step]:
+        return deploy_steps(ctx, release, previous, commit, state)

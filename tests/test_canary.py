@@ -1,0 +1,239 @@
+"""Canary deploys on this machine, under load: real Traefik (weighted, sticky), PM2, the
+example app and SQLite. One environment for the module, tests in order, each leaving a
+healthy release live. Load: keep-alive and ``Connection: close`` GETs of a page every
+request of which a canary's fault reaches, POSTs writing rows, open WebSockets.
+
+A bad canary answers 500s or slowly (its own fault, not a lost connection): what the
+tests hold to zero is connection-level failures, and the count of requests the bad
+release answered is reported by ``benchmarks/canary.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from loadgen import Load
+from support import TOOLS_BIN, require_binary
+from test_bluegreen import Env
+
+from slipway.cli.hosts import with_strategy
+from slipway.deploy import canary
+from slipway.deploy.engine import Deployer
+from slipway.errors import DeployFailed
+from slipway.state import records
+from slipway.state.lock import is_held
+from slipway.transports.local import LocalTransport
+
+pytestmark = pytest.mark.integration
+
+EXE = str(Path(sys.executable).with_name("slipway"))
+CANARY = """
+[environments.testing.canary]
+steps = {steps}
+step_seconds = {step}
+min_requests = 10
+"""
+
+
+class CanaryEnv(Env):
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp, watch=1)
+        self.reader: Deployer | None = None
+        self.write_canary(step=3)
+        env_file = self.root / "testing" / "shared" / ".env.testing"
+        env_file.write_text(env_file.read_text() + "CODEFRAME_MINI_FAIL_AFTER=5\n")
+
+    def write_canary(self, step: float, steps: tuple[int, ...] = (10, 50, 100)) -> None:
+        text = self.config_path.read_text().split("\n[environments.testing.canary]")[0]
+        self.config_path.write_text(text + CANARY.format(step=step, steps=list(steps)))
+        from slipway.config import load_config
+
+        self.loaded = with_strategy(load_config(self.config_path), "testing", "canary")
+        self.env = self.loaded.config.environment("testing")
+
+    def deployer(self) -> Deployer:
+        return Deployer(
+            self.loaded, "testing", LocalTransport(), emit=self.events.append, actor="tester"
+        )
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [EXE, "--config", str(self.config_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    def status(self) -> dict:
+        if self.reader is None:  # one context for every look (each starts a host agent)
+            self.reader = self.deployer()
+        return canary.read_status(self.reader) or {}
+
+    def variant(self, client: httpx.Client | None = None) -> str:
+        get = client.get if client else httpx.get
+        return str(get(f"http://127.0.0.1:{self.port}/health", timeout=5).json()["variant"])
+
+
+def connection_failures(load: Load) -> list[str]:
+    """Failures that are not an HTTP answer (a refused, reset or timed-out request)."""
+    return [s.error for s in load.samples if not s.ok and not s.error.isdigit()]
+
+
+def load_on(env: CanaryEnv) -> Load:
+    return Load(env.port, path="/api/projects", websockets=5)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CanaryEnv]:
+    require_binary("pm2", path=str(TOOLS_BIN))
+    require_binary("traefik", path=str(Path(sys.executable).parent))
+    e = CanaryEnv(tmp_path_factory.mktemp("canary"))
+    yield e
+    e.pm2("kill")
+
+
+def test_the_first_canary_deploy_switches_as_blue_green(env: CanaryEnv) -> None:
+    outcome = env.deployer().deploy("v1")
+    assert outcome.status == "succeeded" and env.variant() == "v1"
+    assert env.colors()["live"]["color"] == "blue"
+
+
+def test_a_good_canary_rises_step_by_step_and_is_promoted(env: CanaryEnv) -> None:
+    with load_on(env) as load:
+        time.sleep(0.5)
+        outcome = env.deployer().deploy("v2")
+        time.sleep(0.5)
+    assert outcome.status == "succeeded" and env.variant() == "v2"
+    assert connection_failures(load) == [] and load.ws.abnormal == 0
+    assert all(s.ok for s in load.samples), load.summary()
+    status = env.status()
+    assert status["state"] == "promoted" and status["weight"] == 100
+    steps = status["steps"]
+    assert [s["weight"] for s in steps] == [10, 50, 100]
+    assert all(s["ended_by"] == "time" and s["breach"] is None for s in steps)
+    assert steps[0]["canary"]["requests"] > 0 and steps[0]["stable"]["requests"] > 0
+    ten = steps[0]["canary"]["requests"] / (
+        steps[0]["canary"]["requests"] + steps[0]["stable"]["requests"]
+    )
+    assert 0.02 < ten < 0.3, steps[0]  # about a tenth, as weighted
+    assert env.colors()["live"]["color"] == "green"
+
+
+@pytest.mark.parametrize(("ref", "breach"), [("fail-after", "error rate"), ("sluggish", "p95")])
+def test_a_bad_canary_is_aborted_and_every_request_goes_back(
+    env: CanaryEnv, ref: str, breach: str
+) -> None:
+    live = env.colors()["live"]
+    with load_on(env) as load, pytest.raises(DeployFailed) as failed:
+        env.deployer().deploy(f"broken/{ref}")
+    assert failed.value.step == "canary" and failed.value.rolled_back
+    assert breach in str(failed.value) and "| canary |" in str(failed.value)
+    assert connection_failures(load) == [] and load.ws.abnormal == 0
+    status = env.status()
+    assert status["state"] == "aborted" and status["weight"] == 0
+    assert status["to_zero_s"] < 1.0, status
+    if ref == "fail-after":
+        assert [s["weight"] for s in status["steps"]] == [10]  # at the first step
+    assert env.colors()["live"] == live
+    assert env.deployer().router().canary_weight() == 0
+    assert env.variant() == "v2"
+    assert not any(name.endswith("-blue") and "backend" in name for name in env.online())
+    row = records.deployments(LocalTransport(), env.deployer().layout, 1)[0]
+    assert row["status"] == "rolled_back" and row["failed_step"] == "canary"
+
+
+def test_a_client_with_the_cookie_stays_on_its_side(env: CanaryEnv) -> None:
+    env.write_canary(step=30, steps=(50, 100))
+    done: list[object] = []
+    thread = threading.Thread(target=lambda: done.append(_deploy(env, "v1")))
+    thread.start()
+    try:
+        _wait_for(lambda: env.status().get("weight") == 50 and env.status()["state"] == "running")
+        with httpx.Client() as sticky:
+            seen = {env.variant(sticky) for _ in range(30)}
+        fresh = {env.variant() for _ in range(60)}
+        assert len(seen) == 1, seen  # the cookie keeps its side
+        assert fresh == {"v2", "v1"}, fresh  # without it, both sides answer
+        promoted = env.cli("canary", "testing", "promote", "--actor", "ops")
+        assert promoted.returncode == 0, promoted.stderr
+    finally:
+        thread.join(timeout=120)
+        env.write_canary(step=3)
+    assert done and getattr(done[0], "status", None) == "succeeded", done
+    assert env.variant() == "v1"
+    assert env.status()["steps"][-1]["ended_by"] == "promote"
+
+
+def test_abort_by_command_sends_every_request_back(env: CanaryEnv) -> None:
+    env.write_canary(step=30)
+    live = env.colors()["live"]
+    done: list[object] = []
+    try:
+        with load_on(env) as load:
+            thread = threading.Thread(target=lambda: done.append(_deploy(env, "v2")))
+            thread.start()
+            _wait_for(lambda: env.status().get("state") == "running")
+            aborted = env.cli("canary", "testing", "abort", "--actor", "ops", "--json")
+            thread.join(timeout=120)
+    finally:
+        env.write_canary(step=3)
+    assert aborted.returncode == 0, aborted.stderr
+    assert json.loads(aborted.stdout)["canary"]["state"] == "aborted"
+    assert isinstance(done[0], DeployFailed) and "aborted by ops" in str(done[0])
+    assert connection_failures(load) == [] and load.ws.abnormal == 0
+    assert env.colors()["live"] == live and env.variant() == "v1"
+    nothing = env.cli("canary", "testing", "abort")
+    assert nothing.returncode == 1 and "no canary is running" in nothing.stderr
+
+
+def test_a_canary_killed_mid_step_is_recovered_onto_the_stable_colour(env: CanaryEnv) -> None:
+    live = env.colors()["live"]
+    argv = [EXE, "--config", str(env.config_path), "deploy", "testing", "--ref", "v2"]
+    with load_on(env) as load:
+        proc = subprocess.Popen(
+            [*argv, "--strategy", "canary", "--json"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event.get("step") == "canary" and "10% on" in str(event.get("detail")):
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.wait(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+        _wait_for(lambda: not is_held(LocalTransport(), env.deployer().layout))
+        recovered = env.cli("recover", "testing")
+        time.sleep(0.5)
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert connection_failures(load) == [] and load.ws.abnormal == 0
+    assert env.colors()["live"] == live and env.variant() == "v1"
+    assert env.deployer().router().canary_weight() == 0
+    assert {env.variant() for _ in range(20)} == {"v1"}
+
+
+def _deploy(env: CanaryEnv, ref: str) -> object:
+    try:
+        return env.deployer().deploy(ref)
+    except DeployFailed as exc:
+        return exc
+
+
+def _wait_for(condition: object, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out")

@@ -1,0 +1,186 @@
+"""The canary's own logic in milliseconds: the judge's thresholds, the figures per
+side, the routes it renders, the configuration's rules and the database refusal
+(``tests/test_canary.py`` runs canaries for real, under load)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from slipway.config import validate_config
+from slipway.config.model import CanaryConfig, CanaryFallback
+from slipway.deploy import canary
+from slipway.deploy.canary import Side, StepAnalysis, judge, table
+from slipway.deploy.run import RunState
+from slipway.errors import ConfigError, DeployRefused
+from slipway.routers.base import Split, Target
+from slipway.routers.traefik import split_config
+from slipway.state import hostscript
+
+
+def side(requests: int, errors: int = 0, ms: float = 10.0) -> Side:
+    return Side(requests, errors, [ms] * requests)
+
+
+CFG = CanaryConfig(min_requests=20)
+
+
+@pytest.mark.parametrize(
+    ("stable", "canary_side", "breach"),
+    [
+        (side(200), side(19, errors=19), None),  # too few canary requests to judge
+        (side(200), side(40), None),
+        (side(200), side(40, errors=3), "canary error rate 7.5% > 5.0%"),
+        (side(200, errors=4), side(40, errors=2), None),  # 5% <= 2 x 2% + 1 point
+        (side(200), side(100, errors=2), "canary error rate 2.0% > 2 x stable 0.0% + 1.0%"),
+        (side(200, ms=5), side(40, ms=2500), "canary p95 2500 ms > 2000 ms"),
+        (side(200, ms=100), side(40, ms=350), "canary p95 350 ms > 2 x stable 100 ms + 100 ms"),
+        (side(200, ms=100), side(40, ms=290), None),
+        (side(5, ms=1), side(40, ms=300), None),  # too few stable requests to compare
+    ],
+)
+def test_the_judge_names_the_first_threshold_broken(
+    stable: Side, canary_side: Side, breach: str | None
+) -> None:
+    assert judge(CFG, stable, canary_side) == breach
+
+
+def test_p95_is_the_nearest_rank() -> None:
+    figures = Side()
+    figures.add({"requests": 100, "errors": 1, "ms": list(range(1, 101)), "ws_ended": 2})
+    assert figures.p95_ms == 95 and figures.error_rate == 0.01 and figures.ws_ended == 2
+    assert Side().p95_ms == 0.0 and Side().error_rate == 0.0
+
+
+def test_the_table_shows_both_sides_and_what_ended_each_step() -> None:
+    steps = [StepAnalysis(5, side(100), side(6), 3.0), StepAnalysis(25, side(80), side(30), 1.2)]
+    steps[1].breach, steps[1].ended_by = "canary error rate 50.0% > 5.0%", "breach"
+    text = table(steps)
+    assert "| 5% | 3.0 | canary | 6 | 0 | 0.0% | 10 | time |" in text
+    assert "| 25% | 1.2 | canary | 30 | 0 | 0.0% | 10 | canary error rate 50.0% > 5.0% |" in text
+    assert text.count("| stable |") == 2
+
+
+def test_the_split_routes_weigh_each_port_and_keep_a_client_on_its_side() -> None:
+    split = Split(
+        Target("blue", {"backend": 9001, "frontend": 9101}),
+        Target("green", {"backend": 9002, "frontend": 9102}),
+        25,
+        "side",
+    )
+    config = split_config(split)["http"]
+    backend = config["services"]["backend"]["weighted"]
+    assert backend["services"] == [
+        {"name": "backend-blue", "weight": 75},
+        {"name": "backend-green", "weight": 25},
+    ]
+    assert backend["sticky"]["cookie"]["name"] == "side_backend"  # one cookie per port
+    green = config["services"]["frontend-green"]["loadBalancer"]["servers"]
+    assert green == [{"url": "http://127.0.0.1:9102"}]
+    assert config["routers"]["backend"]["service"] == "backend"
+    assert split.marker() == "canary=green:25"
+
+
+def test_the_access_log_is_counted_per_side_without_slipways_probes(tmp_path: Any) -> None:
+    import json
+
+    log = tmp_path / "access.log"
+    lines = [
+        {"ServiceName": "backend-blue@file", "DownstreamStatus": 200, "Duration": 2_000_000},
+        {"ServiceName": "backend-green@file", "DownstreamStatus": 500, "Duration": 4_000_000},
+        {"ServiceName": "backend-green@file", "DownstreamStatus": 200, "Duration": 1_000_000},
+        {"ServiceName": "backend-green@file", "DownstreamStatus": 0, "Duration": 9e9},
+        {
+            "ServiceName": "backend-green@file",
+            "DownstreamStatus": 200,
+            "request_X-Slipway-Probe": "1",
+        },
+    ]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"partial')
+    found = hostscript.op_sides({"log": str(log), "offset": 0})
+    green = found["sides"]["backend-green@file"]
+    assert (green["requests"], green["errors"], green["ms"], green["ws_ended"]) == (
+        2,
+        1,
+        [4.0, 1.0],
+        1,
+    )
+    assert found["sides"]["backend-blue@file"]["requests"] == 1
+    assert found["offset"] == log.stat().st_size - len('{"partial')  # not a half line
+    assert hostscript.op_sides({"log": str(log), "offset": None})["sides"] == {}
+    assert hostscript.op_sides({"log": str(tmp_path / "none"), "offset": 5})["offset"] == 0
+
+
+def _ctx(fallback: CanaryFallback) -> Any:
+    events: list[str] = []
+    return SimpleNamespace(
+        env=SimpleNamespace(canary=CanaryConfig(fallback=fallback)),
+        env_name="production",
+        emit=lambda step, status, detail="": events.append(detail),
+        build_color="green",
+        events=events,
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "why"),
+    [
+        (RunState(holds=True), "its migrations change the schema"),
+        (RunState(rehearsed=False), "rehearse = false"),
+    ],
+)
+def test_a_canary_the_live_release_cannot_share_a_database_with_is_refused_or_falls_back(
+    state: RunState, why: str
+) -> None:
+    with pytest.raises(DeployRefused, match=why) as refused:
+        canary.deploy_steps(_ctx(CanaryFallback.REFUSE), "r2", "r1", "c" * 40, state)
+    assert 'fallback = "blue-green"' in str(refused.value.hint)
+    ctx = _ctx(CanaryFallback.BLUE_GREEN)
+    steps = [name for name, _ in canary.deploy_steps(ctx, "r2", "r1", "c" * 40, state)]
+    assert steps == ["start", "health", "switch", "watch", "promote"]  # blue-green's
+    assert why in ctx.events[0]
+    fits = [n for n, _ in canary.deploy_steps(ctx, "r2", "r1", "c" * 40, RunState())]
+    assert fits == ["start", "health", "canary", "watch", "promote"]
+
+
+def _raw(**canary_table: Any) -> dict[str, Any]:
+    import copy
+    import tomllib
+
+    from support import ROOT
+
+    raw = tomllib.loads((ROOT / "examples" / "codeframe-mini" / "slipway.toml").read_text())
+    raw = copy.deepcopy(raw)
+    raw["environments"]["production"]["strategy"] = "canary"
+    raw["environments"]["production"]["canary"] = canary_table
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("table_", "error"),
+    [
+        ({"steps": [5, 50]}, "steps must end at 100"),
+        ({"steps": [50, 5, 100]}, "steps must rise"),
+        ({"steps": [0, 100]}, "greater than or equal to 1"),
+        ({"max_error_rate": 2}, "less than or equal to 1"),
+        ({"cookie": "a b"}, "must match the pattern"),
+    ],
+)
+def test_broken_canary_settings_are_refused_naming_the_place(
+    table_: dict[str, Any], error: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate_config(_raw(**table_))
+    assert error in str(info.value) and "environments.production.canary" in str(info.value)
+
+
+def test_a_canary_needs_traefik() -> None:
+    raw = _raw()
+    raw["environments"]["production"].setdefault("blue_green", {})["router"] = "nginx"
+    with pytest.raises(ConfigError, match=r"strategy = 'canary' needs blue_green\.router"):
+        validate_config(raw)
+    config = validate_config(_raw())
+    assert config.environments["production"].strategy.coloured
+    assert config.environments["production"].used_ports()["blue_green.blue.backend"]
