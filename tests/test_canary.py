@@ -152,6 +152,19 @@ def test_a_bad_canary_is_aborted_and_every_request_goes_back(
     assert row["status"] == "rolled_back" and row["failed_step"] == "canary"
 
 
+def test_the_dashboard_shows_the_last_canary_and_its_analysis(env: CanaryEnv) -> None:
+    from test_dashboard import loaded_page, served
+
+    from slipway.dashboard.data import overview
+
+    found = overview(env.loaded, run_checks=False)["environments"]
+    testing = next(e for e in found if e["name"] == "testing")
+    assert testing["canary"]["state"] == "aborted" and testing["canary"]["steps"]
+    with served(env.loaded) as (url, token), loaded_page(url, token) as page:
+        text = page.get_by_test_id("canary-testing").inner_text()
+    assert "canary p95" in text and "stable" in text  # the sluggish canary's breach
+
+
 def test_a_client_with_the_cookie_stays_on_its_side(env: CanaryEnv) -> None:
     env.write_canary(step=30, steps=(50, 100))
     done: list[object] = []

@@ -236,3 +236,23 @@ def test_cli_metrics_explains_each_change_failure_in_human_units(tmp_path, capsy
     code, out, err = run_cli([*argv, "--fix-window", "60m"], capsys)
     assert "change failures  50.0% (2)" in out
     assert "  - c (d4): fixed forward, by deploy d5 of d: fix: typo; restored after 10m" in out
+
+
+def test_an_aborted_canary_is_a_failed_change_restored_after_its_canary_and_undo():
+    """It served real requests (unlike a deploy stopped at its gate): a change failure,
+    counted among the changes, restored after the canary step and the undo."""
+    canary = row(
+        2,
+        NOW - 1 * DAY,
+        "rolled_back",
+        steps=[{"step": "canary", "seconds": 3.5}, {"step": "rollback", "seconds": 1.5}],
+    )
+    canary["failed_step"] = "canary"
+    gate = row(3, NOW - DAY / 2, "rolled_back", steps=[{"step": "rollback", "seconds": 2.0}])
+    gate["failed_step"] = "health"
+    m = compute([row(1, NOW - 2 * DAY), canary, gate], env="production", now=NOW, window_s=30 * DAY)
+    assert m.change_failures == 1 and m.change_failure_rate == 0.5  # 1 of 2 changes
+    assert m.change_failure_list[0]["rule"] == "canary aborted"
+    assert m.change_failure_list[0]["restored_after_s"] == 5.0
+    assert m.failed == 2 and m.restores == 2  # the gate's own rollback too
+    assert m.time_to_restore_median_s == 3.5  # median of 5.0 and 2.0

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from slipway.config.load import LoadedConfig
+from slipway.config.model import Strategy
 from slipway.deploy.context import HostContext
 from slipway.health.gate import run_round
 from slipway.metrics.dora import DAY, compute
@@ -122,6 +123,7 @@ def host_overview(d: HostContext, run_checks: bool) -> dict[str, Any]:
         "health": _health(d, current is not None, run_checks),
         "lock": {"held": held, "owner": owner.describe() if owner else None},
         "alerts": _alerts(d),
+        "canary": d.canary_status() if d.env.strategy is Strategy.CANARY else None,
     }
 
 

@@ -160,21 +160,12 @@ def table(analyses: list[StepAnalysis]) -> str:
 # --- where the canary is, and what the operator asked --------------------------------
 
 
-def status_path(d: HostContext) -> str:
-    return f"{d.layout.state_dir}/canary.json"
-
-
 def control_path(d: HostContext) -> str:
     return f"{d.layout.state_dir}/canary-control.json"
 
 
 def read_status(d: HostContext) -> dict[str, Any] | None:
-    text = read_text(d.transport, status_path(d))
-    try:
-        found = json.loads(text) if text else None
-    except ValueError:
-        return None
-    return found if isinstance(found, dict) else None
+    return d.canary_status()
 
 
 def request_control(d: HostContext, action: str, actor: str) -> None:
@@ -214,7 +205,7 @@ class Progress:
     def write(self, **changes: Any) -> None:
         self.data.update(changes, updated_at=time.time())
         self.data["steps"] = [a.to_json() for a in self.analyses]
-        self.d.transport.put_text(json.dumps(self.data), status_path(self.d), mode=0o600)
+        self.d.transport.put_text(json.dumps(self.data), self.d.canary_status_path, mode=0o600)
 
 
 # --- the deploy's steps ----------------------------------------------------------------

@@ -698,6 +698,20 @@ class HostContext:
 
     # --- blue-green colours and the router ------------------------------------------
 
+    @property
+    def canary_status_path(self) -> str:
+        return f"{self.layout.state_dir}/canary.json"
+
+    def canary_status(self) -> dict[str, Any] | None:
+        """The last canary's state as its deploy left it (``deploy/canary.py``): weight,
+        each step's figures per side, how it ended; None when no canary has run."""
+        text = read_text(self.transport, self.canary_status_path)
+        try:
+            found = json.loads(text) if text else None
+        except ValueError:
+            return None
+        return found if isinstance(found, dict) else None
+
     def read_colors(self) -> dict[str, Any]:
         """``{"live": {color, release, since}|None, "standby": {...}|None}``"""
         return colors.read(self.transport, self.layout)

@@ -13,7 +13,9 @@ Definitions (Four Keys where they overlap; see the README):
   "hotfix" or "revert" followed it within the window (rule "fixed forward"): a "fix:"
   subject alone says nothing about the release before it (it once made a healthy
   release count as failed), so it is never counted by default. Each change failure
-  names its rule and evidence (`metrics --explain`).
+  names its rule and evidence (`metrics --explain`). A deploy aborted in its canary
+  step (rule "canary aborted") served real requests: it counts as a change failure,
+  and as a change, restored after its canary step and the undo.
 - time to restore: median time from a failure to restored service. For a deploy that
   rolled itself back: the rollback step's duration (detection to previous release
   healthy). For a failed deploy that could not roll back: until the next successful
@@ -113,10 +115,14 @@ def compute(
         for step in _steps(row):
             per_step.setdefault(str(step.get("step")), []).append(float(step.get("seconds", 0)))
 
-    change_list = _change_failures(good, finished, fix_window_s)
+    canaries = _aborted_canaries(bad)
+    change_list = _change_failures(good, finished, fix_window_s) + canaries
     change_failures = len(change_list)
+    changes = len(good) + len(canaries)  # an aborted canary served production traffic
     restore_times = [float(c["restored_after_s"]) for c in change_list]
-    restore_times += _restore_times_of_failed(bad, finished)
+    restore_times += _restore_times_of_failed(
+        [r for r in bad if r.get("failed_step") != "canary"], finished
+    )
     leads = [
         float(r["finished_at"]) - float(r["committed_at"])
         for r in good
@@ -136,7 +142,7 @@ def compute(
         step_median_s={k: float(statistics.median(v)) for k, v in per_step.items()},
         failure_rate=round(len(bad) / len(deploys), 4) if deploys else None,
         change_failures=change_failures,
-        change_failure_rate=round(change_failures / len(good), 4) if good else None,
+        change_failure_rate=round(change_failures / changes, 4) if changes else None,
         change_failure_list=change_list,
         time_to_restore_median_s=_median(restore_times),
         restores=len(restore_times),
@@ -174,6 +180,31 @@ def _change_failures(
         if signals:
             rule, ender = min(signals, key=lambda s: float(s[1]["finished_at"]))
             found.append(_change_failure(row, rule, ender, live_at))
+    return found
+
+
+def _aborted_canaries(bad: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Deploys aborted in their canary step: the release answered real requests, so
+    it is a failed change; restored when every request was back on the stable colour
+    (the canary step's end) plus the undo that drained it."""
+    found = []
+    for row in bad:
+        if row.get("failed_step") != "canary":
+            continue
+        seconds = sum(
+            float(s.get("seconds", 0))
+            for s in _steps(row)
+            if s.get("step") in ("canary", "rollback")
+        )
+        found.append(
+            {
+                "release": row.get("release"),
+                "deployment_id": row.get("id"),
+                "rule": "canary aborted",
+                "evidence": f"deploy {row.get('id')} aborted in its canary step",
+                "restored_after_s": seconds,
+            }
+        )
     return found
 
 
