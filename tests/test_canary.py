@@ -117,10 +117,11 @@ def test_a_good_canary_rises_step_by_step_and_is_promoted(env: CanaryEnv) -> Non
     assert connection_failures(load) == [] and load.ws.abnormal == 0
     assert all(s.ok for s in load.samples), load.summary()
     status = env.status()
-    assert status["state"] == "promoted" and status["weight"] == 100
+    assert status["state"] == "passed" and status["weight"] == 100
     steps = status["steps"]
     assert [s["weight"] for s in steps] == [10, 50, 100]
     assert all(s["ended_by"] == "time" and s["breach"] is None for s in steps)
+    assert set(steps[0]["processes"]) == {"backend"}  # judged per process
     assert steps[0]["canary"]["requests"] > 0 and steps[0]["stable"]["requests"] > 0
     ten = steps[0]["canary"]["requests"] / (
         steps[0]["canary"]["requests"] + steps[0]["stable"]["requests"]
@@ -207,6 +208,26 @@ def test_abort_by_command_sends_every_request_back(env: CanaryEnv) -> None:
     assert env.colors()["live"] == live and env.variant() == "v1"
     nothing = env.cli("canary", "testing", "abort")
     assert nothing.returncode == 1 and "no canary is running" in nothing.stderr
+
+
+def test_a_canary_whose_process_stops_is_aborted(env: CanaryEnv) -> None:
+    """Its WebSockets and requests in flight are lost with it (the app's own failure);
+    the canary is aborted within a second or so and the stable colour keeps serving."""
+    env.write_canary(step=30)
+    live = env.colors()["live"]
+    canary_color = "green" if live["color"] == "blue" else "blue"
+    done: list[object] = []
+    try:
+        thread = threading.Thread(target=lambda: done.append(_deploy(env, "v2")))
+        thread.start()
+        _wait_for(lambda: env.status().get("state") == "running" and env.status()["weight"])
+        env.pm2("stop", f"codeframe-mini-testing-backend-{canary_color}")
+        thread.join(timeout=120)
+    finally:
+        env.write_canary(step=3)
+    assert isinstance(done[0], DeployFailed), done
+    assert "is stopped" in str(done[0]) and done[0].step == "canary"
+    assert env.colors()["live"] == live and env.variant() == "v1"
 
 
 def test_a_canary_killed_mid_step_is_recovered_onto_the_stable_colour(env: CanaryEnv) -> None:

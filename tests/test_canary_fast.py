@@ -184,3 +184,38 @@ def test_a_canary_needs_traefik() -> None:
     config = validate_config(_raw())
     assert config.environments["production"].strategy.coloured
     assert config.environments["production"].used_ports()["blue_green.blue.backend"]
+
+
+def test_each_process_is_judged_on_its_own() -> None:
+    """Frontend assets answered well must not dilute a failing backend."""
+    step = StepAnalysis(5)
+    step.add("frontend", True, {"requests": 1000, "errors": 0, "ms": [5.0] * 1000})
+    step.add("backend", True, {"requests": 40, "errors": 16, "ms": [5.0] * 40})
+    step.add("backend", False, {"requests": 400, "errors": 0, "ms": [5.0] * 400})
+    assert step.canary.error_rate < CFG.max_error_rate  # in all, it would pass
+    assert step.judged(CFG) == "backend: canary error rate 40.0% > 5.0%"
+    assert set(step.to_json()["processes"]) == {"backend", "frontend"}
+
+
+@pytest.mark.parametrize(
+    ("configured", "asked"), [("restart", "canary"), ("blue-green", "restart")]
+)
+def test_strategy_may_change_only_between_the_coloured_ones(
+    tmp_path: Any, configured: str, asked: str
+) -> None:
+    from test_config import _toml
+
+    from slipway.cli.hosts import with_strategy
+    from slipway.config import load_config
+    from slipway.errors import UsageError
+
+    raw = _raw()
+    raw["environments"]["production"]["strategy"] = configured
+    path = tmp_path / "slipway.toml"
+    path.write_text(_toml(raw))
+    loaded = load_config(path)
+    with pytest.raises(UsageError, match=f"--strategy {asked}: environments.production uses"):
+        with_strategy(loaded, "production", asked)
+    if configured == "blue-green":
+        moved = with_strategy(loaded, "production", "canary")
+        assert moved.config.environments["production"].strategy.value == "canary"

@@ -48,26 +48,29 @@ def command(
     """
     loaded = loaded_config(ctx)
     who = actor or getpass.getuser()
+    report, steered = [], 0
     for d in host_session(loaded, environment):
         found = canary.read_status(d)
-        if action != "status":
-            found = _steer(d, found, action, who)
-        if as_json:
-            echo_json({"host": d.transport.name, "canary": found})
-        else:
+        if action != "status" and _running(d, found):
+            found = _steer(d, action, who)  # every host of a fleet running one
+            steered += 1
+        report.append({"host": d.transport.name, "canary": found})
+        if not as_json:
             click.echo(_describe(d, found))
+    if as_json:
+        echo_json(report if len(report) > 1 else report[0])
+    if action != "status" and not steered:
+        raise SlipwayError(
+            f"no canary is running in {environment}",
+            hint=f"see `slipway canary {environment} status` and `slipway status {environment}`",
+        )
 
 
 def _running(d: HostContext, found: dict[str, Any] | None) -> bool:
     return bool(found and found.get("state") == "running" and is_held(d.transport, d.layout))
 
 
-def _steer(d: HostContext, found: dict[str, Any] | None, action: str, who: str) -> dict[str, Any]:
-    if found is None or not _running(d, found):
-        raise SlipwayError(
-            f"{d.transport.name}: no canary is running in {d.env_name}",
-            hint=f"see `slipway canary {d.env_name} status` and `slipway status {d.env_name}`",
-        )
+def _steer(d: HostContext, action: str, who: str) -> dict[str, Any]:
     canary.request_control(d, action, who)
     deadline = time.monotonic() + ANSWER_SECONDS
     while time.monotonic() < deadline:

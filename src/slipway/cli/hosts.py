@@ -12,7 +12,7 @@ import click
 from pydantic import ValidationError
 
 from slipway.config import LoadedConfig
-from slipway.config.model import EnvironmentConfig, HostSpec
+from slipway.config.model import EnvironmentConfig, HostSpec, Strategy
 from slipway.deploy.engine import Deployer
 from slipway.deploy.run import Emit
 from slipway.errors import SlipwayError, UsageError
@@ -123,7 +123,15 @@ def with_strategy(loaded: LoadedConfig, environment: str, strategy: str | None) 
     a canary needs Traefik)."""
     if strategy is None:
         return loaded
-    raw = loaded.config.environment(environment).model_dump(mode="json")
+    current = loaded.config.environment(environment)
+    if Strategy(strategy).coloured != current.strategy.coloured:
+        raise UsageError(
+            f"--strategy {strategy}: environments.{environment} uses"
+            f" {current.strategy.value}; a release may switch only between blue-green and"
+            " canary (both run on colours behind the router)",
+            hint=f"change strategy in the configuration to move {environment} for good",
+        )
+    raw = current.model_dump(mode="json")
     return _replaced(loaded, environment, {**raw, "strategy": strategy}, "--strategy")
 
 

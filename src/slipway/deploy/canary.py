@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from slipway.deploy.run import RunState
 
 LOOK_SECONDS = 0.2  # between two reads of the access log: a breach acts within this
+WAIT_FOR_TRAFFIC = 3  # a step short of min_requests is held up to this many times longer
+PROCESS_LOOKS = 5  # the canary's processes are looked at every this many looks
 
 
 @dataclass
@@ -86,7 +88,9 @@ class Side:
 
 @dataclass
 class StepAnalysis:
-    """One weight held: both sides' figures and what ended it."""
+    """One weight held: both sides' figures (in all, and per process: each process is
+    judged on its own, so frontend assets cannot dilute a failing backend) and what
+    ended it."""
 
     weight: int
     stable: Side = field(default_factory=Side)
@@ -94,6 +98,21 @@ class StepAnalysis:
     seconds: float = 0.0
     breach: str | None = None
     ended_by: str = "time"  # time | breach | abort | promote
+    promoted_by: str | None = None
+    processes: dict[str, tuple[Side, Side]] = field(default_factory=dict)  # (stable, canary)
+
+    def add(self, process: str, is_canary: bool, figures: dict[str, Any]) -> None:
+        pair = self.processes.setdefault(process, (Side(), Side()))
+        pair[is_canary].add(figures)
+        (self.canary if is_canary else self.stable).add(figures)
+
+    def judged(self, cfg: CanaryConfig) -> str | None:
+        """The first breach of any process, named."""
+        for process, (stable, canary) in sorted(self.processes.items()):
+            found = judge(cfg, stable, canary)
+            if found:
+                return f"{process}: {found}"
+        return None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,6 +120,10 @@ class StepAnalysis:
             "seconds": round(self.seconds, 2),
             "stable": self.stable.summary(),
             "canary": self.canary.summary(),
+            "processes": {
+                name: {"stable": st.summary(), "canary": ca.summary()}
+                for name, (st, ca) in sorted(self.processes.items())
+            },
             "breach": self.breach,
             "ended_by": self.ended_by,
         }
@@ -175,10 +198,12 @@ def request_control(d: HostContext, action: str, actor: str) -> None:
 
 
 def _take_control(d: HostContext) -> dict[str, Any] | None:
-    text = read_text(d.transport, control_path(d))
-    if not text:
+    """The operator's request, taken by a rename (one written meanwhile is not lost)."""
+    taken = f"{control_path(d)}.taken"
+    if not d.transport.run(["mv", "-f", "--", control_path(d), taken], check=False).ok:
         return None
-    d.transport.run(["rm", "-f", "--", control_path(d)])
+    text = read_text(d.transport, taken) or ""
+    d.transport.run(["rm", "-f", "--", taken])
     try:
         found = json.loads(text)
     except ValueError:
@@ -217,8 +242,8 @@ def refusal(d: HostContext, state: RunState) -> str | None:
         return "its migrations change the schema in a way the live release cannot use"
     if not state.rehearsed:
         return (
-            "[migrations] rehearse = false, so whether both releases fit one database is"
-            " not known"
+            "the migrations were not rehearsed (--no-rehearsal, or [migrations] rehearse ="
+            " false), so whether both releases fit one database is not known"
         )
     return None
 
@@ -251,35 +276,40 @@ def run_canary(d: HostContext, release: str, color: str, state: RunState) -> Non
     stable colour before anything else, then fails the deploy."""
     old = state.old_color
     if old is None or not d.color_online(old):  # nothing to compare with: switch
+        d.emit("canary", "warning", detail="no stable colour running: switching at once")
         bluegreen.switch_to(d, color, state)
         return
     cfg = d.env.canary
     router = d.router()
     d.checkpoint("canary", state, switched=True)
+    state.switched = True  # from here an undo switches back, whatever comes next
     _take_control(d)  # a request left from an earlier canary is not this one's
     progress = Progress(d, release, old, color)
     progress.write()
+    # A cookie of this canary's own: a client sorted by an earlier canary (whose
+    # colours have since swapped) must not land on this one's side.
+    cookie = f"{cfg.cookie}_{d.deployment_id}"
     for weight in cfg.steps:
         started = time.monotonic()
         if weight < 100:
-            report = router.split(Split(d.target(old), d.target(color), weight, cfg.cookie))
+            report = router.split(Split(d.target(old), d.target(color), weight, cookie))
         else:
             report = router.switch(d.target(color))
-        state.switched = True
         d.audit("canary.step", to=color, weight=weight, seconds=report.seconds)
         d.emit("canary", "info", detail=f"{weight}% on {color} (confirmed in {report.seconds}s)")
         progress.write(weight=weight)
         analysis = observe(d, cfg, old, color, weight, started)
         progress.analyses.append(analysis)
-        progress.write()
         if analysis.ended_by in ("breach", "abort"):
             abort(d, progress, analysis, old, color)
+        progress.write()
         d.emit("canary", "info", detail=_figures(analysis))
-        if analysis.ended_by == "promote" and weight < 100:
-            report = router.switch(d.target(color))
-            d.audit("canary.promoted", to=color, by=progress.data.get("promoted_by"))
+        if analysis.ended_by == "promote":
+            if weight < 100:
+                router.switch(d.target(color))
+            d.audit("canary.promoted", to=color, by=analysis.promoted_by)
             break
-    progress.write(state="promoted", weight=100)
+    progress.write(state="passed", weight=100)
     d.audit("canary.passed", to=color, steps=[a.to_json() for a in progress.analyses])
 
 
@@ -287,44 +317,69 @@ def observe(
     d: HostContext, cfg: CanaryConfig, old: str, new: str, weight: int, started: float
 ) -> StepAnalysis:
     """Hold ``weight`` for ``step_seconds``, reading the access log every
-    :data:`LOOK_SECONDS`; ends early on a breach or the operator's request."""
+    :data:`LOOK_SECONDS`; ends early on a breach or the operator's request. A step
+    that has not seen ``min_requests`` canary requests is held longer (up to
+    :data:`WAIT_FOR_TRAFFIC` times), then fails: too little traffic to judge is no
+    pass (nor is a log that stopped growing)."""
     analysis = StepAnalysis(weight)
     log = f"{d.router().setup.directory}/logs/access.log"
     offset = call(d.transport, "sides", log=log, offset=None)["offset"]
     deadline = started + cfg.step_seconds
+    looks = 0
     while True:
         time.sleep(LOOK_SECONDS)
+        looks += 1
+        d.check_lock()  # a lock released by force: stop here (the next command undoes)
+        if d.stop_requested is not None:
+            d.stop_requested()  # another host of the fleet failed: go back
         found = call(d.transport, "sides", log=log, offset=offset)
         offset = found["offset"]
         for service, figures in found["sides"].items():
-            name = service.split("@", 1)[0].rsplit("-", 1)[-1]
-            if weight >= 100 and name not in (old, new):
-                name = new  # every request goes to the canary once it has all of them
-            if name == new:
-                analysis.canary.add(figures)
-            elif name == old:
-                analysis.stable.add(figures)
-        analysis.seconds = time.monotonic() - started
-        analysis.breach = judge(cfg, analysis.stable, analysis.canary)
+            process, _, side = service.split("@", 1)[0].rpartition("-")
+            if not process or side not in (old, new):  # all on one colour: the canary's
+                process, side = service.split("@", 1)[0], new
+            analysis.add(process, side == new, figures)
+        now = time.monotonic()
+        analysis.seconds = now - started
+        analysis.breach = analysis.judged(cfg)
+        if analysis.breach is None and looks % PROCESS_LOOKS == 0:
+            # A crashed or crash-looping canary drops its WebSockets and requests.
+            crashed = d.processes_abort(new)
+            analysis.breach = f"canary {crashed}" if crashed else None
         if analysis.breach:
             analysis.ended_by = "breach"
             return analysis
         control = _take_control(d)
         if control and control.get("action") in ("abort", "promote"):
-            analysis.ended_by = str(control["action"])
-            who = control.get("actor", "someone")
-            analysis.breach = f"aborted by {who}" if analysis.ended_by == "abort" else None
-            d.audit(f"canary.{analysis.ended_by}_requested", by=who, weight=weight)
+            return _controlled(d, analysis, control)
+        if now >= deadline and analysis.canary.requests >= cfg.min_requests:
             return analysis
-        if time.monotonic() >= deadline:
+        if now >= started + cfg.step_seconds * WAIT_FOR_TRAFFIC:
+            analysis.breach = (
+                f"too little traffic to judge: {analysis.canary.requests} canary requests in"
+                f" {analysis.seconds:.0f}s (min_requests {cfg.min_requests})"
+            )
+            analysis.ended_by = "breach"
             return analysis
+
+
+def _controlled(d: HostContext, analysis: StepAnalysis, control: dict[str, Any]) -> StepAnalysis:
+    analysis.ended_by = str(control["action"])
+    who = str(control.get("actor", "someone"))
+    if analysis.ended_by == "abort":
+        analysis.breach = f"aborted by {who}"
+    else:
+        analysis.promoted_by = who
+    d.audit(f"canary.{analysis.ended_by}_requested", by=who, weight=analysis.weight)
+    return analysis
 
 
 def abort(d: HostContext, progress: Progress, analysis: StepAnalysis, old: str, new: str) -> None:
-    """Every request back to ``old`` now (weight 0), then the deploy fails; its undo
-    drains the canary. The breach-to-weight-0 time is recorded."""
+    """Every request back to ``old`` now (weight 0; not asking its health path first:
+    it was serving until the split), then the deploy fails; its undo drains the
+    canary. The time from the breach found to the routes confirmed is recorded."""
     found_at = time.monotonic()
-    report = d.router().switch(d.target(old))
+    report = d.router().switch(d.target(old), check_target=False)
     to_zero = time.monotonic() - found_at
     progress.write(state="aborted", weight=0, breach=analysis.breach, to_zero_s=to_zero)
     steps = [a.to_json() for a in progress.analyses]
@@ -380,3 +435,16 @@ class Canary(BlueGreen):
         self, ctx: HostContext, release: str, previous: str | None, commit: str, state: RunState
     ) -> list[Step]:
         return deploy_steps(ctx, release, previous, commit, state)
+
+    def recover(
+        self, ctx: HostContext, previous: str | None, state: RunState, deployment_id: str
+    ) -> tuple[bool, str]:
+        """Blue-green's undo; the canary's state file then says it was rolled back
+        (a killed or failed run left it "running" or "passed")."""
+        found = super().recover(ctx, previous, state, deployment_id)
+        status = read_status(ctx)
+        mine = status is not None and status.get("deployment_id") == deployment_id
+        if status is not None and mine and status.get("state") != "aborted":
+            status.update(state="rolled back", weight=0, updated_at=time.time())
+            ctx.transport.put_text(json.dumps(status), ctx.canary_status_path, mode=0o600)
+        return found

@@ -17,7 +17,7 @@ import json
 import os
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,10 @@ def check_actor(actor: str) -> str:
 
 class HostContext:
     """One environment of one app on one host, reached through ``transport``."""
+
+    # Set by a fleet: raises when another host failed, so this one stops at its next
+    # step (or its canary's next look).
+    stop_requested: Callable[[], None] | None = None
 
     def __init__(
         self,

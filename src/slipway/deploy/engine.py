@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,7 +110,6 @@ class Deployer(HostContext):
     current_step = "prepare"
     quiet = False  # a fleet member: the fleet notifies once for all its hosts
     # A fleet member: raises when another host failed, so this one stops at its next step.
-    stop_requested: Callable[[], None] | None = None
 
     def deploy(
         self,

@@ -238,9 +238,11 @@ class Router(ABC):
             return False
         return all(self.probe(process) == target.color for process in self.setup.public)
 
-    def switch(self, target: Target) -> SwitchReport:
-        """Validate, apply, confirm; on failure put the previous routes back and raise."""
-        problem = self.target_answers(target)
+    def switch(self, target: Target, *, check_target: bool = True) -> SwitchReport:
+        """Validate, apply, confirm; on failure put the previous routes back and raise.
+        ``check_target=False``: a canary's abort, which goes back to the stable colour
+        whatever its health path says (it was serving until the split)."""
+        problem = self.target_answers(target) if check_target else None
         if problem:
             raise RouterError(f"not switching to {target.color}: {problem}")
         text = self.render_routes(target)
@@ -309,11 +311,16 @@ class Router(ABC):
         previous_text = self.current_routes()
         started = time.monotonic()
         self.apply(text)
-        confirmed = self._in_a_row(
-            lambda: self.backend_confirms_split(split)
-            and all(self.probe(p) is not None for p in self.setup.public),
-            1,
-        )
+        try:
+            confirmed = self._in_a_row(
+                lambda: self.backend_confirms_split(split)
+                and all(self.probe(p) is not None for p in self.setup.public),
+                1,
+            )
+        except BaseException:  # Ctrl-C, a transport failure: never leave a split behind
+            if previous_text is not None:
+                self.apply(previous_text)
+            raise
         if confirmed:
             return SwitchReport(
                 split.canary.color, split.stable.color, round(time.monotonic() - started, 3)
