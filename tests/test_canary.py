@@ -271,3 +271,54 @@ def _wait_for(condition: object, seconds: float = 60) -> None:
             return
         time.sleep(0.1)
     raise AssertionError("timed out")
+
+
+def test_an_ab_split_shares_clients_counts_each_side_and_keeps_one(env: CanaryEnv) -> None:
+    live = env.deployer().current_release()
+    assert live is not None
+    args = ["split", "testing", "start", "--a", live, "--b", "v2", "--percent", "50"]
+    with load_on(env) as load:
+        started = env.cli(*args, "--conversion-path", "/api/projects", "--json")
+        assert started.returncode == 0, started.stdout + started.stderr
+        time.sleep(3)
+        with httpx.Client() as sticky:
+            seen = {env.variant(sticky) for _ in range(20)}
+        refused = env.cli("deploy", "testing", "--ref", "v2")
+        status = env.cli("split", "testing", "status", "--json")
+        ended = env.cli("split", "testing", "end", "--keep", "b")
+        time.sleep(1)
+    assert len(seen) == 1, seen
+    assert refused.returncode == 2 and "end it first" in refused.stderr
+    figures = json.loads(status.stdout)["figures"]
+    for side in ("a", "b"):
+        assert figures[side]["requests"] > 20 and figures[side]["conversions"] > 0, figures
+        assert figures[side]["errors"] == 0 and figures[side]["p95_ms"] is not None
+    share = figures["b"]["requests"] / (figures["a"]["requests"] + figures["b"]["requests"])
+    assert 0.2 < share < 0.8, figures
+    assert ended.returncode == 0, ended.stdout + ended.stderr
+    assert connection_failures(load) == [] and load.ws.abnormal == 0
+    assert env.deployer().current_release() == json.loads(started.stdout)["split"]["b"]["release"]
+    assert {env.variant() for _ in range(20)} == {"v2"}
+    assert env.colors()["standby"]["release"] == live  # A kept warm for a rollback
+
+
+def test_a_split_killed_while_starting_is_undone_by_the_next_command(env: CanaryEnv) -> None:
+    live = env.deployer().current_release()
+    kept = [r for r in env.deployer().list_releases() if r != live]
+    before = env.colors()["live"]
+    path = Path(env.deployer().layout.state_dir) / "split.json"
+    argv = [EXE, "--config", str(env.config_path), "split", "testing", "start"]
+    with load_on(env) as load:
+        proc = subprocess.Popen([*argv, "--a", str(live), "--b", kept[-1]])
+        _wait_for(lambda: path.exists(), 60)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        _wait_for(lambda: not is_held(LocalTransport(), env.deployer().layout))
+        recovered = env.cli("recover", "testing")
+        time.sleep(0.5)
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert not path.exists()
+    assert connection_failures(load) == [] and load.ws.abnormal == 0
+    assert env.colors()["live"]["color"] == before["color"]
+    assert env.deployer().router().canary_weight() == 0
+    assert {env.variant() for _ in range(20)} == {"v2"}

@@ -219,3 +219,37 @@ def test_strategy_may_change_only_between_the_coloured_ones(
     if configured == "blue-green":
         moved = with_strategy(loaded, "production", "canary")
         assert moved.config.environments["production"].strategy.value == "canary"
+
+
+def test_a_running_split_refuses_deploys_and_rollbacks_before_the_lock(tmp_path: Any) -> None:
+    import json
+    from pathlib import Path
+
+    from fakes import FakeProcessManager, tiny_repo
+
+    from slipway.config import load_config
+    from slipway.deploy import split
+    from slipway.deploy.engine import Deployer
+    from slipway.deploy.rollback import manual_rollback
+    from slipway.errors import UsageError
+    from slipway.transports.local import LocalTransport
+
+    repo = tiny_repo(tmp_path, 'kind = "node"\nstart = ["node", "s.js"]', {"s.js": "//\n"})
+    d = Deployer(
+        load_config(repo / "slipway.toml"),
+        "testing",
+        LocalTransport(),
+        process_manager=FakeProcessManager(),
+    )
+    with pytest.raises(UsageError, match="needs a blue-green or canary environment"):
+        split.start(d, "r1", "r2", 50, "ab", None)
+    Path(d.layout.state_dir).mkdir(parents=True)
+    sides = {"a": {"release": "r1", "color": "blue"}, "b": {"release": "r2", "color": "green"}}
+    Path(split.path_of(d)).write_text(json.dumps({"state": "active", **sides}))
+    for attempt in (lambda: d.deploy_plan("HEAD", None, None, ()), lambda: manual_rollback(d)):
+        with pytest.raises(UsageError, match=r"runs an A/B split \(r1 / r2\)") as refused:
+            attempt()
+        assert "slipway split testing end --keep a|b" in str(refused.value.hint)
+    assert not list(Path(d.layout.base).glob("releases/*"))  # refused before any upload
+    assert split.settle_leftovers(d) is None  # an active split is left as it is
+    assert split.read(d) is not None

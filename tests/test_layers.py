@@ -21,7 +21,7 @@ LAYERS: list[list[str]] = [
     ["slipway.deploy.engine", "slipway.deploy.rollback"],
     ["slipway.deploy.recovery"],
     ["slipway.deploy.strategies"],
-    ["slipway.deploy.canary"],
+    ["slipway.deploy.canary", "slipway.deploy.split"],
     ["slipway.deploy.bluegreen", "slipway.deploy.restart"],
     [
         "slipway.deploy.rehearsal",

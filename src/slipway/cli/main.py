@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollback": ("slipway.cli.rollback", "Roll an environment back to an earlier release."),
     "schema": ("slipway.cli.schema", "Print the configuration's JSON Schema."),
     "try": ("slipway.cli.tryout", "Deploy this checkout here, on free ports, and run its checks."),
+    "split": ("slipway.cli.split", "Run two kept releases side by side (A/B), then keep one."),
     "canary": ("slipway.cli.canary", "Show, promote or abort a running canary deploy."),
     "standby": ("slipway.cli.standby", "Show or stop the warm old colour of a blue-green deploy."),
 }

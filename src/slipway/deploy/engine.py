@@ -28,6 +28,7 @@ from slipway.deploy import (
     incident,
     recovery,
     rehearsal,
+    split,
     steps,
     strategies,
     venvs,
@@ -152,6 +153,7 @@ class Deployer(HostContext):
         repo = self.loaded.repository_path()
         if repo is None:
             raise UsageError("deploying from a remote repository URL is not supported yet")
+        split.refuse_while_active(self, "deploy")
         source = resolve(repo, ref)
         self._refuse_stale_locks(source)
         if breaking is None:
@@ -168,6 +170,7 @@ class Deployer(HostContext):
         repo = self.loaded.repository_path()
         if repo is None:
             raise UsageError("rehearsing from a remote repository URL is not supported yet")
+        split.refuse_while_active(self, "deploy")
         source = resolve(repo, ref)
         self._refuse_stale_locks(source)
         steps.mask_env_file_early(self)

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from slipway.commands import host as cmd
-from slipway.deploy import hold, incident, rehearsal, strategies
+from slipway.deploy import hold, incident, rehearsal, split, strategies
 from slipway.deploy import journal as journal_mod
 from slipway.deploy.run import Recovery, RunState
 from slipway.deploy.strategy import Strategy
@@ -56,6 +56,9 @@ def settle(d: HostContext) -> None:
     d.backups.sweep_scratch()
     d.recovered = complete_interrupted(d)
     finish_drain(d)
+    done = split.settle_leftovers(d)
+    if done:
+        d.emit("lock", "info", detail=done)
 
 
 def finish_drain(d: HostContext) -> None:

@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from slipway.deploy import incident, recovery, strategies, targets
+from slipway.deploy import incident, recovery, split, strategies, targets
 from slipway.deploy.run import Outcome, RunState
 from slipway.errors import LockLost, SlipwayError, UsageError
 from slipway.notify import message
@@ -97,6 +97,7 @@ def manual_rollback(
 ) -> Outcome:
     """``slipway rollback``: make an earlier release live again, under the lock."""
     started = time.monotonic()
+    split.refuse_while_active(d, "rollback")
     lock = recovery.take_lock(d, ref=to or "previous", reason="rollback", wait=lock_wait)
     try:
         current = d.current_release()

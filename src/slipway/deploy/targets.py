@@ -45,11 +45,12 @@ class Resolved:
         return f"--to {asked} ({self.how}) is release {self.release}"
 
 
-def resolve(asked: str, kept: Sequence[KeptRelease], env: str) -> Resolved:
-    """The kept release ``asked`` names, or a UsageError naming the kept ones."""
+def resolve(asked: str, kept: Sequence[KeptRelease], env: str, option: str = "--to") -> Resolved:
+    """The kept release ``asked`` (given as ``option``) names, or a UsageError naming
+    the kept ones."""
     if not _TARGET_RE.fullmatch(asked) or ".." in asked:
         raise UsageError(
-            f"--to {asked!r} is not a release id, tag or commit",
+            f"{option} {asked!r} is not a release id, tag or commit",
             hint=_kept_hint(kept),
         )
     newest_first = sorted(kept, key=lambda r: r.id, reverse=True)
@@ -69,10 +70,10 @@ def resolve(asked: str, kept: Sequence[KeptRelease], env: str) -> Resolved:
     if len(by_prefix) > 1:
         names = ", ".join(r.describe() for r in by_prefix)
         raise UsageError(
-            f"--to {asked!r} matches {len(by_prefix)} releases of {env}: {names}",
+            f"{option} {asked!r} matches {len(by_prefix)} releases of {env}: {names}",
             hint="give more of the release id",
         )
-    raise UsageError(f"no release of {env} matches --to {asked!r}", hint=_kept_hint(kept))
+    raise UsageError(f"no release of {env} matches {option} {asked!r}", hint=_kept_hint(kept))
 
 
 def _kept_hint(kept: Sequence[KeptRelease]) -> str:

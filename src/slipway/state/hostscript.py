@@ -1315,9 +1315,10 @@ def op_traffic(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def op_sides(req: dict[str, Any]) -> dict[str, Any]:
-    """A canary's window: the router's access log from ``offset`` (the end when None)
-    counted per Traefik service (``backend-green@file``), slipway's own probes left
-    out: requests, 5xx, each request's milliseconds, and WebSocket sessions ended."""
+    """A canary's (or a split's) window: the router's access log from ``offset`` (the
+    end when None) counted per Traefik service (``backend-green@file``), slipway's own
+    probes left out: requests, 5xx, each request's milliseconds, WebSocket sessions
+    ended, and answered requests under ``conversion_path`` when given."""
     path, offset = req["log"], req.get("offset")
     try:
         size = os.path.getsize(path)
@@ -1329,6 +1330,7 @@ def op_sides(req: dict[str, Any]) -> dict[str, Any]:
         f.seek(start)
         data = f.read(size - start)
     complete = data[: data.rfind(b"\n") + 1]
+    conversion = req.get("conversion_path")
     sides: dict[str, dict[str, Any]] = {}
     for line in complete.splitlines():
         try:
@@ -1339,8 +1341,11 @@ def op_sides(req: dict[str, Any]) -> dict[str, Any]:
         if obj.get("request_X-Slipway-Probe"):
             continue
         side = sides.setdefault(
-            str(obj.get("ServiceName", "")), {"requests": 0, "errors": 0, "ms": [], "ws_ended": 0}
+            str(obj.get("ServiceName", "")),
+            {"requests": 0, "errors": 0, "ms": [], "ws_ended": 0, "conversions": 0},
         )
+        if conversion and 200 <= status < 400:
+            side["conversions"] += str(obj.get("RequestPath", "")).startswith(conversion)
         if status in (0, 101):
             side["ws_ended"] += 1
             continue
