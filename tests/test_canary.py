@@ -48,6 +48,9 @@ class CanaryEnv(Env):
     def __init__(self, tmp: Path) -> None:
         super().__init__(tmp, watch=1)
         self.reader: Deployer | None = None
+        self.good_v2 = ""  # the v2 that went live (a split needs a release that did)
+        text = self.config_path.read_text()  # every release of the module kept
+        self.config_path.write_text(text.replace("keep_releases = 3\n", "keep_releases = 30\n"))
         self.write_canary(step=3)
         env_file = self.root / "testing" / "shared" / ".env.testing"
         env_file.write_text(env_file.read_text() + "CODEFRAME_MINI_FAIL_AFTER=5\n")
@@ -114,6 +117,7 @@ def test_a_good_canary_rises_step_by_step_and_is_promoted(env: CanaryEnv) -> Non
         outcome = env.deployer().deploy("v2")
         time.sleep(0.5)
     assert outcome.status == "succeeded" and env.variant() == "v2"
+    env.good_v2 = outcome.release
     assert connection_failures(load) == [] and load.ws.abnormal == 0
     assert all(s.ok for s in load.samples), load.summary()
     status = env.status()
@@ -276,7 +280,7 @@ def _wait_for(condition: object, seconds: float = 60) -> None:
 def test_an_ab_split_shares_clients_counts_each_side_and_keeps_one(env: CanaryEnv) -> None:
     live = env.deployer().current_release()
     assert live is not None
-    args = ["split", "testing", "start", "--a", live, "--b", "v2", "--percent", "50"]
+    args = ["split", "testing", "start", "--a", live, "--b", env.good_v2, "--percent", "50"]
     with load_on(env) as load:
         started = env.cli(*args, "--conversion-path", "/api/projects", "--json")
         assert started.returncode == 0, started.stdout + started.stderr
@@ -300,16 +304,20 @@ def test_an_ab_split_shares_clients_counts_each_side_and_keeps_one(env: CanaryEn
     assert env.deployer().current_release() == json.loads(started.stdout)["split"]["b"]["release"]
     assert {env.variant() for _ in range(20)} == {"v2"}
     assert env.colors()["standby"]["release"] == live  # A kept warm for a rollback
+    row = records.deployments(LocalTransport(), env.deployer().layout, 1)[0]
+    assert (row["kind"], row["status"], row["previous_release"]) == ("split", "succeeded", live)
+    backup = env.deployer().backups.list()[0]
+    assert backup["reason"] == "pre-deploy" and backup["release"] == live  # its "before"
 
 
 def test_a_split_killed_while_starting_is_undone_by_the_next_command(env: CanaryEnv) -> None:
     live = env.deployer().current_release()
-    kept = [r for r in env.deployer().list_releases() if r != live]
+    warm = env.colors()["standby"]["release"]  # went live before: its schema is known
     before = env.colors()["live"]
     path = Path(env.deployer().layout.state_dir) / "split.json"
     argv = [EXE, "--config", str(env.config_path), "split", "testing", "start"]
     with load_on(env) as load:
-        proc = subprocess.Popen([*argv, "--a", str(live), "--b", kept[-1]])
+        proc = subprocess.Popen([*argv, "--a", str(live), "--b", warm])
         _wait_for(lambda: path.exists(), 60)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -322,3 +330,21 @@ def test_a_split_killed_while_starting_is_undone_by_the_next_command(env: Canary
     assert env.colors()["live"]["color"] == before["color"]
     assert env.deployer().router().canary_weight() == 0
     assert {env.variant() for _ in range(20)} == {"v2"}
+    standby = env.colors()["standby"]  # the warm standby the start cancelled is back
+    assert standby is not None and env.deployer().color_online(standby["color"])
+
+
+def test_a_split_ends_only_on_a_side_that_answers(env: CanaryEnv) -> None:
+    live = env.deployer().current_release()
+    started = env.cli("split", "testing", "start", "--a", str(live), "--b", "v1", "--json")
+    assert started.returncode == 0, started.stdout + started.stderr
+    b_color = json.loads(started.stdout)["split"]["b"]["color"]
+    env.pm2("stop", f"codeframe-mini-testing-backend-{b_color}")
+    refused = env.cli("split", "testing", "end", "--keep", "b")
+    assert refused.returncode == 2 and "cannot take every request" in refused.stderr
+    assert env.deployer().current_release() == live
+    ended = env.cli("split", "testing", "end", "--keep", "a")
+    assert ended.returncode == 0, ended.stdout + ended.stderr
+    assert {env.variant() for _ in range(20)} == {"v2"}
+    assert env.deployer().router().canary_weight() == 0
+    assert env.cli("split", "testing", "status").stdout.strip().endswith("no A/B split in testing")

@@ -221,7 +221,7 @@ def test_strategy_may_change_only_between_the_coloured_ones(
         assert moved.config.environments["production"].strategy.value == "canary"
 
 
-def test_a_running_split_refuses_deploys_and_rollbacks_before_the_lock(tmp_path: Any) -> None:
+def test_a_running_split_refuses_deploys_and_rollbacks_under_the_lock(tmp_path: Any) -> None:
     import json
     from pathlib import Path
 
@@ -232,6 +232,7 @@ def test_a_running_split_refuses_deploys_and_rollbacks_before_the_lock(tmp_path:
     from slipway.deploy.engine import Deployer
     from slipway.deploy.rollback import manual_rollback
     from slipway.errors import UsageError
+    from slipway.state.lock import is_held
     from slipway.transports.local import LocalTransport
 
     repo = tiny_repo(tmp_path, 'kind = "node"\nstart = ["node", "s.js"]', {"s.js": "//\n"})
@@ -246,10 +247,11 @@ def test_a_running_split_refuses_deploys_and_rollbacks_before_the_lock(tmp_path:
     Path(d.layout.state_dir).mkdir(parents=True)
     sides = {"a": {"release": "r1", "color": "blue"}, "b": {"release": "r2", "color": "green"}}
     Path(split.path_of(d)).write_text(json.dumps({"state": "active", **sides}))
-    for attempt in (lambda: d.deploy_plan("HEAD", None, None, ()), lambda: manual_rollback(d)):
+    for attempt in (lambda: d.deploy("HEAD"), lambda: manual_rollback(d)):
         with pytest.raises(UsageError, match=r"runs an A/B split \(r1 / r2\)") as refused:
             attempt()
         assert "slipway split testing end --keep a|b" in str(refused.value.hint)
     assert not list(Path(d.layout.base).glob("releases/*"))  # refused before any upload
+    assert not is_held(d.transport, d.layout)  # and the lock let go
     assert split.settle_leftovers(d) is None  # an active split is left as it is
     assert split.read(d) is not None

@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from slipway.deploy import hold, recovery, strategies
+from slipway.deploy import hold, recovery, split, strategies
 from slipway.deploy.database import restore_database
 from slipway.deploy.run import RunState
 from slipway.errors import BackupError, HealthCheckFailed, LockLost
@@ -41,6 +41,7 @@ def stop_writers(d: HostContext) -> None:
 def restore_backup(d: HostContext, backup_id: str, *, lock_wait: float = 0) -> str:
     lock = recovery.take_lock(d, ref=backup_id, reason="restore", wait=lock_wait)
     try:
+        split.refuse_while_active(d, "backup restore")
         manifest = d.backups.get(backup_id)
         with d.backups.plaintext(manifest, d.identity) as path:
             with d.step("verify"), d.backups.scratch() as scratch:

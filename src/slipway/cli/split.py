@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import click
@@ -11,6 +12,9 @@ from slipway.cli.hosts import host_session
 from slipway.deploy import recovery, split, targets
 from slipway.deploy.context import HostContext
 from slipway.deploy.rollback import kept_releases
+
+COOKIE = re.compile(r"[A-Za-z0-9_]{1,40}")
+PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,200}")
 
 
 @click.command(name="split")
@@ -27,9 +31,9 @@ from slipway.deploy.rollback import kept_releases
 )
 @click.option(
     "--cookie",
-    default="slipway_ab",
-    show_default=True,
-    help="start: the cookie that keeps a client on its side.",
+    default=None,
+    help="start: the cookie that keeps a client on its side (default: one named after"
+    " this split).",
 )
 @click.option(
     "--conversion-path",
@@ -47,7 +51,7 @@ def command(
     side_a: str | None,
     side_b: str | None,
     percent: int,
-    cookie: str,
+    cookie: str | None,
     conversion_path: str | None,
     keep: str | None,
     actor: str | None,
@@ -62,11 +66,12 @@ def command(
             release must fit the live schema. Deploys and rollbacks are refused
             until the split ends.
     status  per side since the start: requests, 5xx share, p50/p95, conversions
-    end     --keep a|b: every request to the kept side; keeping the release that
-            was not live makes it live (the other stays warm for a rollback)
+    end     --keep a|b: every request to the kept side, which must answer first;
+            keeping the release that was not live makes it live (backed up before,
+            recorded; the other stays warm for a rollback)
 
-    Exit codes: 0 done, 1 a failure (the split was not started), 2 bad usage, 3 the
-    environment's lock is held.
+    One host only. Exit codes: 0 done, 1 a failure (a start that failed was undone),
+    2 bad usage (nothing changed), 3 the environment's lock is held.
 
     \b
     Example:
@@ -101,15 +106,15 @@ def _check_options(
     side_a: str | None,
     side_b: str | None,
     keep: str | None,
-    cookie: str,
+    cookie: str | None,
     conversion_path: str | None,
 ) -> None:
     if action == "start" and not (side_a and side_b):
         raise click.UsageError("start needs --a RELEASE and --b RELEASE")
     if action == "end" and keep is None:
         raise click.UsageError("end needs --keep a or --keep b")
-    if not cookie.replace("_", "").isalnum() or len(cookie) > 40:
-        raise click.UsageError(f"--cookie {cookie!r}: letters, digits and _ only (at most 40)")
+    if cookie is not None and not COOKIE.fullmatch(cookie):
+        raise click.UsageError(f"--cookie {cookie!r}: A-Z, a-z, 0-9 and _ only (at most 40)")
     if conversion_path is not None and not (
         conversion_path.startswith("/")
         and conversion_path.isprintable()
@@ -127,7 +132,7 @@ def _change(
     side_b: str | None,
     keep: str | None,
     percent: int,
-    cookie: str,
+    cookie: str | None,
     conversion_path: str | None,
 ) -> dict[str, Any]:
     lock = recovery.take_lock(d, ref=f"split {action}", reason=f"split {action}", wait=0)

@@ -153,7 +153,6 @@ class Deployer(HostContext):
         repo = self.loaded.repository_path()
         if repo is None:
             raise UsageError("deploying from a remote repository URL is not supported yet")
-        split.refuse_while_active(self, "deploy")
         source = resolve(repo, ref)
         self._refuse_stale_locks(source)
         if breaking is None:
@@ -170,7 +169,6 @@ class Deployer(HostContext):
         repo = self.loaded.repository_path()
         if repo is None:
             raise UsageError("rehearsing from a remote repository URL is not supported yet")
-        split.refuse_while_active(self, "deploy")
         source = resolve(repo, ref)
         self._refuse_stale_locks(source)
         steps.mask_env_file_early(self)
@@ -242,6 +240,7 @@ class Deployer(HostContext):
         gives every host the same ``deployment_id`` and ``release`` and journals its
         ``fleet`` (id and hosts) so a recovery can tell whether the fleet had decided to
         commit."""
+        split.refuse_while_active(self, "deploy")  # under the lock, on every host
         self.deployment_id = deployment_id or uuid.uuid4().hex[:12]
         release = release or self._new_release_id(source)
         previous = self.current_release()

@@ -97,9 +97,9 @@ def manual_rollback(
 ) -> Outcome:
     """``slipway rollback``: make an earlier release live again, under the lock."""
     started = time.monotonic()
-    split.refuse_while_active(d, "rollback")
     lock = recovery.take_lock(d, ref=to or "previous", reason="rollback", wait=lock_wait)
     try:
+        split.refuse_while_active(d, "rollback")
         current = d.current_release()
         target = choose_target(d, to, current)
         row = _begin(d, target, current)

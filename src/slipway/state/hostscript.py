@@ -1344,8 +1344,9 @@ def op_sides(req: dict[str, Any]) -> dict[str, Any]:
             str(obj.get("ServiceName", "")),
             {"requests": 0, "errors": 0, "ms": [], "ws_ended": 0, "conversions": 0},
         )
-        if conversion and 200 <= status < 400:
-            side["conversions"] += str(obj.get("RequestPath", "")).startswith(conversion)
+        if conversion and 200 <= status < 300:
+            path = str(obj.get("RequestPath", "")).split("?", 1)[0]
+            side["conversions"] += path == conversion or path.startswith(conversion + "/")
         if status in (0, 101):
             side["ws_ended"] += 1
             continue
