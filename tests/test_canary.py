@@ -10,6 +10,8 @@ release answered is reported by ``benchmarks/canary.py``.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import signal
 import subprocess
@@ -40,7 +42,7 @@ CANARY = """
 [environments.testing.canary]
 steps = {steps}
 step_seconds = {step}
-min_requests = 10
+min_requests = {least}
 """
 
 
@@ -55,9 +57,12 @@ class CanaryEnv(Env):
         env_file = self.root / "testing" / "shared" / ".env.testing"
         env_file.write_text(env_file.read_text() + "CODEFRAME_MINI_FAIL_AFTER=5\n")
 
-    def write_canary(self, step: float, steps: tuple[int, ...] = (10, 50, 100)) -> None:
+    def write_canary(
+        self, step: float, steps: tuple[int, ...] = (10, 50, 100), least: int = 10
+    ) -> None:
         text = self.config_path.read_text().split("\n[environments.testing.canary]")[0]
-        self.config_path.write_text(text + CANARY.format(step=step, steps=list(steps)))
+        canary_table = CANARY.format(step=step, steps=list(steps), least=least)
+        self.config_path.write_text(text + canary_table)
         from slipway.config import load_config
 
         self.loaded = with_strategy(load_config(self.config_path), "testing", "canary")
@@ -69,13 +74,14 @@ class CanaryEnv(Env):
         )
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [EXE, "--config", str(self.config_path), *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        """The CLI in this process (coverage sees it), its output captured. The deploys
+        running meanwhile in a thread print nothing (their events go to a list)."""
+        from slipway.cli.main import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["--config", str(self.config_path), *args])
+        return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
     def status(self) -> dict:
         if self.reader is None:  # one context for every look (each starts a host agent)
@@ -168,6 +174,19 @@ def test_the_dashboard_shows_the_last_canary_and_its_analysis(env: CanaryEnv) ->
     with served(env.loaded) as (url, token), loaded_page(url, token) as page:
         text = page.get_by_test_id("canary-testing").inner_text()
     assert "canary p95" in text and "stable" in text  # the sluggish canary's breach
+
+
+def test_a_canary_with_too_little_traffic_to_judge_is_aborted(env: CanaryEnv) -> None:
+    """No load at all: a step never sees min_requests; after three times its length it
+    fails, never passes unjudged."""
+    env.write_canary(step=1, least=1000)
+    live = env.colors()["live"]
+    try:
+        with pytest.raises(DeployFailed, match="too little traffic to judge"):
+            env.deployer().deploy("v1")
+    finally:
+        env.write_canary(step=3)
+    assert env.colors()["live"] == live and env.variant() == "v2"
 
 
 def test_a_client_with_the_cookie_stays_on_its_side(env: CanaryEnv) -> None:
@@ -348,3 +367,58 @@ def test_a_split_ends_only_on_a_side_that_answers(env: CanaryEnv) -> None:
     assert {env.variant() for _ in range(20)} == {"v2"}
     assert env.deployer().router().canary_weight() == 0
     assert env.cli("split", "testing", "status").stdout.strip().endswith("no A/B split in testing")
+
+
+def test_a_split_whose_other_side_fails_to_start_is_undone_at_once(
+    env: CanaryEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault injected where the other side starts (its gate): the start is undone
+    before the error is reported, nothing is left for the next command."""
+    from slipway.deploy import split
+    from slipway.errors import HealthCheckFailed
+
+    live = env.deployer().current_release()
+    real = split.bluegreen.start_on
+
+    def failing(d: Deployer, release: str, color: str) -> object:
+        real(d, release, color)
+        raise HealthCheckFailed(f"{release} is not healthy on {color}: injected")
+
+    monkeypatch.setattr(split.bluegreen, "start_on", failing)
+    failed = env.cli("split", "testing", "start", "--a", str(live), "--b", "v1")
+    assert failed.returncode == 1 and "injected" in failed.stderr
+    assert split.read(env.deployer()) is None
+    assert env.deployer().router().canary_weight() == 0
+    assert {env.variant() for _ in range(10)} == {"v2"}
+
+
+def test_a_split_end_killed_after_its_switch_is_completed_by_the_next_command(
+    env: CanaryEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``end --keep b`` stopped (as by SIGKILL: a BaseException nothing catches) after
+    the switch, before B became the live release: the journal says "ending", and
+    `slipway recover` completes it."""
+    from slipway.deploy import split
+
+    class Killed(BaseException):
+        pass
+
+    live = env.deployer().current_release()
+    started = env.cli("split", "testing", "start", "--a", str(live), "--b", "v1", "--json")
+    assert started.returncode == 0, started.stdout + started.stderr
+    b_release = json.loads(started.stdout)["split"]["b"]["release"]
+
+    def killed(*args: object) -> None:
+        raise Killed
+
+    monkeypatch.setattr(split, "_keep_other", killed)
+    with pytest.raises(Killed):
+        env.cli("split", "testing", "end", "--keep", "b")
+    monkeypatch.undo()
+    assert split.read(env.deployer())["state"] == "ending"
+    assert {env.variant() for _ in range(10)} == {"v1"}  # the switch had happened
+    recovered = env.cli("recover", "testing")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert split.read(env.deployer()) is None
+    assert env.deployer().current_release() == b_release
+    assert env.colors()["live"]["release"] == b_release

@@ -4,6 +4,7 @@ side, the routes it renders, the configuration's rules and the database refusal
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -255,3 +256,125 @@ def test_a_running_split_refuses_deploys_and_rollbacks_under_the_lock(tmp_path: 
     assert not is_held(d.transport, d.layout)  # and the lock let go
     assert split.settle_leftovers(d) is None  # an active split is left as it is
     assert split.read(d) is not None
+
+
+def test_a_canary_declared_breaking_is_refused_before_anything_is_uploaded() -> None:
+    def ctx(fallback: CanaryFallback, live: str | None) -> Any:
+        return SimpleNamespace(
+            env=SimpleNamespace(canary=CanaryConfig(fallback=fallback)),
+            env_name="production",
+            current_release=lambda: live,
+        )
+
+    refuse = CanaryFallback.REFUSE
+    with pytest.raises(DeployRefused, match="change the schema") as refused:
+        canary.refuse_up_front(ctx(refuse, "r1"), breaking=True, rehearse=True)
+    assert refused.value.exit_code == 2  # nothing changed: bad usage
+    with pytest.raises(DeployRefused, match="not rehearsed"):
+        canary.refuse_up_front(ctx(refuse, "r1"), breaking=False, rehearse=False)
+    canary.refuse_up_front(ctx(refuse, None), breaking=True, rehearse=True)  # first deploy
+    canary.refuse_up_front(ctx(CanaryFallback.BLUE_GREEN, "r1"), breaking=True, rehearse=True)
+    canary.refuse_up_front(ctx(refuse, "r1"), breaking=False, rehearse=True)
+
+
+def test_plan_shows_the_canary_step_for_strategy_canary(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from support import run_cli
+    from test_config import _toml
+
+    raw = _raw()
+    raw["environments"]["production"]["strategy"] = "blue-green"
+    path = tmp_path / "slipway.toml"
+    path.write_text(_toml(raw))
+    code, out, err = run_cli(
+        ["--config", str(path), "plan", "production", "--strategy", "canary"], capsys
+    )
+    assert code == 0, err
+    assert "canary   traefik: 5, 25, 50, 100% of requests" in out
+    assert "switch" not in [line.split()[1] for line in out.splitlines() if line[0].isdigit()]
+    code, _, err = run_cli(
+        ["--config", str(path), "plan", "production", "--strategy", "restart"], capsys
+    )
+    assert code == 2 and "--strategy restart: environments.production uses blue-green" in err
+
+
+def _bg_deployer(tmp_path: Any) -> Any:
+    """A blue-green environment on this machine's fake process manager, blue live with
+    release r1 (its schema recorded), r2 and r3 kept (only r2's schema recorded)."""
+    from pathlib import Path
+
+    from fakes import FakeProcessManager, tiny_repo
+
+    from slipway.config import load_config
+    from slipway.deploy.engine import Deployer
+    from slipway.transports.local import LocalTransport
+
+    repo = tiny_repo(tmp_path, 'kind = "node"\nstart = ["node", "s.js"]', {"s.js": "//\n"})
+    config = repo / "slipway.toml"
+    config.write_text(config.read_text().replace('strategy = "restart"', 'strategy = "blue-green"'))
+    d = Deployer(
+        load_config(config), "testing", LocalTransport(), process_manager=FakeProcessManager()
+    )
+    for release in ("r1", "r2", "r3"):
+        Path(d.layout.release(release)).mkdir(parents=True)
+    Path(d.layout.current).symlink_to("releases/r1")
+    d.save_meta("r1", schema={"tables": {}})
+    d.save_meta("r2", schema={"tables": {}})
+    Path(d.layout.state_dir).mkdir(parents=True, exist_ok=True)
+    d.write_colors({"live": {"color": "blue", "release": "r1", "since": 0}, "standby": None})
+    return d
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "percent", "error"),
+    [
+        ("r1", "r2", 0, "give B 1 to 99 percent"),
+        ("r1", "r1", 50, "a split needs two releases"),
+        ("r2", "r3", 50, "one side must be the live release (r1)"),
+        ("r1", "r3", 50, "r3 cannot be checked against testing's database"),
+    ],
+)
+def test_a_split_that_cannot_run_is_refused_before_anything_changes(
+    tmp_path: Any, a: str, b: str, percent: int, error: str
+) -> None:
+    from slipway.deploy import split
+    from slipway.errors import UsageError
+
+    d = _bg_deployer(tmp_path)
+    with pytest.raises(UsageError, match=re.escape(error)):
+        split.start(d, a, b, percent, None, None)
+    assert split.read(d) is None and d.pm.started == {}  # type: ignore[attr-defined]
+
+
+def test_split_end_and_leftovers_say_what_is_wrong(tmp_path: Any) -> None:
+    import json
+    from pathlib import Path
+
+    from slipway.deploy import split
+    from slipway.errors import UsageError
+
+    d = _bg_deployer(tmp_path)
+    with pytest.raises(UsageError, match="runs no A/B split"):
+        split.end(d, "a")
+    sides = {"a": {"release": "r1", "color": "blue"}, "b": {"release": "r2", "color": "green"}}
+    Path(split.path_of(d)).write_text(json.dumps({"state": "active", **sides}))
+    with pytest.raises(UsageError, match="--keep c: say a or b"):
+        split.end(d, "c")
+    with pytest.raises(UsageError, match="already runs a split"):
+        split.start(d, "r1", "r2", 50, None, None)
+    Path(split.path_of(d)).write_text("not json")
+    assert split.read(d) is None
+
+
+def test_a_split_on_several_hosts_is_refused(tmp_path: Any) -> None:
+    from slipway.deploy import split
+    from slipway.errors import UsageError
+
+    d = _bg_deployer(tmp_path)
+    raw = d.env.model_dump(mode="json")
+    raw["hosts"] = ["local", "deploy@web2.example.org"]
+    d.env = type(d.env).model_validate(raw)
+    with pytest.raises(UsageError, match="A/B splits run on one host only"):
+        split.start(d, "r1", "r2", 50, None, None)
+    assert split.read(d) is None

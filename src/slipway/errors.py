@@ -122,7 +122,10 @@ class RehearsalFailed(SlipwayError):
 
 class DeployRefused(SlipwayError):
     """The strategy cannot deploy this release as asked (a canary whose migrations the
-    live release cannot share): refused after the rehearsal, before anything live."""
+    live release cannot share). Raised before the lock when what is declared says so
+    (exit 2, nothing changed); after the rehearsal it fails the deploy (exit 1)."""
+
+    exit_code = 2
 
 
 class DataLossRefused(SlipwayError):

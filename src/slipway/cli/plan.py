@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from slipway.cli.context import echo_json, loaded_config
-from slipway.cli.hosts import host_session
+from slipway.cli.hosts import host_session, with_strategy
 from slipway.cli.output import Progress
 from slipway.config import LoadedConfig
 from slipway.config.deep import install_plan
@@ -40,10 +40,22 @@ STEPS = [
     help="Also run REF's migrations on a copy of the live database on each host and print"
     " their class (uploads and installs REF in a scratch release; changes nothing live).",
 )
+@click.option(
+    "--strategy",
+    type=click.Choice(["restart", "blue-green", "canary"]),
+    default=None,
+    help="Plan the deploy as `deploy --strategy` would run it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="With --rehearse: print the classes as JSON.")
 @click.pass_context
 def command(
-    ctx: click.Context, environment: str, ref: str, breaking: bool, rehearse: bool, as_json: bool
+    ctx: click.Context,
+    environment: str,
+    ref: str,
+    breaking: bool,
+    rehearse: bool,
+    strategy: str | None,
+    as_json: bool,
 ) -> None:
     """Print the steps `slipway deploy ENVIRONMENT` would take. Runs nothing, unless
     --rehearse.
@@ -57,7 +69,8 @@ def command(
     Examples:
       slipway plan production --ref v1.4.0
       slipway plan production --ref v1.4.0 --rehearse"""
-    config = loaded_config(ctx).config
+    loaded = with_strategy(loaded_config(ctx), environment, strategy)
+    config = loaded.config
     env = config.environment(environment)
     values = {
         "env": environment,
@@ -75,19 +88,19 @@ def command(
         "checks": ", ".join(checks_for(config, env.health)) or "none",
         "keep": env.keep_releases,
     }
-    values["install"] = _install(loaded_config(ctx), ref)
-    strategy = strategies.for_env(env)
-    values |= strategy.plan_values(env)
-    steps = [*STEPS, *strategy.plan(env)]
+    values["install"] = _install(loaded, ref)
+    chosen = strategies.for_env(env)
+    values |= chosen.plan_values(env)
+    steps = [*STEPS, *chosen.plan(env)]
     if not config.migrations.rehearse:
         steps = [s for s in steps if s[0] != "rehearse"]
     if breaking or config.migrations.is_breaking(ref, ""):
         values["hold"] = f"{config.migrations.hold_seconds:g}"
-        steps.insert([s[0] for s in steps].index("backup"), ("hold", strategy.hold_text()))
+        steps.insert([s[0] for s in steps].index("backup"), ("hold", chosen.hold_text()))
     if not as_json:
         for number, (name, text) in enumerate(steps, 1):
             click.echo(f"{number}. {name:<8} {text.format(**values)}")
-        click.echo(strategy.on_failure())
+        click.echo(chosen.on_failure())
     if rehearse and _rehearse(ctx, environment, ref, as_json):
         ctx.exit(1)
 

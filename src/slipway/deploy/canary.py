@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from slipway.config.model import CanaryConfig, CanaryFallback
 from slipway.deploy import bluegreen
 from slipway.deploy.bluegreen import BlueGreen
+from slipway.deploy.run import RunState
 from slipway.deploy.strategy import Step
 from slipway.errors import DeployRefused, HealthCheckFailed
 from slipway.routers import Split
@@ -43,7 +44,6 @@ from slipway.state.host import call, read_text
 if TYPE_CHECKING:
     from slipway.config.model import EnvironmentConfig
     from slipway.deploy.context import HostContext
-    from slipway.deploy.run import RunState
 
 LOOK_SECONDS = 0.2  # between two reads of the access log: a breach acts within this
 WAIT_FOR_TRAFFIC = 3  # a step short of min_requests is held up to this many times longer
@@ -246,6 +246,21 @@ def refusal(d: HostContext, state: RunState) -> str | None:
             " false), so whether both releases fit one database is not known"
         )
     return None
+
+
+def refuse_up_front(d: HostContext, breaking: bool, rehearse: bool) -> None:
+    """Before the lock: a canary refused by what is already declared (``--breaking``,
+    ``[migrations] breaking``, no rehearsal) is refused before anything is uploaded."""
+    if d.env.canary.fallback is CanaryFallback.BLUE_GREEN or d.current_release() is None:
+        return
+    state = RunState(holds=breaking, rehearsed=rehearse)
+    why = refusal(d, state)
+    if why is not None:
+        raise DeployRefused(
+            f"a canary was refused: {why}",
+            hint="deploy it blue-green (--strategy blue-green), or set [environments."
+            f'{d.env_name}.canary] fallback = "blue-green"',
+        )
 
 
 def deploy_steps(
