@@ -316,6 +316,8 @@ def test_an_ab_split_shares_clients_counts_each_side_and_keeps_one(env: CanaryEn
     for side in ("a", "b"):
         assert figures[side]["requests"] > 20 and figures[side]["conversions"] > 0, figures
         assert figures[side]["errors"] == 0 and figures[side]["p95_ms"] is not None
+        backend = figures[side]["processes"]["backend"]  # each process apart too
+        assert backend["requests"] == figures[side]["requests"], figures
     share = figures["b"]["requests"] / (figures["a"]["requests"] + figures["b"]["requests"])
     assert 0.2 < share < 0.8, figures
     assert ended.returncode == 0, ended.stdout + ended.stderr

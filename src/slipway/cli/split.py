@@ -157,8 +157,14 @@ def _describe(d: HostContext, result: dict[str, Any]) -> str:
         f" {found['state']}" + (f", kept {found['keep']}" if found.get("keep") else "")
     ]
     for name, f in (result.get("figures") or {}).items():
-        lines.append(
-            f"  {name.upper()} {f['requests']} req, {f['error_rate']:.1%} 5xx,"
-            f" p50 {f['p50_ms']} ms, p95 {f['p95_ms']} ms, {f['conversions']} conversions"
-        )
+        lines.append(f"  {name.upper()} {_line(f)}")
+        if len(f["processes"]) > 1:
+            lines += [f"    {p}: {_line(pf)}" for p, pf in f["processes"].items()]
     return "\n".join(lines)
+
+
+def _line(f: dict[str, Any]) -> str:
+    return (
+        f"{f['requests']} req, {f['error_rate']:.1%} 5xx, p50 {f['p50_ms']} ms,"
+        f" p95 {f['p95_ms']} ms, {f['conversions']} conversions"
+    )

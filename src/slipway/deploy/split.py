@@ -204,7 +204,8 @@ def _log(d: HostContext) -> str:
 
 
 def figures(d: HostContext, data: dict[str, Any]) -> dict[str, Any]:
-    """Per side since the split started: requests, 5xx, p50/p95, conversions."""
+    """Per side since the split started, in all and per process: requests, 5xx,
+    p50/p95, conversions."""
     found = call(
         d.transport,
         "sides",
@@ -215,21 +216,33 @@ def figures(d: HostContext, data: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for name in ("a", "b"):
         color = data[name]["color"]
-        mine = [f for s, f in found["sides"].items() if s.split("@", 1)[0].endswith(f"-{color}")]
-        ms = sorted(v for f in mine for v in f["ms"])
-        requests = sum(f["requests"] for f in mine)
-        errors = sum(f["errors"] for f in mine)
+        by_process = {
+            service.split("@", 1)[0].removesuffix(f"-{color}"): f
+            for service, f in found["sides"].items()
+            if service.split("@", 1)[0].endswith(f"-{color}")
+        }
         result[name] = {
             "release": data[name]["release"],
             "color": color,
-            "requests": requests,
-            "errors": errors,
-            "error_rate": round(errors / requests, 4) if requests else 0.0,
-            "p50_ms": _nearest(ms, 50),
-            "p95_ms": _nearest(ms, 95),
-            "conversions": sum(f.get("conversions", 0) for f in mine),
+            **_summary(list(by_process.values())),
+            # Each process apart too: frontend assets would hide a backend's errors.
+            "processes": {p: _summary([f]) for p, f in sorted(by_process.items())},
         }
     return result
+
+
+def _summary(found: list[dict[str, Any]]) -> dict[str, Any]:
+    ms = sorted(v for f in found for v in f["ms"])
+    requests = sum(f["requests"] for f in found)
+    errors = sum(f["errors"] for f in found)
+    return {
+        "requests": requests,
+        "errors": errors,
+        "error_rate": round(errors / requests, 4) if requests else 0.0,
+        "p50_ms": _nearest(ms, 50),
+        "p95_ms": _nearest(ms, 95),
+        "conversions": sum(f.get("conversions", 0) for f in found),
+    }
 
 
 def _nearest(ordered: list[float], pct: int) -> float | None:
