@@ -41,7 +41,6 @@ from support import free_port, stop_pm2  # noqa: E402
 
 from slipway.cli.hosts import with_strategy  # noqa: E402
 from slipway.config import load_config  # noqa: E402
-from slipway.deploy import canary  # noqa: E402
 from slipway.deploy.engine import Deployer  # noqa: E402
 from slipway.deploy.rollback import manual_rollback  # noqa: E402
 from slipway.errors import DeployFailed  # noqa: E402
@@ -111,7 +110,7 @@ def run_canary(d: Deployer, release: str) -> dict[str, Any]:
             raise RuntimeError(f"the canary of {release} was not aborted")
         end = time.monotonic()
         time.sleep(1.0)
-    status = canary.read_status(fresh(d)) or {}
+    status = fresh(d).canary_status() or {}
     return {
         **figures(load, release, start, end),
         "aborted_at_weight": status["steps"][-1]["weight"],

@@ -28,7 +28,6 @@ from support import TOOLS_BIN, require_binary
 from test_bluegreen import Env
 
 from slipway.cli.hosts import with_strategy
-from slipway.deploy import canary
 from slipway.deploy.engine import Deployer
 from slipway.errors import DeployFailed
 from slipway.state import records
@@ -86,7 +85,7 @@ class CanaryEnv(Env):
     def status(self) -> dict:
         if self.reader is None:  # one context for every look (each starts a host agent)
             self.reader = self.deployer()
-        return canary.read_status(self.reader) or {}
+        return self.reader.canary_status() or {}
 
     def variant(self, client: httpx.Client | None = None) -> str:
         get = client.get if client else httpx.get

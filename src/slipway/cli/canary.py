@@ -50,7 +50,7 @@ def command(
     who = actor or getpass.getuser()
     report, steered = [], 0
     for d in host_session(loaded, environment):
-        found = canary.read_status(d)
+        found = d.canary_status()
         if action != "status" and _running(d, found):
             found = _steer(d, action, who)  # every host of a fleet running one
             steered += 1
@@ -75,7 +75,7 @@ def _steer(d: HostContext, action: str, who: str) -> dict[str, Any]:
     deadline = time.monotonic() + ANSWER_SECONDS
     while time.monotonic() < deadline:
         time.sleep(0.1)
-        now = canary.read_status(d) or {}
+        now = d.canary_status() or {}
         if action == "abort" and now.get("state") == "aborted":
             return now
         if action == "promote" and (now.get("weight") == 100 or now.get("state") != "running"):

@@ -38,8 +38,9 @@ from slipway.deploy.bluegreen import BlueGreen
 from slipway.deploy.run import RunState
 from slipway.deploy.strategy import Step
 from slipway.errors import DeployRefused, HealthCheckFailed
+from slipway.metrics.dora import percentile
 from slipway.routers import Split
-from slipway.state.host import call, read_text
+from slipway.state.host import call, read_json_object
 
 if TYPE_CHECKING:
     from slipway.config.model import EnvironmentConfig
@@ -71,10 +72,7 @@ class Side:
 
     @property
     def p95_ms(self) -> float:
-        if not self.ms:
-            return 0.0
-        ordered = sorted(self.ms)
-        return ordered[max(0, -(-len(ordered) * 95 // 100) - 1)]
+        return percentile(self.ms, 95) or 0.0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -187,10 +185,6 @@ def control_path(d: HostContext) -> str:
     return f"{d.layout.state_dir}/canary-control.json"
 
 
-def read_status(d: HostContext) -> dict[str, Any] | None:
-    return d.canary_status()
-
-
 def request_control(d: HostContext, action: str, actor: str) -> None:
     """``slipway canary ENV promote|abort``: a request the running deploy acts on."""
     body = {"action": action, "actor": actor, "at": time.time()}
@@ -202,13 +196,9 @@ def _take_control(d: HostContext) -> dict[str, Any] | None:
     taken = f"{control_path(d)}.taken"
     if not d.transport.run(["mv", "-f", "--", control_path(d), taken], check=False).ok:
         return None
-    text = read_text(d.transport, taken) or ""
+    found = read_json_object(d.transport, taken)
     d.transport.run(["rm", "-f", "--", taken])
-    try:
-        found = json.loads(text)
-    except ValueError:
-        return None
-    return found if isinstance(found, dict) else None
+    return found
 
 
 class Progress:
@@ -457,7 +447,7 @@ class Canary(BlueGreen):
         """Blue-green's undo; the canary's state file then says it was rolled back
         (a killed or failed run left it "running" or "passed")."""
         found = super().recover(ctx, previous, state, deployment_id)
-        status = read_status(ctx)
+        status = ctx.canary_status()
         mine = status is not None and status.get("deployment_id") == deployment_id
         if status is not None and mine and status.get("state") != "aborted":
             status.update(state="rolled back", weight=0, updated_at=time.time())

@@ -49,7 +49,14 @@ from slipway.processes.base import AppSpec
 from slipway.routers import Router, RouterSetup, Target, make_router
 from slipway.secrets import Masker
 from slipway.state import colors, heads, records
-from slipway.state.host import Layout, attach_agent, call, read_link, read_text
+from slipway.state.host import (
+    Layout,
+    attach_agent,
+    call,
+    read_json_object,
+    read_link,
+    read_text,
+)
 from slipway.state.lock import DeployLock, is_held
 from slipway.transports.base import Transport
 
@@ -709,12 +716,7 @@ class HostContext:
     def canary_status(self) -> dict[str, Any] | None:
         """The last canary's state as its deploy left it (``deploy/canary.py``): weight,
         each step's figures per side, how it ended; None when no canary has run."""
-        text = read_text(self.transport, self.canary_status_path)
-        try:
-            found = json.loads(text) if text else None
-        except ValueError:
-            return None
-        return found if isinstance(found, dict) else None
+        return read_json_object(self.transport, self.canary_status_path)
 
     def read_colors(self) -> dict[str, Any]:
         """``{"live": {color, release, since}|None, "standby": {...}|None}``"""

@@ -31,9 +31,10 @@ from slipway.deploy import bluegreen, steps
 from slipway.deploy.database import live_schema, schema_fits
 from slipway.deploy.run import RunState
 from slipway.errors import HealthCheckFailed, SlipwayError, UsageError
+from slipway.metrics.dora import percentile
 from slipway.routers import Split
 from slipway.state.colors import other
-from slipway.state.host import call, read_text
+from slipway.state.host import call, read_json_object
 
 if TYPE_CHECKING:
     from slipway.deploy.context import HostContext
@@ -44,12 +45,7 @@ def path_of(d: HostContext) -> str:
 
 
 def read(d: HostContext) -> dict[str, Any] | None:
-    text = read_text(d.transport, path_of(d))
-    try:
-        found = json.loads(text) if text else None
-    except ValueError:
-        return None
-    return found if isinstance(found, dict) else None
+    return read_json_object(d.transport, path_of(d))
 
 
 def _write(d: HostContext, data: dict[str, Any]) -> None:
@@ -232,23 +228,17 @@ def figures(d: HostContext, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _summary(found: list[dict[str, Any]]) -> dict[str, Any]:
-    ms = sorted(v for f in found for v in f["ms"])
+    ms = [v for f in found for v in f["ms"]]
     requests = sum(f["requests"] for f in found)
     errors = sum(f["errors"] for f in found)
     return {
         "requests": requests,
         "errors": errors,
         "error_rate": round(errors / requests, 4) if requests else 0.0,
-        "p50_ms": _nearest(ms, 50),
-        "p95_ms": _nearest(ms, 95),
+        "p50_ms": percentile(ms, 50),
+        "p95_ms": percentile(ms, 95),
         "conversions": sum(f.get("conversions", 0) for f in found),
     }
-
-
-def _nearest(ordered: list[float], pct: int) -> float | None:
-    if not ordered:
-        return None
-    return ordered[max(0, -(-len(ordered) * pct // 100) - 1)]
 
 
 def end(d: HostContext, keep: str) -> dict[str, Any]:

@@ -66,6 +66,17 @@ def read_text(transport: Transport, path: str) -> str | None:
     return text
 
 
+def read_json_object(transport: Transport, path: str) -> dict[str, Any] | None:
+    """A small JSON file on the host holding one object (slipway's own state files), or
+    None when it is missing, unreadable or not an object."""
+    text = read_text(transport, path)
+    try:
+        found = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def read_link(transport: Transport, path: str) -> str | None:
     """Where a symlink on the host points, or None."""
     if transport.channel is None:
