@@ -11,11 +11,12 @@ real traffic) and is deployed twice:
   the time an operator might take to see the alert).
 
 Releases: ``fail-after`` (500 on every request after the 20th), and (full run)
-``sluggish`` (every request 300 ms slower). Figures per run: requests the bad release
-answered badly (a 500, or 290 ms and slower), their share of all requests from the
-deploy's start to the abort (canary) or the manual rollback (blue-green), the time
-from the breach found to every request back on the stable colour, and connection-level
-failures (must be 0). Usage::
+``sluggish`` (every request 300 ms slower) and ``ws-drop`` (ends every WebSocket session
+with 1011 after 1.5 s). Figures per run: requests the bad release answered badly (a
+500, or 290 ms and slower), their share of all requests from the deploy's start to the
+abort (canary) or the manual rollback (blue-green), the load's WebSocket sessions ended
+abnormally, the time from the breach found to every request back on the stable
+colour, and connection-level failures (must be 0). Usage::
 
     .venv/bin/python benchmarks/canary.py [--quick]
 
@@ -83,7 +84,9 @@ def fresh(d: Deployer) -> Deployer:
 def bad(sample: Sample, release: str) -> bool:
     if release == "fail-after":
         return sample.error == "500"
-    return sample.ok and sample.ms >= SLOW_MS
+    if release == "sluggish":
+        return sample.ok and sample.ms >= SLOW_MS
+    return False  # ws-drop answers requests well: its harm is in ws_abnormal
 
 
 def figures(load: Load, release: str, start: float, end: float) -> dict[str, Any]:
@@ -98,8 +101,14 @@ def figures(load: Load, release: str, start: float, end: float) -> dict[str, Any
     }
 
 
+def load_on(d: Deployer) -> Load:
+    """The load: WebSocket clients end their sessions after 3 s and open new ones, so
+    a release that drops sessions meets new ones (held ones stay on their colour)."""
+    return Load(d.env.ports.backend, path="/api/projects", websockets=5, ws_session_seconds=3)
+
+
 def run_canary(d: Deployer, release: str) -> dict[str, Any]:
-    with Load(d.env.ports.backend, path="/api/projects", websockets=5) as load:
+    with load_on(d) as load:
         time.sleep(1.0)
         start = time.monotonic()
         try:
@@ -118,11 +127,12 @@ def run_canary(d: Deployer, release: str) -> dict[str, Any]:
         "breach_to_zero_s": round(float(status["to_zero_s"]), 3),
         "deploy_s": round(end - start, 2),
         "ws_abnormal": load.ws.abnormal,
+        "ws_sessions": 5 + load.ws.reconnected,
     }
 
 
 def run_blue_green(d: Deployer, release: str, observe: float) -> dict[str, Any]:
-    with Load(d.env.ports.backend, path="/api/projects", websockets=5) as load:
+    with load_on(d) as load:
         time.sleep(1.0)
         start = time.monotonic()
         fresh(d).deploy(f"broken/{release}")  # its checks pass: it goes live
@@ -136,13 +146,14 @@ def run_blue_green(d: Deployer, release: str, observe: float) -> dict[str, Any]:
         "deploy_s": round(live - start, 2),
         "live_until_rollback_s": round(end - live, 2),
         "ws_abnormal": load.ws.abnormal,
+        "ws_sessions": 5 + load.ws.reconnected,
     }
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     header = (
         f"{'release':<12}{'strategy':<12}{'requests':>9}{'bad':>7}{'bad %':>8}"
-        f"{'conn fail':>10}{'to 0 s':>8}{'aborted at':>11}"
+        f"{'ws dropped':>14}{'conn fail':>10}{'to 0 s':>8}{'aborted at':>11}"
     )
     print(header)
     print("-" * len(header))
@@ -150,9 +161,11 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
         release, strategy = name.split("/")
         aborted = f"{f['aborted_at_weight']}%" if "aborted_at_weight" in f else "-"
         to_zero = f"{f['breach_to_zero_s']:.3f}" if "breach_to_zero_s" in f else "-"
+        dropped = f"{f['ws_abnormal']} of {f['ws_sessions']}"
         print(
             f"{release:<12}{strategy:<12}{f['requests']:>9}{f['bad']:>7}"
-            f"{f['bad_share'] * 100:>7.2f}%{f['connection_failures']:>10}{to_zero:>8}{aborted:>11}"
+            f"{f['bad_share'] * 100:>7.2f}%{dropped:>14}{f['connection_failures']:>10}"
+            f"{to_zero:>8}{aborted:>11}"
         )
 
 
@@ -160,7 +173,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fail-after only, short steps")
     args = parser.parse_args()
-    releases = ["fail-after"] if args.quick else ["fail-after", "sluggish"]
+    releases = ["fail-after"] if args.quick else ["fail-after", "sluggish", "ws-drop"]
     observe = 3.0 if args.quick else 10.0
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="slipway-canary-bench-") as tmp:

@@ -27,6 +27,7 @@ VARIANTS_BROKEN = (
     "destructive-crash",
     "fail-after",
     "sluggish",
+    "ws-drop",
 )
 
 

@@ -67,8 +67,10 @@ class Load:
         pause: float = 0.002,
         path: str = "/health",
         host: str = "127.0.0.1",
+        ws_session_seconds: float | None = None,
     ) -> None:
         self.port = port
+        self.ws_session_seconds = ws_session_seconds  # a client ends its session (1000)
         self.host = host
         self.path = path
         self.pause = pause
@@ -166,7 +168,10 @@ class Load:
                         with self._lock:
                             self.ws.reconnected += 1
                     first = False
+                    opened = time.monotonic()
                     while not self._stop.is_set():
+                        if self._session_over(opened):
+                            break  # closed normally by the client; a new one follows
                         ws.send('{"type": "ping"}')
                         ws.recv(timeout=5)
                         with self._lock:
@@ -185,6 +190,10 @@ class Load:
                     self.ws.abnormal += 1
                     self.ws.errors.append(type(exc).__name__)
                 self._stop.wait(0.2)
+
+    def _session_over(self, opened: float) -> bool:
+        limit = self.ws_session_seconds
+        return limit is not None and time.monotonic() - opened >= limit
 
     # --- figures ---------------------------------------------------------------------
 

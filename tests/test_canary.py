@@ -132,6 +132,9 @@ def test_a_good_canary_rises_step_by_step_and_is_promoted(env: CanaryEnv) -> Non
     assert all(s["ended_by"] == "time" and s["breach"] is None for s in steps)
     assert set(steps[0]["processes"]) == {"backend"}  # judged per process
     assert steps[0]["canary"]["requests"] > 0 and steps[0]["stable"]["requests"] > 0
+    held = steps[0]["websocket"]  # slipway's own sessions on each colour: none dropped
+    assert held["canary"]["sessions"] >= 4 and held["canary"]["dropped"] == 0, held
+    assert held["stable"]["sessions"] >= 4 and held["stable"]["dropped"] == 0, held
     ten = steps[0]["canary"]["requests"] / (
         steps[0]["canary"]["requests"] + steps[0]["stable"]["requests"]
     )
@@ -139,7 +142,14 @@ def test_a_good_canary_rises_step_by_step_and_is_promoted(env: CanaryEnv) -> Non
     assert env.colors()["live"]["color"] == "green"
 
 
-@pytest.mark.parametrize(("ref", "breach"), [("fail-after", "error rate"), ("sluggish", "p95")])
+@pytest.mark.parametrize(
+    ("ref", "breach"),
+    [
+        ("fail-after", "error rate"),
+        ("ws-drop", "WebSocket sessions ended abnormally"),
+        ("sluggish", "p95"),
+    ],
+)
 def test_a_bad_canary_is_aborted_and_every_request_goes_back(
     env: CanaryEnv, ref: str, breach: str
 ) -> None:
@@ -148,12 +158,16 @@ def test_a_bad_canary_is_aborted_and_every_request_goes_back(
         env.deployer().deploy(f"broken/{ref}")
     assert failed.value.step == "canary" and failed.value.rolled_back
     assert breach in str(failed.value) and "| canary |" in str(failed.value)
-    assert connection_failures(load) == [] and load.ws.abnormal == 0
+    assert connection_failures(load) == []
+    if ref != "ws-drop":  # ws-drop ends the sessions it gets itself: its own failure
+        assert load.ws.abnormal == 0
     status = env.status()
     assert status["state"] == "aborted" and status["weight"] == 0
     assert status["to_zero_s"] < 1.0, status
-    if ref == "fail-after":
-        assert [s["weight"] for s in status["steps"]] == [10]  # at the first step
+    assert [s["weight"] for s in status["steps"]] == [10]  # at the first step
+    if ref == "ws-drop":
+        held = status["steps"][0]["websocket"]
+        assert held["canary"]["dropped"] >= 1 and held["stable"]["dropped"] == 0, held
     assert env.colors()["live"] == live
     assert env.deployer().router().canary_weight() == 0
     assert env.variant() == "v2"

@@ -13,9 +13,10 @@ import pytest
 from slipway.config import validate_config
 from slipway.config.model import CanaryConfig, CanaryFallback
 from slipway.deploy import canary
-from slipway.deploy.canary import Side, StepAnalysis, judge, table
+from slipway.deploy.canary import Side, StepAnalysis, judge, judge_sessions, table
 from slipway.deploy.run import RunState
 from slipway.errors import ConfigError, DeployRefused
+from slipway.health.sessions import SessionFigures
 from slipway.routers.base import Split, Target
 from slipway.routers.traefik import split_config
 from slipway.state import hostscript
@@ -31,7 +32,29 @@ CFG = CanaryConfig(min_requests=20)
 @pytest.mark.parametrize(
     ("stable", "canary_side", "breach"),
     [
-        (side(200), side(19, errors=19), None),  # too few canary requests to judge
+        # Before min_requests, judged by the least the figures can be at min_requests:
+        (
+            side(200),
+            side(19, errors=19),
+            "canary error rate 95.0% > 5.0% (certain after 19 of min_requests 20)",
+        ),
+        (
+            side(200),
+            side(1, errors=1),
+            "canary error rate 5.0% > 2 x stable 0.0% + 1.0% (certain after 1 of min_requests 20)",
+        ),
+        (side(5), side(1, errors=1), None),  # 1 of 20 is not above 5%; no stable to compare
+        (
+            side(200, ms=5),
+            Side(2, 0, [2500, 2500]),
+            "canary p95 2500 ms > 2000 ms (certain after 2 of min_requests 20)",
+        ),
+        (side(200, ms=5), Side(1, 0, [2500]), None),  # 19 fast answers would hide one
+        (
+            side(200),
+            side(19, ms=3000),
+            "canary p95 3000 ms > 2000 ms (certain after 19 of" " min_requests 20)",
+        ),
         (side(200), side(40), None),
         (side(200), side(40, errors=3), "canary error rate 7.5% > 5.0%"),
         (side(200, errors=4), side(40, errors=2), None),  # 5% <= 2 x 2% + 1 point
@@ -58,10 +81,44 @@ def test_p95_is_the_nearest_rank() -> None:
 def test_the_table_shows_both_sides_and_what_ended_each_step() -> None:
     steps = [StepAnalysis(5, side(100), side(6), 3.0), StepAnalysis(25, side(80), side(30), 1.2)]
     steps[1].breach, steps[1].ended_by = "canary error rate 50.0% > 5.0%", "breach"
+    steps[1].sessions = {"stable": SessionFigures(4), "canary": SessionFigures(6, 2)}
     text = table(steps)
-    assert "| 5% | 3.0 | canary | 6 | 0 | 0.0% | 10 | time |" in text
-    assert "| 25% | 1.2 | canary | 30 | 0 | 0.0% | 10 | canary error rate 50.0% > 5.0% |" in text
+    assert "| 5% | 3.0 | canary | 6 | 0 | 0.0% | 10 | - | time |" in text
+    assert (
+        "| 25% | 1.2 | canary | 30 | 0 | 0.0% | 10 | 2 of 6 | canary error rate 50.0% > 5.0% |"
+        in text
+    )
+    assert "| 25% | 1.2 | stable | 80 | 0 | 0.0% | 10 | 0 of 4 |  |" in text
     assert text.count("| stable |") == 2
+
+
+@pytest.mark.parametrize(
+    ("stable", "canary_side", "breach"),
+    [
+        (SessionFigures(4), SessionFigures(4), None),
+        (
+            SessionFigures(4),
+            SessionFigures(5, 1, "closed 1011"),
+            "canary WebSocket sessions ended abnormally 20.0% > 10.0% (last: closed 1011)",
+        ),
+        (SessionFigures(20, 1), SessionFigures(20, 2), None),  # 10%: not above 2 x 5% + 1 pt
+        (
+            SessionFigures(100),
+            SessionFigures(50, 2, "closed 1006"),
+            "canary WebSocket sessions ended abnormally 4.0% > 2 x stable 0.0% + 1.0%"
+            " (last: closed 1006)",
+        ),
+        (SessionFigures(0), SessionFigures(50, 2), None),  # nothing to compare with
+    ],
+)
+def test_the_websocket_rule_judges_the_share_of_held_sessions_dropped(
+    stable: SessionFigures, canary_side: SessionFigures, breach: str | None
+) -> None:
+    assert judge_sessions(CFG, stable, canary_side) == breach
+    step = StepAnalysis(5, side(100), side(40))
+    step.sessions = {"stable": stable, "canary": canary_side}
+    assert step.judged(CFG) == breach
+    assert step.to_json()["websocket"]["canary"]["dropped"] == canary_side.dropped
 
 
 def test_the_split_routes_weigh_each_port_and_keep_a_client_on_its_side() -> None:

@@ -169,9 +169,18 @@ def create_app(database_path: str | None = None, which: str | None = None) -> Fa
             return
         await ws.accept()
         sockets.add(ws)
+        drop_at = time.monotonic() + float(os.environ.get("CODEFRAME_MINI_WS_DROP_SECONDS", "1.5"))
         try:
             while True:
-                message = await ws.receive_json()
+                if which == "ws-drop":  # answers, then ends the session as a failing server
+                    try:
+                        left = max(0.0, drop_at - time.monotonic())
+                        message = await asyncio.wait_for(ws.receive_json(), timeout=left)
+                    except TimeoutError:
+                        await ws.close(code=1011)
+                        return
+                else:
+                    message = await ws.receive_json()
                 kind = message.get("type") if isinstance(message, dict) else None
                 if kind == "ping":
                     await ws.send_json({"type": "pong", "time": time.time()})

@@ -19,7 +19,9 @@ default 4: a failure only the post-switch watch can catch), ``destructive-crash`
 was busy: the schema changed and the release never served), ``fail-after`` (healthy,
 but every other request answers 500 after ``CODEFRAME_MINI_FAIL_AFTER``, default 20) and
 ``sluggish`` (healthy, every other request ``CODEFRAME_MINI_DELAY_MS`` slower, default
-300): releases only a canary's analysis of real traffic catches.
+300) and ``ws-drop`` (healthy, but ends every WebSocket session with 1011 after
+``CODEFRAME_MINI_WS_DROP_SECONDS``, default 1.5): releases only a canary's analysis of
+real traffic catches.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ BROKEN = (
     "destructive-crash",
     "fail-after",
     "sluggish",
+    "ws-drop",
 )
 
 

@@ -180,3 +180,16 @@ def test_sluggish_is_slow_on_real_traffic_only(tmp_path: Path, monkeypatch):
         started = time.monotonic()
         assert c.get("/health").status_code == 200
         assert slow >= 0.2 > time.monotonic() - started
+
+
+def test_ws_drop_answers_then_ends_the_session_with_1011(tmp_path: Path, monkeypatch):
+    from starlette.websockets import WebSocketDisconnect
+
+    monkeypatch.setenv("CODEFRAME_MINI_WS_DROP_SECONDS", "0.3")
+    app = server.create_app(str(tmp_path / "s.db"), which="ws-drop")
+    with TestClient(app) as c, c.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json()["type"] == "pong"
+        with pytest.raises(WebSocketDisconnect) as ended:
+            ws.receive_json()
+        assert ended.value.code == 1011

@@ -98,9 +98,15 @@ def _describe(d: HostContext, found: dict[str, Any] | None) -> str:
         lines.append(f"  ended by: {found['breach']}")
     for step in found.get("steps", []):
         c, s = step["canary"], step["stable"]
+        ws = step.get("websocket") or {}
         lines.append(
             f"  {step['weight']:>3}% {step['seconds']:>6.1f}s  canary {c['requests']} req"
-            f" {c['error_rate']:.1%} 5xx p95 {c['p95_ms']:.0f} ms | stable {s['requests']} req"
-            f" {s['error_rate']:.1%} 5xx p95 {s['p95_ms']:.0f} ms  ({step['ended_by']})"
+            f" {c['error_rate']:.1%} 5xx p95 {c['p95_ms']:.0f} ms{_ws(ws.get('canary'))}"
+            f" | stable {s['requests']} req {s['error_rate']:.1%} 5xx p95"
+            f" {s['p95_ms']:.0f} ms{_ws(ws.get('stable'))}  ({step['ended_by']})"
         )
     return "\n".join(lines)
+
+
+def _ws(held: dict[str, Any] | None) -> str:
+    return f" ws {held['dropped']}/{held['sessions']} dropped" if held else ""

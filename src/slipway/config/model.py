@@ -609,6 +609,20 @@ class CanaryConfig(Strict):
         default=2.0, ge=1, description="Abort when canary p95 > factor x stable p95 + margin."
     )
     latency_margin_ms: Number = Field(default=100, ge=0, description="See latency_factor.")
+    ws_sessions: StrictInt = Field(
+        default=4,
+        ge=0,
+        le=32,
+        description="WebSocket sessions slipway holds on each side to count abnormal ends"
+        " (the [health.websocket] check's path and message; 0: none).",
+    )
+    max_ws_drop_rate: Number = Field(
+        default=0.10,
+        ge=0,
+        le=1,
+        description="Share of the canary's held WebSocket sessions ended abnormally above"
+        " which it is aborted (also relative: error_factor x stable + error_margin).",
+    )
     fallback: CanaryFallback = Field(
         default=CanaryFallback.REFUSE,
         description="When the releases cannot share the database: refuse, or blue-green.",

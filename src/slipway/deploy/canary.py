@@ -32,12 +32,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from slipway.config.model import CanaryConfig, CanaryFallback
+from slipway.config.model import CanaryConfig, CanaryFallback, WebSocketCheck
 from slipway.deploy import bluegreen
 from slipway.deploy.bluegreen import BlueGreen
 from slipway.deploy.run import RunState
 from slipway.deploy.strategy import Step
 from slipway.errors import DeployRefused, HealthCheckFailed
+from slipway.health.sessions import HeldSessions, SessionFigures
 from slipway.metrics.dora import percentile
 from slipway.routers import Split
 from slipway.state.host import call, read_json_object
@@ -74,6 +75,17 @@ class Side:
     def p95_ms(self) -> float:
         return percentile(self.ms, 95) or 0.0
 
+    def least_error_rate(self, count: int) -> float:
+        """The lowest error rate this side can have once it has ``count`` requests
+        (every request still to come answered well); its own rate when it has them."""
+        return self.errors / max(self.requests, count) if self.requests else 0.0
+
+    def least_p95_ms(self, count: int) -> float:
+        """The lowest p95 this side can have once it has ``count`` requests (every
+        request still to come instantly answered); its own p95 when it has them."""
+        missing = max(0, count - len(self.ms))
+        return percentile([0.0] * missing + self.ms, 95) or 0.0
+
     def summary(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
@@ -98,6 +110,7 @@ class StepAnalysis:
     ended_by: str = "time"  # time | breach | abort | promote
     promoted_by: str | None = None
     processes: dict[str, tuple[Side, Side]] = field(default_factory=dict)  # (stable, canary)
+    sessions: dict[str, SessionFigures] = field(default_factory=dict)  # held WebSockets
 
     def add(self, process: str, is_canary: bool, figures: dict[str, Any]) -> None:
         pair = self.processes.setdefault(process, (Side(), Side()))
@@ -110,6 +123,8 @@ class StepAnalysis:
             found = judge(cfg, stable, canary)
             if found:
                 return f"{process}: {found}"
+        if "canary" in self.sessions:
+            return judge_sessions(cfg, self.sessions["stable"], self.sessions["canary"])
         return None
 
     def to_json(self) -> dict[str, Any]:
@@ -122,6 +137,7 @@ class StepAnalysis:
                 name: {"stable": st.summary(), "canary": ca.summary()}
                 for name, (st, ca) in sorted(self.processes.items())
             },
+            "websocket": {side: figures.summary() for side, figures in self.sessions.items()},
             "breach": self.breach,
             "ended_by": self.ended_by,
         }
@@ -129,26 +145,53 @@ class StepAnalysis:
 
 def judge(cfg: CanaryConfig, stable: Side, canary: Side) -> str | None:
     """The first threshold the canary breaks, or None: for the error rate, then the
-    p95, the absolute limit, then the one relative to the stable side. Nothing is
-    judged before the canary has ``min_requests``; a relative rule also needs that many
-    stable ones."""
-    if canary.requests < cfg.min_requests:
-        return None
-    compared = stable.requests >= cfg.min_requests
+    p95, the absolute limit, then the one relative to the stable side (which needs
+    ``min_requests`` stable requests).
+
+    The canary is judged as it will stand at ``min_requests``: before it has them, by
+    the least its figures can then be (every request still to come answered well and
+    at once). So a breach that is already certain, such as two errors or two slow
+    answers among the first twenty, aborts at once instead of after twenty bad
+    answers, and nothing that could still pass is judged early."""
+    count = cfg.min_requests
+    compared = stable.requests >= count
     rules = (
-        ("error rate", canary.error_rate, stable.error_rate, cfg.max_error_rate,
-         cfg.error_factor, cfg.error_margin, _percent),
-        ("p95", canary.p95_ms, stable.p95_ms, cfg.max_p95_ms,
-         cfg.latency_factor, cfg.latency_margin_ms, _ms),
+        ("error rate", canary.least_error_rate(count), stable.error_rate,
+         cfg.max_error_rate, cfg.error_factor, cfg.error_margin, _percent),
+        ("p95", canary.least_p95_ms(count), stable.p95_ms,
+         cfg.max_p95_ms, cfg.latency_factor, cfg.latency_margin_ms, _ms),
     )  # fmt: skip
+    early = (
+        f" (certain after {canary.requests} of min_requests {count})"
+        if canary.requests < count
+        else ""
+    )
     for name, mine, theirs, most, factor, margin, show in rules:
         if mine > most:
-            return f"canary {name} {show(mine)} > {show(most)}"
+            return f"canary {name} {show(mine)} > {show(most)}{early}"
         if compared and mine > factor * theirs + margin:
             return (
                 f"canary {name} {show(mine)} > {factor:g} x stable {show(theirs)}"
-                f" + {show(margin)}"
+                f" + {show(margin)}{early}"
             )
+    return None
+
+
+def judge_sessions(cfg: CanaryConfig, stable: SessionFigures, canary: SessionFigures) -> str | None:
+    """The WebSocket rule: the share of the canary's held sessions the server refused or
+    ended abnormally, against ``max_ws_drop_rate`` and against the stable side's."""
+    mine, theirs = canary.drop_rate, stable.drop_rate
+    why = f" (last: {canary.last})" if canary.last else ""
+    if mine > cfg.max_ws_drop_rate:
+        return (
+            f"canary WebSocket sessions ended abnormally {_percent(mine)} >"
+            f" {_percent(cfg.max_ws_drop_rate)}{why}"
+        )
+    if stable.sessions and mine > cfg.error_factor * theirs + cfg.error_margin:
+        return (
+            f"canary WebSocket sessions ended abnormally {_percent(mine)} >"
+            f" {cfg.error_factor:g} x stable {_percent(theirs)} + {_percent(cfg.error_margin)}{why}"
+        )
     return None
 
 
@@ -163,15 +206,18 @@ def _ms(value: float) -> str:
 def table(analyses: list[StepAnalysis]) -> str:
     """The analysis as a Markdown table (the failure, the incident, the notification)."""
     lines = [
-        "| weight | seconds | side | requests | 5xx | error rate | p95 ms | ended by |",
-        "|---|---|---|---|---|---|---|---|",
+        "| weight | seconds | side | requests | 5xx | error rate | p95 ms | WebSockets"
+        " dropped | ended by |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for a in analyses:
         for name, side in (("stable", a.stable), ("canary", a.canary)):
             s = side.summary()
+            held = a.sessions.get(name)
+            dropped = f"{held.dropped} of {held.sessions}" if held else "-"
             lines.append(
                 f"| {a.weight}% | {a.seconds:.1f} | {name} | {s['requests']} | {s['errors']}"
-                f" | {s['error_rate']:.1%} | {s['p95_ms']:.0f} | "
+                f" | {s['error_rate']:.1%} | {s['p95_ms']:.0f} | {dropped} | "
                 + (a.breach or a.ended_by if name == "canary" else "")
                 + " |"
             )
@@ -329,6 +375,37 @@ def observe(
     analysis = StepAnalysis(weight)
     log = f"{d.router().setup.directory}/logs/access.log"
     offset = call(d.transport, "sides", log=log, offset=None)["offset"]
+    with hold_sessions(d, cfg, old, new) as held:
+        return _look(d, cfg, analysis, log, offset, held, (old, new), started)
+
+
+def hold_sessions(d: HostContext, cfg: CanaryConfig, old: str, new: str) -> HeldSessions:
+    """``ws_sessions`` WebSocket sessions on each colour's backend for one step (none
+    when the app has no WebSocket check, or this host no backend)."""
+    check = d.config.health.websocket
+    count = cfg.ws_sessions if check is not None and "backend" in d.config.processes else 0
+    path = check.path if check is not None else "/"
+    urls = {
+        side: f"ws://127.0.0.1:{d.local_port('backend', color)}{path}"
+        for side, color in (("stable", old), ("canary", new))
+        if count
+    }
+    timeout = float(d.config.health.timeout_seconds)
+    return HeldSessions(check or WebSocketCheck(), urls, count, timeout)
+
+
+def _look(
+    d: HostContext,
+    cfg: CanaryConfig,
+    analysis: StepAnalysis,
+    log: str,
+    offset: int,
+    held: HeldSessions,
+    colors: tuple[str, str],
+    started: float,
+) -> StepAnalysis:
+    """The step's loop (see :func:`observe`)."""
+    old, new = colors
     deadline = started + cfg.step_seconds
     looks = 0
     while True:
@@ -344,6 +421,7 @@ def observe(
             if not process or side not in (old, new):  # all on one colour: the canary's
                 process, side = service.split("@", 1)[0], new
             analysis.add(process, side == new, figures)
+        analysis.sessions = held.figures()
         now = time.monotonic()
         analysis.seconds = now - started
         analysis.breach = analysis.judged(cfg)
