@@ -335,7 +335,10 @@ def test_an_ab_split_shares_clients_counts_each_side_and_keeps_one(env: CanaryEn
     assert 0.2 < share < 0.8, figures
     assert ended.returncode == 0, ended.stdout + ended.stderr
     assert connection_failures(load) == [] and load.ws.abnormal == 0
-    assert env.deployer().current_release() == json.loads(started.stdout)["split"]["b"]["release"]
+    assert (
+        env.deployer().current_release()
+        == json.loads(started.stdout.splitlines()[-1])["split"]["b"]["release"]
+    )
     assert {env.variant() for _ in range(20)} == {"v2"}
     assert env.colors()["standby"]["release"] == live  # A kept warm for a rollback
     row = records.deployments(LocalTransport(), env.deployer().layout, 1)[0]
@@ -372,7 +375,7 @@ def test_a_split_ends_only_on_a_side_that_answers(env: CanaryEnv) -> None:
     live = env.deployer().current_release()
     started = env.cli("split", "testing", "start", "--a", str(live), "--b", "v1", "--json")
     assert started.returncode == 0, started.stdout + started.stderr
-    b_color = json.loads(started.stdout)["split"]["b"]["color"]
+    b_color = json.loads(started.stdout.splitlines()[-1])["split"]["b"]["color"]
     env.pm2("stop", f"codeframe-mini-testing-backend-{b_color}")
     refused = env.cli("split", "testing", "end", "--keep", "b")
     assert refused.returncode == 2 and "cannot take every request" in refused.stderr
@@ -421,7 +424,7 @@ def test_a_split_end_killed_after_its_switch_is_completed_by_the_next_command(
     live = env.deployer().current_release()
     started = env.cli("split", "testing", "start", "--a", str(live), "--b", "v1", "--json")
     assert started.returncode == 0, started.stdout + started.stderr
-    b_release = json.loads(started.stdout)["split"]["b"]["release"]
+    b_release = json.loads(started.stdout.splitlines()[-1])["split"]["b"]["release"]
 
     def killed(*args: object) -> None:
         raise Killed
@@ -437,3 +440,82 @@ def test_a_split_end_killed_after_its_switch_is_completed_by_the_next_command(
     assert split.read(env.deployer()) is None
     assert env.deployer().current_release() == b_release
     assert env.colors()["live"]["release"] == b_release
+
+
+def _kill_at(argv: list[str], at: object) -> subprocess.Popen[str]:
+    """Run the CLI with ``--json`` and SIGKILL it at the first event ``at`` accepts."""
+    proc = subprocess.Popen([*argv, "--json"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event.get("event") == "step" and at(event):  # type: ignore[operator]
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the command ended before its kill point"
+    return proc
+
+
+@pytest.mark.parametrize("when", ["sending every request back to", "every request back on"])
+def test_a_canary_killed_while_aborting_is_recovered_onto_the_stable_colour(
+    env: CanaryEnv, when: str
+) -> None:
+    """SIGKILL as the breach's switch back begins (the routes may be half written) and
+    right after it: the next command leaves every request on the stable colour, the
+    canary stopped, the run recorded as interrupted at its canary step."""
+    live = env.colors()["live"]
+    serving = env.variant()
+    argv = [EXE, "--config", str(env.config_path), "deploy", "testing", "--ref"]
+    with load_on(env) as load:
+        _kill_at(
+            [*argv, "broken/fail-after", "--strategy", "canary"],
+            lambda e: e.get("step") == "canary" and when in str(e.get("detail")),
+        )
+        _wait_for(lambda: not is_held(LocalTransport(), env.deployer().layout))
+        recovered = env.cli("recover", "testing")
+        time.sleep(0.5)
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert connection_failures(load) == [] and load.ws.abnormal == 0
+    assert env.colors()["live"] == live
+    assert env.deployer().router().canary_weight() == 0
+    assert {env.variant() for _ in range(20)} == {serving}
+    canary_color = "green" if live["color"] == "blue" else "blue"
+    assert not any(name.endswith(f"-{canary_color}") for name in env.online())
+    status = env.status()
+    assert status["state"] in ("aborted", "rolled back") and status["weight"] == 0, status
+    row = records.deployments(LocalTransport(), env.deployer().layout, 1)[0]
+    assert (row["status"], row["failed_step"]) == ("interrupted", "canary"), row
+
+
+@pytest.mark.parametrize("when", ["start", "ok"])
+def test_a_split_end_killed_around_its_switch_is_completed_by_the_next_command(
+    env: CanaryEnv, when: str
+) -> None:
+    """``split end --keep b`` SIGKILLed as its switch starts and once it is done, under
+    load: the journal says "ending", and `slipway recover` makes B the live release,
+    A warm, with no connection-level failure."""
+    from slipway.deploy import split
+
+    live = env.deployer().current_release()
+    rows = records.deployments(LocalTransport(), env.deployer().layout, 50)
+    other = next(  # one that went live before (its schema is known), not the live one
+        r["release"] for r in rows if r["status"] == "succeeded" and r["release"] != live
+    )
+    started = env.cli("split", "testing", "start", "--a", str(live), "--b", other)
+    assert started.returncode == 0, started.stdout + started.stderr
+    argv = [EXE, "--config", str(env.config_path), "split", "testing", "end", "--keep", "b"]
+    with load_on(env) as load:
+        _kill_at(argv, lambda e: e.get("step") == "switch" and e.get("status") == when)
+        assert split.read(env.deployer())["state"] == "ending"
+        _wait_for(lambda: not is_held(LocalTransport(), env.deployer().layout))
+        recovered = env.cli("recover", "testing")
+        time.sleep(0.5)
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert "finished ending the A/B split" in recovered.stdout + recovered.stderr
+    assert connection_failures(load) == [] and load.ws.abnormal == 0
+    assert split.read(env.deployer()) is None
+    assert env.deployer().current_release() == other
+    assert env.colors()["standby"]["release"] == live  # A kept warm for a rollback
+    assert env.deployer().router().canary_weight() == 0
+    b_variant = env.variant()
+    assert {env.variant() for _ in range(20)} == {b_variant}

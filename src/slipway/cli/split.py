@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from slipway.cli.context import echo_json, loaded_config
+from slipway.cli.context import echo_json, echo_json_line, loaded_config
 from slipway.cli.hosts import host_session
+from slipway.cli.output import Progress
 from slipway.deploy import recovery, split, targets
 from slipway.deploy.context import HostContext
 from slipway.deploy.rollback import kept_releases
@@ -70,8 +71,10 @@ def command(
             keeping the release that was not live makes it live (backed up before,
             recorded; the other stays warm for a rollback)
 
-    One host only. Exit codes: 0 done, 1 a failure (a start that failed was undone),
-    2 bad usage (nothing changed), 3 the environment's lock is held.
+    start and end show their steps as they go (with --json: JSON Lines, one per step,
+    then {"event": "result", ...}). One host only. Exit codes: 0 done, 1 a failure
+    (a start that failed was undone), 2 bad usage (nothing changed), 3 the
+    environment's lock is held.
 
     \b
     Example:
@@ -83,7 +86,8 @@ def command(
     loaded = loaded_config(ctx)
     _check_options(action, side_a, side_b, keep, cookie, conversion_path)
     report = []
-    for d in host_session(loaded, environment, actor=actor):
+    progress = Progress(as_json=as_json, color=not ctx.obj["no_color"])
+    for d in host_session(loaded, environment, actor=actor, emit=progress):
         if action == "status":
             found = split.read(d)
             result: dict[str, Any] = {"host": d.transport.name, "split": found}
@@ -97,8 +101,10 @@ def command(
         report.append(result)
         if not as_json:
             click.echo(_describe(d, result))
-    if as_json:
+    if as_json and action == "status":
         echo_json(report if len(report) > 1 else report[0])
+    elif as_json:  # JSON Lines, as deploy's: the steps, then the result
+        echo_json_line({"event": "result", **report[0]})
 
 
 def _check_options(

@@ -462,6 +462,7 @@ def abort(d: HostContext, progress: Progress, analysis: StepAnalysis, old: str, 
     it was serving until the split), then the deploy fails; its undo drains the
     canary. The time from the breach found to the routes confirmed is recorded."""
     found_at = time.monotonic()
+    d.emit("canary", "warning", detail=f"{analysis.breach}: sending every request back to {old}")
     report = d.router().switch(d.target(old), check_target=False)
     to_zero = time.monotonic() - found_at
     progress.write(state="aborted", weight=0, breach=analysis.breach, to_zero_s=to_zero)
