@@ -46,8 +46,8 @@ min_requests = {least}
 
 
 class CanaryEnv(Env):
-    def __init__(self, tmp: Path) -> None:
-        super().__init__(tmp, watch=1)
+    def __init__(self, tmp: Path, router: str = "traefik") -> None:
+        super().__init__(tmp, router=router, watch=1)
         self.reader: Deployer | None = None
         self.good_v2 = ""  # the v2 that went live (a split needs a release that did)
         text = self.config_path.read_text()  # every release of the module kept
@@ -103,11 +103,18 @@ def load_on(env: CanaryEnv) -> Load:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CanaryEnv]:
-    require_binary("pm2", path=str(TOOLS_BIN))
     require_binary("traefik", path=str(Path(sys.executable).parent))
-    e = CanaryEnv(tmp_path_factory.mktemp("canary"))
-    yield e
-    e.pm2("kill")
+    yield from _module_env(tmp_path_factory, "traefik")
+
+
+def _module_env(factory: pytest.TempPathFactory, router: str) -> Iterator[CanaryEnv]:
+    """One environment for the module's tests (in order), its PM2 stopped after."""
+    require_binary("pm2", path=str(TOOLS_BIN))
+    made = CanaryEnv(factory.mktemp(f"canary-{router}"), router=router)
+    try:
+        yield made
+    finally:
+        made.pm2("kill")
 
 
 def test_the_first_canary_deploy_switches_as_blue_green(env: CanaryEnv) -> None:
@@ -519,3 +526,76 @@ def test_a_split_end_killed_around_its_switch_is_completed_by_the_next_command(
     assert env.deployer().router().canary_weight() == 0
     b_variant = env.variant()
     assert {env.variant() for _ in range(20)} == {b_variant}
+
+
+# --- the same canary through nginx ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nginx_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CanaryEnv]:
+    require_binary("nginx", path="/usr/sbin:/usr/bin")
+    yield from _module_env(tmp_path_factory, "nginx")
+
+
+def close_load_on(env: CanaryEnv) -> Load:
+    """nginx reloads at each step: its old workers close idle keep-alive connections
+    (the router's documented cost), so the load here opens a connection per request."""
+    return Load(env.port, keepalive=0, close=3, posts=0, websockets=5, path="/api/projects")
+
+
+def test_an_nginx_canary_rises_is_sticky_and_is_promoted(nginx_env: CanaryEnv) -> None:
+    assert nginx_env.deployer().deploy("v1").status == "succeeded"
+    url = f"http://127.0.0.1:{nginx_env.port}/health"
+    with close_load_on(nginx_env) as load, httpx.Client(timeout=5) as client:
+        done: list[object] = []
+        thread = threading.Thread(target=lambda: done.append(_deploy(nginx_env, "v2")))
+        thread.start()
+        _wait_for(lambda: nginx_env.status().get("weight") == 10)
+        side = client.get(url).json()["variant"]
+        _wait_for(lambda: nginx_env.status().get("weight") == 50)
+        kept = {client.get(url).json()["variant"] for _ in range(20)}
+        thread.join(timeout=120)
+    assert kept == {side}  # the router's cookie kept the client on its side
+    assert getattr(done[0], "status", None) == "succeeded", done
+    assert connection_failures(load) == [], load.summary()
+    steps = nginx_env.status()["steps"]
+    assert [s["weight"] for s in steps] == [10, 50, 100]
+    ten = steps[0]["canary"]["requests"] / (
+        steps[0]["canary"]["requests"] + steps[0]["stable"]["requests"]
+    )
+    assert 0.02 < ten < 0.3, steps[0]  # about a tenth, as weighted
+    assert {nginx_env.variant() for _ in range(10)} == {"v2"}
+
+
+def test_a_bad_nginx_canary_is_aborted_at_the_first_step(nginx_env: CanaryEnv) -> None:
+    live = nginx_env.colors()["live"]
+    with close_load_on(nginx_env) as load, pytest.raises(DeployFailed) as failed:
+        nginx_env.deployer().deploy("broken/fail-after")
+    assert failed.value.step == "canary" and "error rate" in str(failed.value)
+    assert connection_failures(load) == [], load.summary()
+    status = nginx_env.status()
+    assert status["state"] == "aborted" and [s["weight"] for s in status["steps"]] == [10]
+    assert status["to_zero_s"] < 1.0, status
+    assert nginx_env.colors()["live"] == live
+    assert nginx_env.deployer().router().canary_weight() == 0
+    assert {nginx_env.variant() for _ in range(10)} == {"v2"}
+
+
+def test_an_nginx_split_counts_each_side_and_ends(nginx_env: CanaryEnv) -> None:
+    live = nginx_env.deployer().current_release()
+    rows = records.deployments(LocalTransport(), nginx_env.deployer().layout, 50)
+    other = next(r["release"] for r in rows if r["status"] == "succeeded" and r["release"] != live)
+    args = ["split", "testing", "start", "--a", str(live), "--b", other, "--percent", "50"]
+    with close_load_on(nginx_env) as load:
+        started = nginx_env.cli(*args)
+        assert started.returncode == 0, started.stdout + started.stderr
+        time.sleep(3)
+        status = nginx_env.cli("split", "testing", "status", "--json")
+        ended = nginx_env.cli("split", "testing", "end", "--keep", "a")
+    assert ended.returncode == 0, ended.stdout + ended.stderr
+    figures = json.loads(status.stdout)["figures"]
+    assert figures["a"]["requests"] > 20 and figures["b"]["requests"] > 20, figures
+    assert connection_failures(load) == [], load.summary()
+    assert nginx_env.deployer().current_release() == live
+    assert nginx_env.deployer().router().canary_weight() == 0
+    assert {nginx_env.variant() for _ in range(10)} == {"v2"}

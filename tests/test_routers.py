@@ -24,7 +24,7 @@ from websockets.sync.server import Server, ServerConnection, serve
 from slipway.config.model import RouterKind
 from slipway.errors import RouterError, SlipwayError
 from slipway.processes.pm2 import Pm2
-from slipway.routers import Router, RouterSetup, Target, make_router
+from slipway.routers import Router, RouterSetup, Split, Target, make_router
 from slipway.routers import nginx as nginx_mod
 from slipway.routers import traefik as traefik_mod
 from slipway.routers.base import COLOR_HEADER
@@ -212,9 +212,18 @@ def test_nginx_routes_are_exact_and_colour_names_checked() -> None:
     text = nginx_mod.routes_config(Target("blue", {"backend": 8201, "frontend": 8101}))
     assert text.splitlines() == [
         "# slipway color=blue",
-        "upstream slipway_backend { server 127.0.0.1:8201; }",
-        "upstream slipway_frontend { server 127.0.0.1:8101; }",
+        "upstream slipway_backend_blue { server 127.0.0.1:8201; }",
+        'map "" $slipway_backend_side { default "blue"; }',
+        'map "" $slipway_backend_cookie { default ""; }',
+        "upstream slipway_frontend_blue { server 127.0.0.1:8101; }",
+        'map "" $slipway_frontend_side { default "blue"; }',
+        'map "" $slipway_frontend_cookie { default ""; }',
         'map "" $slipway_color { default "blue"; }',
+        "map $upstream_addr $slipway_service {",
+        '    "127.0.0.1:8201" "backend-blue";',
+        '    "127.0.0.1:8101" "frontend-blue";',
+        '    default "";',
+        "}",
     ]
     with pytest.raises(RouterError, match="invalid colour"):
         nginx_mod.routes_config(Target('blue"; evil', {"backend": 1}))
@@ -251,3 +260,45 @@ def test_a_confirmed_switch_leaves_no_old_worker_taking_connections(
         assert router.switch(target(colors["blue"])).color == "blue"
         assert (router.confirmations, router.confirm_poll) == (3, 0.05)
         assert public_get(router).text == "blue\n"
+
+
+def test_a_split_shares_by_weight_keeps_a_cookie_client_and_logs_each_side(
+    router: Router, colors: dict[str, Backend]
+) -> None:
+    """A canary's split on either router: about ``weight`` percent of fresh clients on
+    the canary, a client with the router's cookie kept on its side as the weight
+    rises, the access log naming each answer's ``<process>-<colour>`` (slipway's own
+    probes marked), and a switch back to one colour ending the split."""
+    router.ensure_running(target(colors["blue"]))
+    split = Split(target(colors["blue"]), target(colors["green"]), 20, "side")
+    router.split(split)
+    assert router.canary_weight() == 20 and router.active_color() == "blue"
+    url = f"http://127.0.0.1:{router.setup.public['backend']}/"
+    fresh = [httpx.get(url, headers={"Connection": "close"}, timeout=5).text for _ in range(200)]
+    share = fresh.count("green\n") / len(fresh)
+    assert 0.08 < share < 0.35, share
+    with httpx.Client(timeout=5) as client:
+        first = client.get(url).text
+        assert "side_backend" in client.cookies
+        router.split(Split(target(colors["blue"]), target(colors["green"]), 50, "side"))
+        later = {client.get(url).text for _ in range(30)}
+    assert later == {first}  # kept on its side across the step
+    log = Path(router.setup.directory, "logs", "access.log")
+    found = call(LocalTransport(), "sides", log=str(log), offset=0)["sides"]
+    assert {"backend-blue", "backend-green"} <= {name.split("@")[0] for name in found}, found
+    router.switch(target(colors["blue"]), check_target=False)
+    assert router.canary_weight() == 0
+    assert {public_get(router).text for _ in range(20)} == {"blue\n"}
+
+
+def test_nginx_split_routes_are_exact() -> None:
+    split = Split(Target("blue", {"backend": 8201}), Target("green", {"backend": 8202}), 5, "s")
+    text = nginx_mod.split_routes_config(split)
+    assert text.splitlines()[0] == "# slipway color=blue canary=green:5"
+    assert "upstream slipway_backend_blue { server 127.0.0.1:8201; }" in text
+    assert "upstream slipway_backend_green { server 127.0.0.1:8202; }" in text
+    assert 'split_clients "$request_id" $slipway_backend_pick { 5% green; * blue; }' in text
+    assert "map $cookie_s_backend $slipway_backend_side { blue blue; green green;" in text
+    assert '"127.0.0.1:8202" "backend-green";' in text
+    with pytest.raises(RouterError, match="invalid colour"):
+        nginx_mod.split_routes_config(Split(Target("b;", {"backend": 1}), split.canary, 5, "s"))

@@ -119,8 +119,8 @@ def with_overrides(
 
 
 def with_strategy(loaded: LoadedConfig, environment: str, strategy: str | None) -> LoadedConfig:
-    """``loaded`` with the environment deployed by ``strategy`` this once (validated:
-    a canary needs Traefik)."""
+    """``loaded`` with the environment deployed by ``strategy`` this once (validated as
+    the configuration is)."""
     if strategy is None:
         return loaded
     current = loaded.config.environment(environment)

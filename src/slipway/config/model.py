@@ -788,11 +788,6 @@ class EnvironmentConfig(Strict):
                 raise ValueError(f"host_overrides names {host!r}, which is not in hosts")
         if self.strategy.coloured:
             self._check_blue_green_ports()
-        if self.strategy is Strategy.CANARY and self.blue_green.router is not RouterKind.TRAEFIK:
-            raise ValueError(
-                "strategy = 'canary' needs blue_green.router = 'traefik' (weighted routes"
-                " and the access log its analysis reads)"
-            )
         return self
 
     def used_ports(self) -> dict[str, int]:

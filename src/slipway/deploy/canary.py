@@ -6,7 +6,8 @@ After build and backup, as blue-green (:mod:`slipway.deploy.bluegreen`) up to it
   environment's checks there;
 - **canary**: for each weight of ``[canary] steps`` (default 5, 25, 50, 100 %) the router
   shares every public port between the stable colour and the canary (Traefik's weighted
-  services, a sticky cookie per process so a client keeps its side), and holds the step
+  services, or nginx's ``split_clients``; a sticky cookie per process so a client keeps
+  its side), and holds the step
   for ``step_seconds`` while the router's access log is read per side. A breach of an
   absolute threshold (the design's 5 % errors, p95 2 s) or a relative one (canary errors
   above ``error_factor`` x stable + ``error_margin``; p95 above ``latency_factor`` x

@@ -26,7 +26,6 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from slipway.config.model import RouterKind
 from slipway.deploy import bluegreen, steps
 from slipway.deploy.database import live_schema, schema_fits
 from slipway.deploy.run import RunState
@@ -157,10 +156,10 @@ def _check(
     live: dict[str, Any] | None,
     current: str | None,
 ) -> None:
-    if not d.env.strategy.coloured or d.env.blue_green.router is not RouterKind.TRAEFIK:
+    if not d.env.strategy.coloured:
         raise UsageError(
-            f"an A/B split needs a blue-green or canary environment with Traefik;"
-            f" {d.env_name} uses {d.env.strategy.value}"
+            f"an A/B split needs a blue-green or canary environment; {d.env_name} uses"
+            f" {d.env.strategy.value}"
         )
     if read(d) is not None:
         raise UsageError(f"{d.env_name} already runs a split: end it first")

@@ -13,6 +13,10 @@ reload; clients using ``Connection: close`` lose nothing. ``worker_shutdown_time
 bounds how long old workers keep WebSockets. For zero loss, put this nginx (or Caddy) in
 front for TLS and point it at slipway's Traefik router, so the outer proxy never reloads
 on a deploy.
+
+A canary's or an A/B split's routes (:func:`split_routes_config`) use the same include:
+``split_clients`` gives a client without a side one at the canary's weight, and a
+cookie keeps it there; every step is a reload with the cost above.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import re
 
 from slipway.errors import RouterError, SlipwayError
-from slipway.routers.base import COLOR_HEADER, CONFIRMATIONS, Router, Target
+from slipway.routers.base import COLOR_HEADER, CONFIRMATIONS, Router, Split, Target
 from slipway.state.host import call
 
 _COLOR_RE = re.compile(r"^[a-z]+$")
@@ -33,7 +37,7 @@ def main_config(
     servers = "\n".join(f"""    server {{
         listen {bind}:{port};
         location / {{
-            proxy_pass http://slipway_{process};
+            proxy_pass http://slipway_{process}_$slipway_{process}_side;
             proxy_http_version 1.1;
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -42,6 +46,7 @@ def main_config(
             proxy_read_timeout 3600s;
             proxy_next_upstream error timeout;
             add_header {COLOR_HEADER} $slipway_color always;
+            add_header Set-Cookie $slipway_{process}_cookie;
         }}
     }}""" for process, port in sorted(public.items()))
     return f"""# written by slipway: the router of one environment (do not edit)
@@ -51,9 +56,11 @@ pid {directory}/nginx.pid;
 error_log {directory}/logs/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    # JSON lines, the fields slipway monitor reads (Traefik's names where they exist).
+    # JSON lines, the fields slipway monitor and canaries read (Traefik's names where
+    # they exist; ServiceName is <process>-<colour>, from the routes).
     log_format slipway escape=json '{{"DownstreamStatus":$status,"request_time":$request_time,'
-        '"entryPointName":"$server_port","RequestPath":"$uri"}}';
+        '"entryPointName":"$server_port","RequestPath":"$uri",'
+        '"ServiceName":"$slipway_service","request_X-Slipway-Probe":"$http_x_slipway_probe"}}';
     access_log {directory}/logs/access.log slipway;
     client_body_temp_path {directory}/spool/body;
     proxy_temp_path {directory}/spool/proxy;
@@ -73,16 +80,75 @@ http {{
 
 
 def routes_config(target: Target) -> str:
-    if not _COLOR_RE.fullmatch(target.color):
-        raise RouterError(f"invalid colour name {target.color!r}")
+    """Every public port to ``target``'s colour; no cookie set."""
+    _check_color(target.color)
     upstreams = "\n".join(
-        f"upstream slipway_{process} {{ server 127.0.0.1:{int(port)}; }}"
+        _upstream(process, target.color, port)
+        + f'map "" $slipway_{process}_side {{ default "{target.color}"; }}\n'
+        f'map "" $slipway_{process}_cookie {{ default ""; }}'
         for process, port in sorted(target.ports.items())
     )
     return (
         f"# slipway color={target.color}\n{upstreams}\n"
-        f'map "" $slipway_color {{ default "{target.color}"; }}\n'
+        f'map "" $slipway_color {{ default "{target.color}"; }}\n' + _service_map([target])
     )
+
+
+def split_routes_config(split: Split) -> str:
+    """Each public port shared by weight between the stable colour and the canary.
+
+    A client's side is the colour in its cookie (``<cookie>_<process>``); a client
+    without one is given a side by ``split_clients`` on the request's random id, at the
+    canary's weight, and the answer sets the cookie to it. So a client keeps the side
+    it got first, as with Traefik's sticky weighted services. The colour header and
+    the log's ServiceName name the colour that answered."""
+    for target in (split.stable, split.canary):
+        _check_color(target.color)
+    stable, canary = split.stable.color, split.canary.color
+    blocks = []
+    for process in sorted(split.stable.ports):
+        name = f"{split.cookie}_{process}"
+        upstreams = "".join(
+            _upstream(process, t.color, t.ports[process]) for t in (split.stable, split.canary)
+        )
+        blocks.append(
+            upstreams + f'split_clients "$request_id" $slipway_{process}_pick'
+            f" {{ {split.weight}% {canary}; * {stable}; }}\n"
+            f"map $cookie_{name} $slipway_{process}_side"
+            f" {{ {stable} {stable}; {canary} {canary}; default $slipway_{process}_pick; }}\n"
+            f'map $cookie_{name} $slipway_{process}_cookie {{ "{stable}" ""; "{canary}" "";'
+            f' default "{name}=$slipway_{process}_side; Path=/; HttpOnly; SameSite=Lax"; }}'
+        )
+    colors = "".join(
+        f'    "127.0.0.1:{int(port)}" "{target.color}";\n'
+        for target in (split.stable, split.canary)
+        for port in target.ports.values()
+    )
+    return (
+        f"# slipway color={stable} {split.marker()}\n"
+        + "\n".join(blocks)
+        + f'\nmap $upstream_addr $slipway_color {{\n{colors}    default "";\n}}\n'
+        + _service_map([split.stable, split.canary])
+    )
+
+
+def _upstream(process: str, color: str, port: int) -> str:
+    return f"upstream slipway_{process}_{color} {{ server 127.0.0.1:{int(port)}; }}\n"
+
+
+def _service_map(targets: list[Target]) -> str:
+    """``$slipway_service``: ``<process>-<colour>`` of the server that answered."""
+    lines = "".join(
+        f'    "127.0.0.1:{int(port)}" "{process}-{target.color}";\n'
+        for target in targets
+        for process, port in sorted(target.ports.items())
+    )
+    return f'map $upstream_addr $slipway_service {{\n{lines}    default "";\n}}\n'
+
+
+def _check_color(color: str) -> None:
+    if not _COLOR_RE.fullmatch(color):
+        raise RouterError(f"invalid colour name {color!r}")
 
 
 class Nginx(Router):
@@ -119,6 +185,9 @@ class Nginx(Router):
     def render_routes(self, target: Target) -> str:
         return routes_config(target)
 
+    def render_split(self, split: Split) -> str:
+        return split_routes_config(split)
+
     def validate(self, text: str) -> None:
         """``nginx -t`` on the main configuration with the candidate routes included."""
         d = self.setup.directory
@@ -136,6 +205,10 @@ class Nginx(Router):
 
     def apply(self, text: str) -> None:
         before = self._workers_before_reload()  # before anything changes: it may fail
+        # The main configuration too: the routes are validated against this version's
+        # (a router started by an older slipway logs fewer fields), and a reload reads both.
+        main = f"{self.setup.directory}/nginx.conf"
+        self.transport.put_text(self._main(self.routes_path), main, mode=0o600)
         self.transport.put_text(text, self.routes_path, mode=0o600)
         self._reloaded_from = None
         if before is not None:
