@@ -17,6 +17,7 @@ from slipway.deploy.canary import Side, StepAnalysis, judge, judge_sessions, tab
 from slipway.deploy.run import RunState
 from slipway.errors import ConfigError, DeployRefused
 from slipway.health.sessions import SessionFigures
+from slipway.metrics.dora import percentile
 from slipway.routers.base import Split, Target
 from slipway.routers.traefik import split_config
 from slipway.state import hostscript
@@ -98,9 +99,11 @@ def test_the_table_shows_both_sides_and_what_ended_each_step() -> None:
         (SessionFigures(4), SessionFigures(4), None),
         (
             SessionFigures(4),
-            SessionFigures(5, 1, "closed 1011"),
-            "canary WebSocket sessions ended abnormally 20.0% > 10.0% (last: closed 1011)",
+            SessionFigures(6, 2, "closed 1011"),
+            "canary WebSocket sessions ended abnormally 33.3% > 10.0% (last: closed 1011)",
         ),
+        (SessionFigures(4), SessionFigures(5, 1, "closed 1011"), None),  # one drop: no verdict
+        (SessionFigures(5, 5), SessionFigures(5, 5, "closed 1008"), None),  # both sides alike
         (SessionFigures(20, 1), SessionFigures(20, 2), None),  # 10%: not above 2 x 5% + 1 pt
         (
             SessionFigures(100),
@@ -155,6 +158,8 @@ def test_the_access_log_is_counted_per_side_without_slipways_probes(tmp_path: An
             "DownstreamStatus": 200,
             "request_X-Slipway-Probe": "1",
         },
+        {"ServiceName": "", "DownstreamStatus": 408, "request_time": 60.0},  # nginx's own
+        {"DownstreamStatus": 404, "Duration": 1_000},  # Traefik: no router matched
     ]
     log.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"partial')
     found = hostscript.op_sides({"log": str(log), "offset": 0})
@@ -434,3 +439,57 @@ def test_a_split_on_several_hosts_is_refused(tmp_path: Any) -> None:
     with pytest.raises(UsageError, match="A/B splits run on one host only"):
         split.start(d, "r1", "r2", 50, None, None)
     assert split.read(d) is None
+
+
+def test_conversions_are_marked_answers_or_2xx_at_the_path(tmp_path: Any) -> None:
+    import json
+
+    log = tmp_path / "access.log"
+    mark = "downstream_X-Slipway-Conversion"
+    lines = [
+        {"ServiceName": "a", "DownstreamStatus": 201, "RequestPath": "/api/x", mark: "1"},
+        {"ServiceName": "a", "DownstreamStatus": 201, "RequestPath": "/api/x", mark: ""},
+        {"ServiceName": "a", "DownstreamStatus": 200, "RequestPath": "/buy/now?x=1"},
+        {"ServiceName": "a", "DownstreamStatus": 500, "RequestPath": "/buy"},
+        {"ServiceName": "a", "DownstreamStatus": 200, "RequestPath": "/buyer"},
+    ]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    marked = hostscript.op_sides({"log": str(log), "offset": 0})["sides"]["a"]
+    assert marked["conversions"] == 1  # nginx logs an absent header as ""
+    both = hostscript.op_sides({"log": str(log), "offset": 0, "conversion_path": "/buy"})
+    assert both["sides"]["a"]["conversions"] == 2  # /buy/now; not /buyer, not the 500
+
+
+def test_a_fleet_canary_is_all_hosts_or_none() -> None:
+    """The backend host's rehearsal found breaking migrations; the frontend-only host,
+    with nothing to rehearse, must not run a canary beside it."""
+    from slipway.deploy.fleet import Member, share_holds
+
+    def member(name: str, holds: bool) -> Member:
+        run = SimpleNamespace(state=RunState(holds=holds))
+        return Member(name, deployer=None, run=run)  # type: ignore[arg-type]
+
+    members = [member("web-1", False), member("db-1", True), member("web-2", False)]
+    share_holds(members)
+    states = [m.run.state for m in members]  # type: ignore[union-attr]
+    assert [s.holds_on for s in states] == ["db-1", None, "db-1"]
+    ctx = _ctx(CanaryFallback.BLUE_GREEN)
+    steps = canary.deploy_steps(ctx, "r2", "r1", "c" * 40, states[0])
+    assert [name for name, _ in steps] == ["start", "health", "switch", "watch", "promote"]
+    assert "on db-1, its migrations change the schema" in ctx.events[0]
+    with pytest.raises(DeployRefused, match="all hosts or none"):
+        canary.deploy_steps(_ctx(CanaryFallback.REFUSE), "r2", "r1", "c" * 40, states[2])
+    calm = [member("a", False), member("b", False)]
+    share_holds(calm)
+    assert [m.run.state.holds_on for m in calm] == [None, None]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("count", [1, 5, 20, 21, 100])
+def test_the_least_p95_is_the_p95_with_every_missing_request_instant(count: int) -> None:
+    import random
+
+    rng = random.Random(count)
+    for seen in range(count + 3):
+        figures = Side(seen, 0, [rng.uniform(1, 500) for _ in range(seen)])
+        padded = [0.0] * max(0, count - seen) + figures.ms
+        assert figures.least_p95_ms(count) == (percentile(padded, 95) or 0.0)

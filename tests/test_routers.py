@@ -27,7 +27,7 @@ from slipway.processes.pm2 import Pm2
 from slipway.routers import Router, RouterSetup, Split, Target, make_router
 from slipway.routers import nginx as nginx_mod
 from slipway.routers import traefik as traefik_mod
-from slipway.routers.base import COLOR_HEADER
+from slipway.routers.base import COLOR_HEADER, CONVERSION_HEADER
 from slipway.state.host import call
 from slipway.transports.local import LocalTransport
 from tests.support import TOOLS_BIN, free_port, require_binary, stop_pm2
@@ -47,7 +47,10 @@ class Backend:
     def _http(self, connection: ServerConnection, request: Any) -> Any:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
-        return connection.respond(200, f"{self.name}\n")
+        response = connection.respond(200, f"{self.name}\n")
+        if request.path == "/convert":  # as an app marks a converting answer
+            response.headers[CONVERSION_HEADER] = "1"
+        return response
 
     def _ws(self, connection: ServerConnection) -> None:
         for message in connection:
@@ -59,7 +62,16 @@ class Backend:
 
 @pytest.fixture(params=[RouterKind.TRAEFIK, RouterKind.NGINX], ids=["traefik", "nginx"])
 def router(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Router]:
-    kind: RouterKind = request.param
+    yield from _router(request.param, tmp_path)
+
+
+@pytest.fixture
+def nginx_router(tmp_path: Path) -> Iterator[Router]:
+    yield from _router(RouterKind.NGINX, tmp_path)
+
+
+def _router(kind: RouterKind, tmp_path: Path) -> Iterator[Router]:
+    """A real router of ``kind`` under its own PM2 daemon, stopped after the test."""
     binary = require_binary(kind.value, path=f"{VENV_BIN}:/usr/sbin:/usr/bin")
     require_binary("pm2", path=str(TOOLS_BIN))
     pm2_home = tmp_path / "pm2"
@@ -213,9 +225,11 @@ def test_nginx_routes_are_exact_and_colour_names_checked() -> None:
     assert text.splitlines() == [
         "# slipway color=blue",
         "upstream slipway_backend_blue { server 127.0.0.1:8201; }",
+        "upstream slipway_backend { server 127.0.0.1:8201; }",
         'map "" $slipway_backend_side { default "blue"; }',
         'map "" $slipway_backend_cookie { default ""; }',
         "upstream slipway_frontend_blue { server 127.0.0.1:8101; }",
+        "upstream slipway_frontend { server 127.0.0.1:8101; }",
         'map "" $slipway_frontend_side { default "blue"; }',
         'map "" $slipway_frontend_cookie { default ""; }',
         'map "" $slipway_color { default "blue"; }',
@@ -283,9 +297,12 @@ def test_a_split_shares_by_weight_keeps_a_cookie_client_and_logs_each_side(
         router.split(Split(target(colors["blue"]), target(colors["green"]), 50, "side"))
         later = {client.get(url).text for _ in range(30)}
     assert later == {first}  # kept on its side across the step
+    for _ in range(7):
+        httpx.get(f"{url}convert", headers={"Connection": "close"}, timeout=5)
     log = Path(router.setup.directory, "logs", "access.log")
     found = call(LocalTransport(), "sides", log=str(log), offset=0)["sides"]
     assert {"backend-blue", "backend-green"} <= {name.split("@")[0] for name in found}, found
+    assert sum(side["conversions"] for side in found.values()) == 7  # the marked answers
     router.switch(target(colors["blue"]), check_target=False)
     assert router.canary_weight() == 0
     assert {public_get(router).text for _ in range(20)} == {"blue\n"}
@@ -302,3 +319,53 @@ def test_nginx_split_routes_are_exact() -> None:
     assert '"127.0.0.1:8202" "backend-green";' in text
     with pytest.raises(RouterError, match="invalid colour"):
         nginx_mod.split_routes_config(Split(Target("b;", {"backend": 1}), split.canary, 5, "s"))
+
+
+LEGACY_ROUTES = """# slipway color={color}
+upstream slipway_backend {{ server 127.0.0.1:{port}; }}
+map "" $slipway_color {{ default "{color}"; }}
+"""
+
+
+def test_an_nginx_router_left_by_an_older_version_starts_switches_and_splits(
+    nginx_router: Router, colors: dict[str, Backend]
+) -> None:
+    """Routes written by an older slipway (no side maps) under this version's main
+    configuration: the router starts (the routes are rewritten first), a switch's
+    put-back never restores the old form, and a split works."""
+    directory = Path(nginx_router.setup.directory)
+    directory.mkdir(parents=True)
+    routes = LEGACY_ROUTES.format(color="blue", port=colors["blue"].port)
+    Path(nginx_router.routes_path).write_text(routes)
+    assert nginx_mod.upgraded_routes(routes) == nginx_mod.routes_config(target(colors["blue"]))
+    assert nginx_router.ensure_running(target(colors["green"])) is True
+    assert public_get(nginx_router).text == "blue\n"  # its own routes, in the new form
+    assert "_side " in Path(nginx_router.routes_path).read_text()
+    nginx_router.split(Split(target(colors["blue"]), target(colors["green"]), 50, "side"))
+    nginx_router.switch(target(colors["green"]))
+    assert {public_get(nginx_router).text for _ in range(10)} == {"green\n"}
+    # New routes under an older main configuration parse too (a kill between writes).
+    old_main = (
+        (directory / "nginx.conf")
+        .read_text()
+        .replace(
+            "proxy_pass http://slipway_backend_$slipway_backend_side;",
+            "proxy_pass http://slipway_backend;",
+        )
+    )
+    assert "proxy_pass http://slipway_backend;" in old_main
+    check = directory / "old.conf"
+    check.write_text(old_main)
+    tested = subprocess.run(
+        [nginx_router.setup.binary, "-t", "-q", "-p", str(directory), "-c", str(check)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert tested.returncode == 0, tested.stderr
+
+
+def test_a_cookie_name_is_checked_before_it_reaches_nginx() -> None:
+    split = Split(Target("blue", {"backend": 1}), Target("green", {"backend": 2}), 5, "a;b")
+    with pytest.raises(RouterError, match="invalid cookie name"):
+        nginx_mod.split_routes_config(split)

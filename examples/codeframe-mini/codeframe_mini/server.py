@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -145,12 +145,13 @@ def create_app(database_path: str | None = None, which: str | None = None) -> Fa
         return [dict(row) for row in query("SELECT * FROM projects ORDER BY id")]
 
     @app.post("/api/projects", status_code=201)
-    async def create_project(project: ProjectIn) -> dict[str, Any]:
+    async def create_project(project: ProjectIn, response: Response) -> dict[str, Any]:
         try:
             rows = await asyncio.to_thread(_insert_project, path, project, schema)
         except sqlite3.IntegrityError as exc:
             raise HTTPException(409, f"project {project.name!r} exists") from exc
         created = dict(rows)
+        response.headers["X-Slipway-Conversion"] = "project-created"  # an A/B split counts it
         for ws in list(subscribers.get(0, set())):
             await ws.send_json({"type": "project_created", "project": created})
         return created

@@ -51,6 +51,7 @@ def test_agents_become_ready(client):
 def test_projects_round_trip(client):
     created = client.post("/api/projects", json={"name": "alpha"})
     assert created.status_code == 201
+    assert created.headers["X-Slipway-Conversion"] == "project-created"  # for A/B splits
     assert created.json()["name"] == "alpha"
     assert client.post("/api/projects", json={"name": "alpha"}).status_code == 409
     assert [p["name"] for p in client.get("/api/projects").json()] == ["alpha"]

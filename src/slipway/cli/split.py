@@ -39,7 +39,8 @@ PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,200}")
 @click.option(
     "--conversion-path",
     default=None,
-    help="start: a path whose answered requests count as conversions (e.g. /api/checkout).",
+    help="start: a path whose 2xx answers count as conversions (e.g. /api/checkout);"
+    " answers the app marks with an X-Slipway-Conversion header always count.",
 )
 @click.option("--keep", type=click.Choice(["a", "b"]), default=None, help="end: the side kept.")
 @click.option("--actor", default=None, help="Who acts (default: your user name).")
@@ -67,6 +68,7 @@ def command(
             release must fit the live schema. Deploys and rollbacks are refused
             until the split ends.
     status  per side since the start: requests, 5xx share, p50/p95, conversions
+            (answers marked X-Slipway-Conversion, or 2xx at --conversion-path)
     end     --keep a|b: every request to the kept side, which must answer first;
             keeping the release that was not live makes it live (backed up before,
             recorded; the other stays warm for a rollback)

@@ -29,6 +29,7 @@ ENV status``); ``slipway canary ENV promote|abort`` leaves a request in
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 LOOK_SECONDS = 0.2  # between two reads of the access log: a breach acts within this
 WAIT_FOR_TRAFFIC = 3  # a step short of min_requests is held up to this many times longer
 PROCESS_LOOKS = 5  # the canary's processes are looked at every this many looks
+MIN_WS_DROPS = 2  # held WebSocket sessions the canary must drop before it is judged
 
 
 @dataclass
@@ -83,9 +85,13 @@ class Side:
 
     def least_p95_ms(self, count: int) -> float:
         """The lowest p95 this side can have once it has ``count`` requests (every
-        request still to come instantly answered); its own p95 when it has them."""
+        request still to come instantly answered, so ranked first); its own p95 when
+        it has them. The same nearest rank as :func:`percentile`."""
         missing = max(0, count - len(self.ms))
-        return percentile([0.0] * missing + self.ms, 95) or 0.0
+        if not missing:
+            return self.p95_ms
+        rank = math.ceil(0.95 * count)
+        return 0.0 if rank <= missing else sorted(self.ms)[rank - missing - 1]
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -180,8 +186,13 @@ def judge(cfg: CanaryConfig, stable: Side, canary: Side) -> str | None:
 
 def judge_sessions(cfg: CanaryConfig, stable: SessionFigures, canary: SessionFigures) -> str | None:
     """The WebSocket rule: the share of the canary's held sessions the server refused or
-    ended abnormally, against ``max_ws_drop_rate`` and against the stable side's."""
+    ended abnormally, against ``max_ws_drop_rate`` and against the stable side's. It
+    needs :data:`MIN_WS_DROPS` drops (one session lost to a network blip is no
+    verdict), and a canary no worse than the stable side is not blamed for what both
+    do (an app whose WebSocket path ends sessions itself)."""
     mine, theirs = canary.drop_rate, stable.drop_rate
+    if canary.dropped < MIN_WS_DROPS or (stable.sessions and mine <= theirs):
+        return None
     why = f" (last: {canary.last})" if canary.last else ""
     if mine > cfg.max_ws_drop_rate:
         return (
@@ -277,6 +288,11 @@ def refusal(d: HostContext, state: RunState) -> str | None:
     """Why this release cannot run beside the live one on one database (None: it can)."""
     if state.holds:
         return "its migrations change the schema in a way the live release cannot use"
+    if state.holds_on:
+        return (
+            f"on {state.holds_on}, its migrations change the schema in a way the live"
+            " release cannot use (a fleet's canary is all hosts or none)"
+        )
     if not state.rehearsed:
         return (
             "the migrations were not rehearsed (--no-rehearsal, or [migrations] rehearse ="

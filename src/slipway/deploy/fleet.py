@@ -96,6 +96,18 @@ def waves(members: Sequence[Member], batch_size: int | None) -> list[list[Member
     return [list(members[i : i + size]) for i in range(0, len(members), size)]
 
 
+def share_holds(members: Sequence[Member]) -> None:
+    """Tell every host when one host's release holds (its rehearsal found breaking or
+    destructive migrations): the strategy then decides for the fleet, not per host.
+    A canary is refused, or falls back to blue-green, on every host alike, instead of
+    a frontend-only host (nothing to rehearse) running a canary beside a backend host
+    deployed blue-green."""
+    holding = next((m.name for m in members if m.run is not None and m.run.state.holds), None)
+    for member in members:
+        if member.run is not None and not member.run.state.holds:
+            member.run.state.holds_on = holding
+
+
 def _fleet_of(data: dict[str, Any] | None) -> dict[str, Any] | None:
     fleet = data.get("fleet") if data else None
     return fleet if isinstance(fleet, dict) and fleet.get("id") else None
@@ -279,6 +291,7 @@ class FleetDeploy:
 
         self._phase(self.members, begin, started)
         self._phase(self.members, lambda m: m.deployer.prepare(self._run(m)), started)
+        share_holds(self.members)
         batches = waves(self.members, self.batch_size)
         for number, wave in enumerate(batches, start=1):
             self.first.emit(

@@ -92,6 +92,9 @@ class RunState:
     # destructive migrations), and whether a rehearsal was asked for at all.
     holds: bool = False
     rehearsed: bool = True
+    # In a fleet, the host whose release holds when this one's does not (a frontend-only
+    # host has no database to rehearse): a canary is all hosts or none.
+    holds_on: str | None = None
 
     def to_journal(self) -> dict[str, Any]:
         saved = {name: getattr(self, name) for name in JOURNALED}

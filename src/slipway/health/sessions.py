@@ -14,7 +14,9 @@ A slow answer is not an end: the session waits for it (the latency rules judge s
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,20 +119,20 @@ class HeldSessions:
             self._stop.wait(RETRY_SECONDS)  # the server ended it: a new one, not a storm
 
     def _converse(self, ws: ClientConnection) -> str | None:
-        """Ping every :data:`PING_SECONDS` until stopped (None) or the server ends the
-        session abnormally (why). A reply may take any time: slowness is no end."""
-        while not self._stop.is_set():
-            try:
-                ws.send(self.check.send)
-                while not self._stop.is_set():
-                    try:
-                        ws.recv(timeout=RETRY_SECONDS)
-                        break
-                    except TimeoutError:
-                        continue
-            except ConnectionClosed as exc:
-                return _close_reason(exc)
-            self._stop.wait(PING_SECONDS)
+        """Send the check's message every :data:`PING_SECONDS` and read whatever comes
+        (replies, or anything the app pushes: an unread queue would stall its sends),
+        until stopped (None) or the server ends the session abnormally (why). A reply
+        may take any time: slowness is no end."""
+        next_send = 0.0
+        try:
+            while not self._stop.is_set():
+                if time.monotonic() >= next_send:
+                    ws.send(self.check.send)
+                    next_send = time.monotonic() + PING_SECONDS
+                with contextlib.suppress(TimeoutError):
+                    ws.recv(timeout=RETRY_SECONDS)
+        except ConnectionClosed as exc:
+            return _close_reason(exc)
         return None
 
     def _count(

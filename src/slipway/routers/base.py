@@ -31,6 +31,8 @@ from slipway.transports.base import Transport
 COLOR_HEADER = "X-Slipway-Color"
 # Marks slipway's own probes: the holding proxy answers them at once instead of queueing.
 PROBE_HEADERS = {"X-Slipway-Probe": "1"}
+# An app marks a converting answer with this response header: an A/B split counts them.
+CONVERSION_HEADER = "X-Slipway-Conversion"
 ROUTER_RESTARTS = 1000  # a router is supervised without a restart budget
 CONFIRMATIONS = 3  # consecutive confirmations a switch needs (see Router.confirmations)
 

@@ -28,6 +28,7 @@ from slipway.routers.base import COLOR_HEADER, CONFIRMATIONS, Router, Split, Tar
 from slipway.state.host import call
 
 _COLOR_RE = re.compile(r"^[a-z]+$")
+_COOKIE_RE = re.compile(r"^[A-Za-z0-9_]{1,60}$")
 
 
 def main_config(
@@ -46,7 +47,7 @@ def main_config(
             proxy_read_timeout 3600s;
             proxy_next_upstream error timeout;
             add_header {COLOR_HEADER} $slipway_color always;
-            add_header Set-Cookie $slipway_{process}_cookie;
+            add_header Set-Cookie $slipway_{process}_cookie always;
         }}
     }}""" for process, port in sorted(public.items()))
     return f"""# written by slipway: the router of one environment (do not edit)
@@ -60,7 +61,8 @@ http {{
     # they exist; ServiceName is <process>-<colour>, from the routes).
     log_format slipway escape=json '{{"DownstreamStatus":$status,"request_time":$request_time,'
         '"entryPointName":"$server_port","RequestPath":"$uri",'
-        '"ServiceName":"$slipway_service","request_X-Slipway-Probe":"$http_x_slipway_probe"}}';
+        '"ServiceName":"$slipway_service","request_X-Slipway-Probe":"$http_x_slipway_probe",'
+        '"downstream_X-Slipway-Conversion":"$sent_http_x_slipway_conversion"}}';
     access_log {directory}/logs/access.log slipway;
     client_body_temp_path {directory}/spool/body;
     proxy_temp_path {directory}/spool/proxy;
@@ -84,6 +86,7 @@ def routes_config(target: Target) -> str:
     _check_color(target.color)
     upstreams = "\n".join(
         _upstream(process, target.color, port)
+        + _upstream(process, None, port)
         + f'map "" $slipway_{process}_side {{ default "{target.color}"; }}\n'
         f'map "" $slipway_{process}_cookie {{ default ""; }}'
         for process, port in sorted(target.ports.items())
@@ -104,13 +107,15 @@ def split_routes_config(split: Split) -> str:
     the log's ServiceName name the colour that answered."""
     for target in (split.stable, split.canary):
         _check_color(target.color)
+    if not _COOKIE_RE.fullmatch(split.cookie):  # it is written into the configuration
+        raise RouterError(f"invalid cookie name {split.cookie!r}")
     stable, canary = split.stable.color, split.canary.color
     blocks = []
     for process in sorted(split.stable.ports):
         name = f"{split.cookie}_{process}"
         upstreams = "".join(
             _upstream(process, t.color, t.ports[process]) for t in (split.stable, split.canary)
-        )
+        ) + _upstream(process, None, split.stable.ports[process])
         blocks.append(
             upstreams + f'split_clients "$request_id" $slipway_{process}_pick'
             f" {{ {split.weight}% {canary}; * {stable}; }}\n"
@@ -132,8 +137,30 @@ def split_routes_config(split: Split) -> str:
     )
 
 
-def _upstream(process: str, color: str, port: int) -> str:
-    return f"upstream slipway_{process}_{color} {{ server 127.0.0.1:{int(port)}; }}\n"
+def _upstream(process: str, color: str | None, port: int) -> str:
+    """``slipway_<process>_<colour>``; without a colour, the name an older slipway's main
+    configuration proxies to (kept so that every mix of old and new files parses, for
+    a router started by an older version)."""
+    name = f"slipway_{process}_{color}" if color else f"slipway_{process}"
+    return f"upstream {name} {{ server 127.0.0.1:{int(port)}; }}\n"
+
+
+_LEGACY_UPSTREAM = re.compile(
+    r"^upstream slipway_([a-z0-9_]+) \{ server 127\.0\.0\.1:(\d+); \}$", re.M
+)
+
+
+def upgraded_routes(text: str) -> str:
+    """Routes an older slipway wrote (one upstream per process, no side map), in this
+    version's form: this version's main configuration cannot load them."""
+    if "_side " in text:
+        return text
+    first = text.splitlines()[0] if text else ""
+    color = first.removeprefix("# slipway color=").split(" ", 1)[0].strip()
+    ports = {process: int(port) for process, port in _LEGACY_UPSTREAM.findall(text)}
+    if not first.startswith("# slipway color=") or not _COLOR_RE.fullmatch(color) or not ports:
+        return text
+    return routes_config(Target(color, ports))
 
 
 def _service_map(targets: list[Target]) -> str:
@@ -177,9 +204,21 @@ class Nginx(Router):
         conf = f"{self.setup.directory}/nginx.conf"
         return [self.setup.binary, *self._flags(conf), "-g", "daemon off;"]
 
+    def current_routes(self) -> str | None:
+        """The applied routes, in this version's form (see :func:`upgraded_routes`): a
+        put-back or a restart never brings back a form the main configuration cannot
+        load."""
+        text = super().current_routes()
+        return upgraded_routes(text) if text is not None else None
+
     def write_static(self) -> None:
+        """The main configuration, after the routes it includes are in this version's
+        form (a router started by an older slipway, then stopped, starts again)."""
         d = self.setup.directory
         self.transport.run(["mkdir", "-p", "--", f"{d}/spool", f"{d}/logs"])
+        on_disk = super().current_routes()
+        if on_disk is not None and upgraded_routes(on_disk) != on_disk:
+            self.transport.put_text(upgraded_routes(on_disk), self.routes_path, mode=0o600)
         self.transport.put_text(self._main(self.routes_path), f"{d}/nginx.conf", mode=0o600)
 
     def render_routes(self, target: Target) -> str:
@@ -205,11 +244,12 @@ class Nginx(Router):
 
     def apply(self, text: str) -> None:
         before = self._workers_before_reload()  # before anything changes: it may fail
-        # The main configuration too: the routes are validated against this version's
-        # (a router started by an older slipway logs fewer fields), and a reload reads both.
+        # The main configuration too, after the routes: they were validated against this
+        # version's (a router started by an older slipway logs fewer fields), a reload
+        # reads both, and new routes also parse under an older main configuration.
+        self.transport.put_text(text, self.routes_path, mode=0o600)
         main = f"{self.setup.directory}/nginx.conf"
         self.transport.put_text(self._main(self.routes_path), main, mode=0o600)
-        self.transport.put_text(text, self.routes_path, mode=0o600)
         self._reloaded_from = None
         if before is not None:
             conf = f"{self.setup.directory}/nginx.conf"

@@ -20,7 +20,14 @@ import httpx
 
 from slipway import localhttp
 from slipway.errors import RouterError
-from slipway.routers.base import COLOR_HEADER, PROBE_HEADERS, Router, Split, Target
+from slipway.routers.base import (
+    COLOR_HEADER,
+    CONVERSION_HEADER,
+    PROBE_HEADERS,
+    Router,
+    Split,
+    Target,
+)
 
 PROBE_HEADER = next(iter(PROBE_HEADERS))
 
@@ -49,11 +56,12 @@ def static_config(
             "file": {"directory": f"{directory}/dynamic", "watch": True},
         },
         "log": {"level": "ERROR"},
-        # The canary's analysis reads it; slipway's own probes are told apart by header.
+        # The canary's analysis reads it; slipway's own probes are told apart by header,
+        # an A/B split's conversions by the app's response header.
         "accessLog": {
             "filePath": f"{directory}/logs/access.log",
             "format": "json",
-            "fields": {"headers": {"names": {PROBE_HEADER: "keep"}}},
+            "fields": {"headers": {"names": {PROBE_HEADER: "keep", CONVERSION_HEADER: "keep"}}},
         },
     }
 

@@ -1318,7 +1318,8 @@ def op_sides(req: dict[str, Any]) -> dict[str, Any]:
     """A canary's (or a split's) window: the router's access log from ``offset`` (the
     end when None) counted per Traefik service (``backend-green@file``), slipway's own
     probes left out: requests, 5xx, each request's milliseconds, WebSocket sessions
-    ended, and answered requests under ``conversion_path`` when given."""
+    ended, and conversions: answers the app marked with ``X-Slipway-Conversion``, and
+    2xx answers at ``conversion_path`` (or below it) when given."""
     path, offset = req["log"], req.get("offset")
     try:
         size = os.path.getsize(path)
@@ -1338,15 +1339,14 @@ def op_sides(req: dict[str, Any]) -> dict[str, Any]:
             _, status, seconds = _access_line(obj)
         except (ValueError, TypeError, AttributeError):
             continue
-        if obj.get("request_X-Slipway-Probe"):
-            continue
+        service = str(obj.get("ServiceName") or "")
+        if obj.get("request_X-Slipway-Probe") or not service:
+            continue  # a probe, or answered by the router itself (no side served it)
         side = sides.setdefault(
-            str(obj.get("ServiceName", "")),
+            service,
             {"requests": 0, "errors": 0, "ms": [], "ws_ended": 0, "conversions": 0},
         )
-        if conversion and 200 <= status < 300:
-            path = str(obj.get("RequestPath", "")).split("?", 1)[0]
-            side["conversions"] += path == conversion or path.startswith(conversion + "/")
+        side["conversions"] += _converted(obj, status, conversion)
         if status in (0, 101):
             side["ws_ended"] += 1
             continue
@@ -1354,6 +1354,17 @@ def op_sides(req: dict[str, Any]) -> dict[str, Any]:
         side["errors"] += status >= 500
         side["ms"].append(round(seconds * 1000, 1))
     return {"offset": start + len(complete), "sides": sides}
+
+
+def _converted(obj: dict[str, Any], status: int, conversion: str | None) -> bool:
+    """The app marked the answer (the router logs the header's presence), or it is a 2xx
+    at the conversion path or below it."""
+    if obj.get("downstream_X-Slipway-Conversion"):
+        return True
+    if not conversion or not 200 <= status < 300:
+        return False
+    path = str(obj.get("RequestPath", "")).split("?", 1)[0]
+    return path == conversion or path.startswith(conversion + "/")
 
 
 def percentile(ordered: list[float], q: float) -> float | None:
