@@ -104,6 +104,13 @@ def test_the_table_shows_both_sides_and_what_ended_each_step() -> None:
         ),
         (SessionFigures(4), SessionFigures(5, 1, "closed 1011"), None),  # one drop: no verdict
         (SessionFigures(5, 5), SessionFigures(5, 5, "closed 1008"), None),  # both sides alike
+        (SessionFigures(8, 4), SessionFigures(7, 4, "closed 1008"), None),  # a drop apart
+        (
+            SessionFigures(20, 2),
+            SessionFigures(10, 5, "closed 1011"),
+            "canary WebSocket sessions ended abnormally 50.0% > 2 x stable 10.0% + 1.0%"
+            " (last: closed 1011)",
+        ),
         (SessionFigures(20, 1), SessionFigures(20, 2), None),  # 10%: not above 2 x 5% + 1 pt
         (
             SessionFigures(100),
@@ -171,6 +178,7 @@ def test_the_access_log_is_counted_per_side_without_slipways_probes(tmp_path: An
         1,
     )
     assert found["sides"]["backend-blue@file"]["requests"] == 1
+    assert set(found["sides"]) == {"backend-blue@file", "backend-green@file"}  # no ""
     assert found["offset"] == log.stat().st_size - len('{"partial')  # not a half line
     assert hostscript.op_sides({"log": str(log), "offset": None})["sides"] == {}
     assert hostscript.op_sides({"log": str(tmp_path / "none"), "offset": 5})["offset"] == 0
@@ -452,36 +460,51 @@ def test_conversions_are_marked_answers_or_2xx_at_the_path(tmp_path: Any) -> Non
         {"ServiceName": "a", "DownstreamStatus": 200, "RequestPath": "/buy/now?x=1"},
         {"ServiceName": "a", "DownstreamStatus": 500, "RequestPath": "/buy"},
         {"ServiceName": "a", "DownstreamStatus": 200, "RequestPath": "/buyer"},
+        {"ServiceName": "a", "DownstreamStatus": 500, "RequestPath": "/api/x", mark: "1"},
+        {"ServiceName": "a", "DownstreamStatus": 101, "RequestPath": "/ws", mark: "1"},
     ]
     log.write_text("".join(json.dumps(line) + "\n" for line in lines))
     marked = hostscript.op_sides({"log": str(log), "offset": 0})["sides"]["a"]
-    assert marked["conversions"] == 1  # nginx logs an absent header as ""
+    assert marked["conversions"] == 1  # not "" (nginx's absent header), a 500 or a WebSocket
     both = hostscript.op_sides({"log": str(log), "offset": 0, "conversion_path": "/buy"})
     assert both["sides"]["a"]["conversions"] == 2  # /buy/now; not /buyer, not the 500
 
 
 def test_a_fleet_canary_is_all_hosts_or_none() -> None:
     """The backend host's rehearsal found breaking migrations; the frontend-only host,
-    with nothing to rehearse, must not run a canary beside it."""
+    with nothing to rehearse, had already been given canary steps at the end of its
+    own prepare: told, it is asked again, and goes blue-green (or is refused)."""
+    from slipway.deploy.engine import Deployer
     from slipway.deploy.fleet import Member, share_holds
 
     def member(name: str, holds: bool) -> Member:
-        run = SimpleNamespace(state=RunState(holds=holds))
+        run = SimpleNamespace(
+            state=RunState(holds=holds),
+            activation=[("canary", None)],  # asked at the end of its prepare
+            release="r2",
+            previous="r1",
+            source=SimpleNamespace(commit="c" * 40),
+        )
         return Member(name, deployer=None, run=run)  # type: ignore[arg-type]
 
     members = [member("web-1", False), member("db-1", True), member("web-2", False)]
     share_holds(members)
-    states = [m.run.state for m in members]  # type: ignore[union-attr]
-    assert [s.holds_on for s in states] == ["db-1", None, "db-1"]
+    runs = [m.run for m in members]
+    assert [r.state.holds_on for r in runs] == ["db-1", None, "db-1"]  # type: ignore[union-attr]
+    assert [r.activation is None for r in runs] == [True, False, True]  # type: ignore[union-attr]
     ctx = _ctx(CanaryFallback.BLUE_GREEN)
-    steps = canary.deploy_steps(ctx, "r2", "r1", "c" * 40, states[0])
+    ctx.strategy = canary.Canary()
+    steps = Deployer.strategy_steps(ctx, runs[0])  # type: ignore[arg-type]
     assert [name for name, _ in steps] == ["start", "health", "switch", "watch", "promote"]
     assert "on db-1, its migrations change the schema" in ctx.events[0]
+    refusing = _ctx(CanaryFallback.REFUSE)
+    refusing.strategy = canary.Canary()
     with pytest.raises(DeployRefused, match="all hosts or none"):
-        canary.deploy_steps(_ctx(CanaryFallback.REFUSE), "r2", "r1", "c" * 40, states[2])
+        Deployer.strategy_steps(refusing, runs[2])  # type: ignore[arg-type]
     calm = [member("a", False), member("b", False)]
     share_holds(calm)
     assert [m.run.state.holds_on for m in calm] == [None, None]  # type: ignore[union-attr]
+    assert all(m.run.activation for m in calm)  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("count", [1, 5, 20, 21, 100])

@@ -189,12 +189,15 @@ def judge_sessions(cfg: CanaryConfig, stable: SessionFigures, canary: SessionFig
     ended abnormally, against ``max_ws_drop_rate`` and against the stable side's. It
     needs :data:`MIN_WS_DROPS` drops (one session lost to a network blip is no
     verdict), and a canary no worse than the stable side is not blamed for what both
-    do (an app whose WebSocket path ends sessions itself)."""
+    do (an app whose WebSocket path ends sessions itself); when the stable side drops
+    sessions too, only the relative rule judges (the two sides' shares move a drop
+    apart from one look to the next)."""
     mine, theirs = canary.drop_rate, stable.drop_rate
     if canary.dropped < MIN_WS_DROPS or (stable.sessions and mine <= theirs):
         return None
     why = f" (last: {canary.last})" if canary.last else ""
-    if mine > cfg.max_ws_drop_rate:
+    stable_drops = stable.dropped >= MIN_WS_DROPS  # then only the relative rule is fair
+    if mine > cfg.max_ws_drop_rate and not stable_drops:
         return (
             f"canary WebSocket sessions ended abnormally {_percent(mine)} >"
             f" {_percent(cfg.max_ws_drop_rate)}{why}"

@@ -299,7 +299,7 @@ class Deployer(HostContext):
                 run.state,
             )
         run.state.holds, run.state.rehearsed = self._holds(run), run.plan.rehearse
-        self._strategy_steps(run)  # a strategy may refuse the release here, before a backup
+        self.strategy_steps(run)  # a strategy may refuse the release here, before a backup
         if not self._holds(run):
             self._run_steps([self._backup_step(run)], run.state)
 
@@ -309,12 +309,12 @@ class Deployer(HostContext):
         later: list[Step] = []
         if self._holds(run):
             later += [("hold", lambda: self.strategy.hold(self, run.state)), self._backup_step(run)]
-        later += [s for s in self._strategy_steps(run) if s[0] != PROMOTE]
+        later += [s for s in self.strategy_steps(run) if s[0] != PROMOTE]
         self._run_steps(later, run.state)
 
     def promote_run(self, run: HostRun) -> None:
         """The strategy's promote: ``current`` moves to the release."""
-        self._run_steps([s for s in self._strategy_steps(run) if s[0] == PROMOTE], run.state)
+        self._run_steps([s for s in self.strategy_steps(run) if s[0] == PROMOTE], run.state)
 
     def mark_fleet_commit(self, commit: bool = True) -> None:
         """Every host of the fleet passed its gates: from here a recovery of this run
@@ -347,7 +347,9 @@ class Deployer(HostContext):
     def _backup_step(self, run: HostRun) -> Step:
         return ("backup", lambda: steps.backup(self, run.release, run.previous, run.state))
 
-    def _strategy_steps(self, run: HostRun) -> list[Step]:
+    def strategy_steps(self, run: HostRun) -> list[Step]:
+        """The strategy's steps for ``run``, asked once (again when a fleet cleared them:
+        it learnt something after this host's prepare)."""
         if run.activation is None:
             run.activation = self.strategy.activate(
                 self, run.release, run.previous, run.source.commit, run.state

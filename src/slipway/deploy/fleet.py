@@ -104,8 +104,9 @@ def share_holds(members: Sequence[Member]) -> None:
     deployed blue-green."""
     holding = next((m.name for m in members if m.run is not None and m.run.state.holds), None)
     for member in members:
-        if member.run is not None and not member.run.state.holds:
+        if member.run is not None and not member.run.state.holds and holding is not None:
             member.run.state.holds_on = holding
+            member.run.activation = None  # asked again (strategy_steps), knowing it
 
 
 def _fleet_of(data: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -292,6 +293,8 @@ class FleetDeploy:
         self._phase(self.members, begin, started)
         self._phase(self.members, lambda m: m.deployer.prepare(self._run(m)), started)
         share_holds(self.members)
+        # Refused, or another strategy, before anything live changes on any host.
+        self._phase(self.members, self._ask_strategy, started)
         batches = waves(self.members, self.batch_size)
         for number, wave in enumerate(batches, start=1):
             self.first.emit(
@@ -343,6 +346,9 @@ class FleetDeploy:
                 member.deployer.mark_fleet_commit(False)
         host, exc = errors[0] if errors else ("", KeyboardInterrupt())
         self._abort(Failure(host, "commit", exc), started)
+
+    def _ask_strategy(self, member: Member) -> None:
+        member.deployer.strategy_steps(self._run(member))
 
     def _activate(self, member: Member) -> None:
         member.activated = True  # from its first step on, its undo may have work to do

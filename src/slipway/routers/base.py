@@ -176,8 +176,12 @@ class Router(ABC):
         return state.online
 
     def ensure_running(self, target: Target) -> bool:
-        """Start the router if it is not running, routing to ``target``. True if started."""
+        """Start the router if it is not running, routing to ``target``. True if started.
+        A running router's static configuration is rewritten all the same (it reads it
+        when it next starts: a router started by an older slipway, restarted by the
+        process manager, then logs what this version reads)."""
         if self.running():
+            self.write_static()
             return False
         self.transport.run(["mkdir", "-p", "--", f"{self.setup.directory}/logs"])
         self.write_static()

@@ -1346,10 +1346,10 @@ def op_sides(req: dict[str, Any]) -> dict[str, Any]:
             service,
             {"requests": 0, "errors": 0, "ms": [], "ws_ended": 0, "conversions": 0},
         )
-        side["conversions"] += _converted(obj, status, conversion)
         if status in (0, 101):
             side["ws_ended"] += 1
             continue
+        side["conversions"] += _converted(obj, status, conversion)
         side["requests"] += 1
         side["errors"] += status >= 500
         side["ms"].append(round(seconds * 1000, 1))
@@ -1357,9 +1357,9 @@ def op_sides(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def _converted(obj: dict[str, Any], status: int, conversion: str | None) -> bool:
-    """The app marked the answer (the router logs the header's presence), or it is a 2xx
-    at the conversion path or below it."""
-    if obj.get("downstream_X-Slipway-Conversion"):
+    """The app marked the answer (the router logs the header's presence) and it is no
+    error, or it is a 2xx at the conversion path or below it."""
+    if obj.get("downstream_X-Slipway-Conversion") and status < 400:
         return True
     if not conversion or not 200 <= status < 300:
         return False
