@@ -18,8 +18,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -279,19 +280,10 @@ def test_a_canary_killed_mid_step_is_recovered_onto_the_stable_colour(env: Canar
     live = env.colors()["live"]
     argv = [EXE, "--config", str(env.config_path), "deploy", "testing", "--ref", "v2"]
     with load_on(env) as load:
-        proc = subprocess.Popen(
-            [*argv, "--strategy", "canary", "--json"],
-            stdout=subprocess.PIPE,
-            text=True,
+        _kill_at(
+            [*argv, "--strategy", "canary"],
+            lambda e: e.get("step") == "canary" and "10% on" in str(e.get("detail")),
         )
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            event = json.loads(line)
-            if event.get("step") == "canary" and "10% on" in str(event.get("detail")):
-                proc.send_signal(signal.SIGKILL)
-                break
-        proc.wait(timeout=60)
-        assert proc.returncode == -signal.SIGKILL
         _wait_for(lambda: not is_held(LocalTransport(), env.deployer().layout))
         recovered = env.cli("recover", "testing")
         time.sleep(0.5)
@@ -309,10 +301,10 @@ def _deploy(env: CanaryEnv, ref: str) -> object:
         return exc
 
 
-def _wait_for(condition: object, seconds: float = 60) -> None:
+def _wait_for(condition: Callable[[], object], seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
+        if condition():
             return
         time.sleep(0.1)
     raise AssertionError("timed out")
@@ -451,18 +443,17 @@ def test_a_split_end_killed_after_its_switch_is_completed_by_the_next_command(
     assert env.colors()["live"]["release"] == b_release
 
 
-def _kill_at(argv: list[str], at: object) -> subprocess.Popen[str]:
-    """Run the CLI with ``--json`` and SIGKILL it at the first event ``at`` accepts."""
+def _kill_at(argv: list[str], at: Callable[[dict[str, Any]], bool]) -> None:
+    """Run the CLI with ``--json`` and SIGKILL it at the first step event ``at`` accepts."""
     proc = subprocess.Popen([*argv, "--json"], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
         event = json.loads(line)
-        if event.get("event") == "step" and at(event):  # type: ignore[operator]
+        if event.get("event") == "step" and at(event):
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "the command ended before its kill point"
-    return proc
 
 
 @pytest.mark.parametrize("when", ["sending every request back to", "every request back on"])

@@ -442,6 +442,9 @@ class BlueGreen:
     def build_color(self, ctx: HostContext) -> str | None:
         return next_color(ctx)
 
+    def refuse_up_front(self, ctx: HostContext, breaking: bool, rehearse: bool) -> None:
+        return None  # runs any release
+
     def hold(self, ctx: HostContext, state: RunState) -> None:
         hold.hold_writers(ctx, state)
 

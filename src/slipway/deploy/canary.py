@@ -403,15 +403,14 @@ def hold_sessions(d: HostContext, cfg: CanaryConfig, old: str, new: str) -> Held
     """``ws_sessions`` WebSocket sessions on each colour's backend for one step (none
     when the app has no WebSocket check, or this host no backend)."""
     check = d.config.health.websocket
-    count = cfg.ws_sessions if check is not None and "backend" in d.config.processes else 0
-    path = check.path if check is not None else "/"
-    urls = {
-        side: f"ws://127.0.0.1:{d.local_port('backend', color)}{path}"
-        for side, color in (("stable", old), ("canary", new))
-        if count
-    }
     timeout = float(d.config.health.timeout_seconds)
-    return HeldSessions(check or WebSocketCheck(), urls, count, timeout)
+    if check is None or "backend" not in d.config.processes or not cfg.ws_sessions:
+        return HeldSessions(WebSocketCheck(), {}, 0, timeout)
+    urls = {
+        side: f"ws://127.0.0.1:{d.local_port('backend', color)}{check.path}"
+        for side, color in (("stable", old), ("canary", new))
+    }
+    return HeldSessions(check, urls, cfg.ws_sessions, timeout)
 
 
 def _look(
@@ -534,6 +533,9 @@ class Canary(BlueGreen):
             step=f"{env.canary.step_seconds:g}",
         )
         return values
+
+    def refuse_up_front(self, ctx: HostContext, breaking: bool, rehearse: bool) -> None:
+        refuse_up_front(ctx, breaking, rehearse)
 
     def activate(
         self, ctx: HostContext, release: str, previous: str | None, commit: str, state: RunState

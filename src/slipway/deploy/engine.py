@@ -22,9 +22,7 @@ from typing import Any
 
 from slipway.commands import host as cmd
 from slipway.config.deep import refuse_stale_locks
-from slipway.config.model import Strategy as StrategyName
 from slipway.deploy import (
-    canary,
     database,
     hold,
     incident,
@@ -161,8 +159,7 @@ class Deployer(HostContext):
             breaking = self.config.migrations.is_breaking(source.ref, source.commit)
         if rehearse is None:
             rehearse = self.config.migrations.rehearse
-        if self.env.strategy is StrategyName.CANARY:
-            canary.refuse_up_front(self, breaking, rehearse)
+        self.strategy.refuse_up_front(self, breaking, rehearse)
         return source, DeployPlan(breaking, rehearse, tuple(allow_data_loss))
 
     def rehearse_only(self, ref: str, *, lock_wait: float = 0) -> rehearsal.Rehearsal | None:

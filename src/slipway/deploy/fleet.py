@@ -103,8 +103,10 @@ def share_holds(members: Sequence[Member]) -> None:
     a frontend-only host (nothing to rehearse) running a canary beside a backend host
     deployed blue-green."""
     holding = next((m.name for m in members if m.run is not None and m.run.state.holds), None)
+    if holding is None:
+        return
     for member in members:
-        if member.run is not None and not member.run.state.holds and holding is not None:
+        if member.run is not None and not member.run.state.holds:
             member.run.state.holds_on = holding
             member.run.activation = None  # asked again (strategy_steps), knowing it
 

@@ -126,6 +126,9 @@ class Restart:
     def build_color(self, ctx: HostContext) -> str | None:
         return None
 
+    def refuse_up_front(self, ctx: HostContext, breaking: bool, rehearse: bool) -> None:
+        return None  # runs any release
+
     def hold(self, ctx: HostContext, state: RunState) -> None:
         hold.stop_before_backup(ctx, state)
 

@@ -40,6 +40,11 @@ class Strategy(Protocol):
     def build_color(self, ctx: HostContext) -> str | None:
         """The colour a new release is built and started for (None: the public ports)."""
 
+    def refuse_up_front(self, ctx: HostContext, breaking: bool, rehearse: bool) -> None:
+        """Before the lock and any upload: raise :class:`~slipway.errors.DeployRefused`
+        when what is already declared (``breaking``, ``rehearse``) rules this strategy
+        out for the release."""
+
     def hold(self, ctx: HostContext, state: RunState) -> None:
         """The hold point of a release with breaking migrations: from here to the end of
         ``activate`` nothing writes to the database."""

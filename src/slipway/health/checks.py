@@ -29,6 +29,11 @@ Check = Callable[[], CheckResult]
 PortOf = Callable[[str], int]  # "backend" / "frontend" -> local port to connect to
 
 
+def named(exc: BaseException) -> str:
+    """An exception as a check reports it: its type, and its message when it has one."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 def http_check(spec: HttpCheck, port_of: PortOf, timeout: float) -> Check:
     def run() -> CheckResult:
         url = f"http://127.0.0.1:{port_of(spec.process)}{spec.path}"
@@ -37,7 +42,7 @@ def http_check(spec: HttpCheck, port_of: PortOf, timeout: float) -> Check:
             response = localhttp.client().get(url, timeout=timeout)
             error = _http_problem(spec, response)
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            error = named(exc)
         latency = (time.perf_counter() - started) * 1000
         return CheckResult(spec.name, error is None, round(latency, 1), error)
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from slipway.health.checks import Check, CheckResult
+from slipway.health.checks import Check, CheckResult, named
 from slipway.processes.base import ProcessState
 
 # A process that restarted at least this often, the last time within the window, is in
@@ -29,7 +29,7 @@ def timed(name: str, probe: Callable[[], str | None]) -> Check:
         try:
             error = probe()
         except Exception as exc:  # a check reports; it never raises
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            error = named(exc)
         latency = (time.perf_counter() - started) * 1000
         return CheckResult(name, error is None, round(latency, 1), error)
 

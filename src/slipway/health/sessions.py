@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -25,6 +25,7 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
 from slipway.config.model import WebSocketCheck
+from slipway.health.checks import named
 
 NORMAL_CLOSE = (1000, 1001)
 PING_SECONDS = 1.0
@@ -97,10 +98,7 @@ class HeldSessions:
     def figures(self) -> dict[str, SessionFigures]:
         """A copy of each side's figures so far."""
         with self._lock:
-            return {
-                name: SessionFigures(s.figures.sessions, s.figures.dropped, s.figures.last)
-                for name, s in self.sides.items()
-            }
+            return {name: replace(s.figures) for name, s in self.sides.items()}
 
     def _hold(self, side: _Side) -> None:
         while not self._stop.is_set():
@@ -111,7 +109,7 @@ class HeldSessions:
             except ConnectionClosed as exc:
                 ended = _close_reason(exc)
             except (OSError, TimeoutError, InvalidHandshake) as exc:  # refused, reset, no 101
-                ended = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                ended = named(exc)
             if self._stop.is_set():
                 return
             if ended is not None:

@@ -217,9 +217,17 @@ class Nginx(Router):
         d = self.setup.directory
         self.transport.run(["mkdir", "-p", "--", f"{d}/spool", f"{d}/logs"])
         on_disk = super().current_routes()
-        if on_disk is not None and upgraded_routes(on_disk) != on_disk:
-            self.transport.put_text(upgraded_routes(on_disk), self.routes_path, mode=0o600)
-        self.transport.put_text(self._main(self.routes_path), f"{d}/nginx.conf", mode=0o600)
+        upgraded = upgraded_routes(on_disk) if on_disk is not None else None
+        if upgraded != on_disk:
+            self.transport.put_text(str(upgraded), self.routes_path, mode=0o600)
+        self._write_main()
+
+    def _write_main(self) -> None:
+        self.transport.put_text(self._main(self.routes_path), self._main_path, mode=0o600)
+
+    @property
+    def _main_path(self) -> str:
+        return f"{self.setup.directory}/nginx.conf"
 
     def render_routes(self, target: Target) -> str:
         return routes_config(target)
@@ -248,13 +256,12 @@ class Nginx(Router):
         # version's (a router started by an older slipway logs fewer fields), a reload
         # reads both, and new routes also parse under an older main configuration.
         self.transport.put_text(text, self.routes_path, mode=0o600)
-        main = f"{self.setup.directory}/nginx.conf"
-        self.transport.put_text(self._main(self.routes_path), main, mode=0o600)
+        self._write_main()
         self._reloaded_from = None
         if before is not None:
-            conf = f"{self.setup.directory}/nginx.conf"
             self.transport.run(
-                [self.setup.binary, *self._flags(conf), "-s", "reload"], env=self.setup.env
+                [self.setup.binary, *self._flags(self._main_path), "-s", "reload"],
+                env=self.setup.env,
             )
             self._reloaded_from = before
 
